@@ -85,6 +85,23 @@ $(BUILD)/asan/tests/%: $(BUILD)/asan/obj/tests/%.o $(HELPOBJS) $(BUILD)/asan/lib
 test: $(BUILD)/.testdeps-ok $(BUILD)/kanoa-mlops $(BUILD)/asan/kanoa-mlops $(TESTBINS)
 	@tests/run.sh $(BUILD) $(T)
 
+# make fuzz: every tests/fuzz/fuzz_*.c becomes $(BUILD)/fuzz/fuzz_* (clang,
+# libFuzzer + ASan/UBSan) linked with the library rebuilt by clang.
+FUZZCC    ?= clang
+FUZZFLAGS := -std=gnu17 -Isrc -pthread -D_GNU_SOURCE $(PKG_CFLAGS) -w -g -O1 \
+             -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_OBJS := $(LIBSRCS:%.c=$(BUILD)/fuzz/obj/%.o)
+FUZZBINS  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+$(BUILD)/fuzz/obj/%.o: %.c $(BUILD)/.deps-ok
+	@mkdir -p $(dir $@)
+	$(FUZZCC) $(FUZZFLAGS) $(if $(findstring _avx2,$<),$(SIMDFLAGS)) -c $< -o $@
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS)
+	$(FUZZCC) $(FUZZFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
+
+fuzz: $(FUZZBINS)
+
 install: $(BUILD)/kanoa-mlops
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BUILD)/kanoa-mlops $(DESTDIR)$(PREFIX)/bin/kanoa-mlops

@@ -11,6 +11,14 @@ set -eu
 BUILD_PKGS="build-essential pkg-config libmicrohttpd-dev libcurl4-openssl-dev
 libjansson-dev libpq-dev libssl-dev libyaml-dev"
 TEST_PKGS="libcriterion-dev python3 python3-numpy curl"
+# rag: the PostgreSQL server, headers to build pgvector, PDF text extraction
+TEST_PKGS="$TEST_PKGS postgresql-15 postgresql-server-dev-15 poppler-utils"
+# tok: UnicodeData.txt, read by scripts/gen-unicode-tables.py (regenerates
+# src/engine/unicode_data.c)
+TEST_PKGS="$TEST_PKGS unicode-data"
+# server: node for the openai SDK suite (tests/compat; npm: see
+# install_npm below), wrk for bench/http, clang for `make fuzz` (libFuzzer)
+TEST_PKGS="$TEST_PKGS nodejs wrk clang"
 
 what=${1:-build}
 pkgs=$BUILD_PKGS
@@ -43,4 +51,58 @@ if [ -n "$missing" ]; then
     $SUDO apt-get update -qq
     # shellcheck disable=SC2086
     $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+
+# install_pgvector - build pgvector 0.8.x from Debian 13 (trixie)'s source
+# package against PostgreSQL 15 and install it. Debian 12 has no pgvector
+# binary. A private sources file (deb-src only, signed by the Debian archive
+# keyring) is used for this one download so the system's apt lists stay
+# bookworm-only. Skipped when vector.control is already installed.
+install_pgvector() {
+    pgc=/usr/lib/postgresql/15/bin/pg_config
+    [ -x "$pgc" ] || return 0
+    ext=$("$pgc" --sharedir)/extension/vector.control
+    [ -f "$ext" ] && return 0
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    work=$(mktemp -d)
+    mkdir -p "$work/lists/partial" "$work/archives/partial"
+    cat >"$work/trixie-src.sources" <<SRC
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    echo "install-deps: building pgvector from Debian trixie's source package"
+    aopt="-o Dir::Etc::sourcelist=$work/trixie-src.sources -o Dir::Etc::sourceparts=- \
+-o Dir::State::Lists=$work/lists -o Dir::Cache::Archives=$work/archives"
+    # shellcheck disable=SC2086
+    apt-get $aopt update -qq
+    # shellcheck disable=SC2086
+    (cd "$work" && apt-get $aopt source --download-only pgvector)
+    tar -C "$work" -xf "$(ls "$work"/pgvector_*.orig.tar.* | head -n 1)"
+    src=$(find "$work" -maxdepth 1 -type d -name 'pgvector-*' | head -n 1)
+    make -s -C "$src" PG_CONFIG="$pgc" OPTFLAGS=""
+    $SUDO make -s -C "$src" PG_CONFIG="$pgc" install
+    rm -rf "$work"
+    [ -f "$ext" ]
+}
+
+if [ "$what" = test ]; then
+    install_pgvector
+fi
+
+# install_npm - the server's SDK suite needs the npm client. A nodejs that
+# bundles npm (NodeSource) already has it; Debian's nodejs needs the npm
+# package, which conflicts with the bundled one, so install only when absent.
+install_npm() {
+    command -v npm >/dev/null 2>&1 && return 0
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm
+}
+
+if [ "$what" = test ]; then
+    install_npm
 fi

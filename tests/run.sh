@@ -57,12 +57,19 @@ for bin in "$KM_BUILD"/asan/tests/test_*; do
     fi
     bad=$((t - ok))
     if [ $rc -ne 0 ] && [ $bad -eq 0 ]; then bad=1; fi
+    # Leaks are reported by LeakSanitizer when a test process exits, after
+    # Criterion has counted the test as passed: count each report as a failure.
+    leaks=$(grep -c 'ERROR: LeakSanitizer' "$log")
+    if [ "$leaks" -gt 0 ]; then
+        echo "  $name: $leaks leak report(s)"
+        bad=$((bad + leaks)); ok=$((ok - leaks)); [ $ok -lt 0 ] && ok=0
+    fi
     passed=$((passed + ok))
     failed=$((failed + bad))
     echo "$name: $ok passed, $bad failed"
     if [ $bad -ne 0 ]; then
         failed_suites="$failed_suites $name"
-        grep -E '\[(FAIL|----)\]|ERROR|Sanitizer|runtime error' "$log" | head -n 40
+        grep -E '\[(FAIL|----)\]|ERROR|Sanitizer|runtime error|#[0-9]+ 0x' "$log" | head -n 60
     fi
 done
 

@@ -125,6 +125,9 @@ struct srv_request {
     const char *body;
     size_t body_len;
     double arrival;             /* monotonic seconds when the request arrived */
+    /* Added for the gateway (optional, NULL when absent): value of the
+     * session-affinity header, so one session sticks to one replica. */
+    const char *session;
 };
 
 struct srv_top_logprob {
@@ -167,9 +170,15 @@ struct srv_sink {
     /* Terminal: failure with an HTTP status and an OpenAI error type. */
     void (*on_error)(void *ud, int http_status, const char *type,
                      const char *message);
+    /* Optional flow control for on_raw (NULL = never full): true while the
+     * server holds more unsent raw bytes than it wants; the proxy then pauses
+     * the upstream transfer and polls again a few ms later. Called from the
+     * backend's thread, never concurrently with the other callbacks. */
+    bool (*raw_full)(void *ud);
 };
 
 struct srv_job; /* opaque, owned by the backend */
+struct km_buf;
 
 struct srv_backend_ops {
     const char *kind; /* "local", "upstream", ... */
@@ -194,6 +203,9 @@ struct srv_backend_ops {
     /* Optional: per-model gauges for /metrics (KV cache use in [0,1]). */
     double (*kv_cache_usage)(void *impl, const char *model);
     void (*destroy)(void *impl);
+    /* Optional: append the backend's own Prometheus text (HELP/TYPE lines
+     * included) to `out` (a struct km_buf *) when /metrics is rendered. */
+    int (*metrics)(void *impl, struct km_buf *out);
 };
 
 struct srv_backend {

@@ -1,0 +1,307 @@
+/* cmd_serve.c - `kanoa-mlops serve`: the OpenAI-compatible HTTP server.
+ *
+ * Settings come from flags, KANOA_* environment variables and a YAML file
+ * (--config or KANOA_CONFIG), with precedence flag > env > file > default;
+ * --print-config prints the effective settings and exits. HTTP answers from
+ * the first millisecond; backends (models) are attached by attach_backends()
+ * below, which is the hook the engine, gateway and rag code extend. SIGTERM or
+ * SIGINT stops accepting, drains in-flight requests up to --drain-timeout,
+ * and exits 0. */
+#include "base/log.h"
+#include "base/mem.h"
+#include "cli/cli.h"
+#include "server/backend_local.h"
+#include "server/server.h"
+#include "server/upstream.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage_text[] =
+    "usage: kanoa-mlops serve [options]\n"
+    "\n"
+    "Serve models behind an OpenAI-compatible HTTP API (/v1/chat/completions,\n"
+    "/v1/completions, /v1/embeddings, /v1/models, /tokenize, /detokenize,\n"
+    "/health, /version, /metrics).\n"
+    "\n"
+    "Precedence: flag > KANOA_<NAME> environment variable > --config file >\n"
+    "default. Every option below is also a YAML key and an environment\n"
+    "variable (e.g. --max-body -> max-body: / KANOA_MAX_BODY; list variables\n"
+    "are separated by spaces).\n"
+    "\n"
+    "options:\n"
+    "  --config FILE            YAML settings file (also KANOA_CONFIG)\n"
+    "  --print-config           print the effective settings and exit\n"
+    "  --host ADDR              listen address (127.0.0.1)\n"
+    "  --port N                 listen port (8000; 0 = any free port)\n"
+    "  --http-threads N         HTTP thread pool size (0 = cores)\n"
+    "  --max-connections N      open connections at most (4096)\n"
+    "  --conn-timeout SEC       idle connection timeout (60)\n"
+    "  --max-body SIZE          largest request body (32M); larger -> 413\n"
+    "  --max-concurrent N       requests running in backends (64)\n"
+    "  --max-queue N            requests waiting for a slot (256); beyond -> 429\n"
+    "  --request-timeout SEC    give up on a request after SEC (600; 0 = never)\n"
+    "  --drain-timeout SEC      on SIGTERM wait this long for requests (30)\n"
+    "  --keepalive SEC          SSE keep-alive comment period (10)\n"
+    "  --api-key KEY            require 'Authorization: Bearer KEY' (repeatable;\n"
+    "                           also KANOA_API_KEY)\n"
+    "  --api-key-file FILE      more keys, one per line\n"
+    "  --protect-metrics        require the API key for /metrics too\n"
+    "  --cors-origin ORIGIN     allow browser requests from ORIGIN (repeatable;\n"
+    "                           '*' = any)\n"
+    "  --log-format text|json   request log format (text)\n"
+    "  --log-level LEVEL        debug, info, warn or error (info)\n"
+    "  --model SPEC             a model to serve: GGUF path or HF repo\n"
+    "                           (repeatable)\n"
+    "  --served-model-name NAME the id of the --model at the same position\n"
+    "  --upstream NAME=URL[,models=a|b][,api-key-env=VAR]\n"
+    "                           an OpenAI-compatible upstream (repeatable)\n"
+    "  --database-url URL       PostgreSQL for /v1/retrieve\n"
+    "  --threads N              engine threads (0 = auto)\n"
+    "  --ctx N                  context length (0 = the model's)\n"
+    "  --chat-template FILE     override the model's chat template\n"
+    "  -h, --help               show this help\n";
+
+enum { OPT_CONFIG = 1000, OPT_PRINT };
+
+static const struct option long_opts[] = {
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"print-config", no_argument, NULL, OPT_PRINT},
+    {"help", no_argument, NULL, 'h'},
+    {"host", required_argument, NULL, 's'},
+    {"port", required_argument, NULL, 's'},
+    {"http-threads", required_argument, NULL, 's'},
+    {"max-connections", required_argument, NULL, 's'},
+    {"conn-timeout", required_argument, NULL, 's'},
+    {"max-body", required_argument, NULL, 's'},
+    {"max-concurrent", required_argument, NULL, 's'},
+    {"max-queue", required_argument, NULL, 's'},
+    {"request-timeout", required_argument, NULL, 's'},
+    {"drain-timeout", required_argument, NULL, 's'},
+    {"keepalive", required_argument, NULL, 's'},
+    {"api-key", required_argument, NULL, 's'},
+    {"api-key-file", required_argument, NULL, 's'},
+    {"protect-metrics", no_argument, NULL, 'b'},
+    {"cors-origin", required_argument, NULL, 's'},
+    {"log-format", required_argument, NULL, 's'},
+    {"log-level", required_argument, NULL, 's'},
+    {"model", required_argument, NULL, 's'},
+    {"served-model-name", required_argument, NULL, 's'},
+    {"upstream", required_argument, NULL, 's'},
+    {"database-url", required_argument, NULL, 's'},
+    {"threads", required_argument, NULL, 's'},
+    {"ctx", required_argument, NULL, 's'},
+    {"chat-template", required_argument, NULL, 's'},
+    {NULL, 0, NULL, 0},
+};
+
+struct serve_opts {
+    const char *config;
+    bool print;
+    bool help;
+};
+
+/* Pass 1: only --config, --print-config, --help; reject bad flags. */
+static int scan_flags(int argc, char **argv, struct serve_opts *o)
+{
+    int ch, idx = 0;
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "h", long_opts, &idx)) != -1) {
+        if (ch == '?' || ch == ':')
+            return -1;
+        if (ch == OPT_CONFIG)
+            o->config = optarg;
+        else if (ch == OPT_PRINT)
+            o->print = true;
+        else if (ch == 'h')
+            o->help = true;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "kanoa-mlops serve: unexpected argument '%s'\n",
+                argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+/* Pass 2: every setting flag, at the flag layer. */
+static int apply_flags(int argc, char **argv, struct srv_config *cfg,
+                       struct km_err *err)
+{
+    int ch, idx = 0;
+    optind = 0;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "h", long_opts, &idx)) != -1) {
+        const char *name = long_opts[idx].name;
+        int rc = KM_OK;
+        if (ch == 's')
+            rc = srv_config_set(cfg, SRV_LAYER_FLAG, name, optarg, err);
+        else if (ch == 'b')
+            rc = srv_config_set(cfg, SRV_LAYER_FLAG, name, "true", err);
+        if (rc)
+            return rc;
+        idx = 0;
+    }
+    return KM_OK;
+}
+
+static int load_config(int argc, char **argv, const struct serve_opts *o,
+                       struct srv_config *cfg, struct km_err *err)
+{
+    const char *file = o->config ? o->config : getenv("KANOA_CONFIG");
+    int rc = KM_OK;
+    if (file)
+        rc = srv_config_load_yaml(cfg, file, err);
+    if (!rc)
+        rc = srv_config_load_env(cfg, err);
+    if (!rc)
+        rc = apply_flags(argc, argv, cfg, err);
+    return rc;
+}
+
+/* Hook: attach the backends named by the configuration. The engine adds the
+ * local backend for cfg->models (loading in the background so HTTP is up at
+ * once), the gateway adds one upstream backend per cfg->upstreams entry, and
+ * rag registers /v1/retrieve with srv_server_add_route() when
+ * cfg->database_url is set. Routes must be added before srv_server_start();
+ * backends may be added at any time. Returns KM_OK or fills err. */
+static int attach_routes(struct srv_server *srv, const struct srv_config *cfg,
+                         struct km_err *err)
+{
+    (void)srv;
+    (void)cfg;
+    (void)err;
+    return KM_OK;
+}
+
+/* engine: the local backend for every --model (loads in the background). */
+static int attach_local(struct srv_server *srv, const struct srv_config *cfg,
+                        struct km_err *err)
+{
+    if (cfg->models.n == 0)
+        return KM_OK;
+    struct srv_backend be;
+    int rc = srv_backend_local_new(cfg, &be, err);
+    if (rc != KM_OK)
+        return rc;
+    rc = srv_server_add_backend(srv, be, err);
+    if (rc != KM_OK)
+        be.ops->destroy(be.impl);
+    return rc;
+}
+
+/* gateway: one upstream backend (a pool of replicas) for every --upstream. */
+static void upstream_models_changed(void *ud)
+{
+    srv_server_models_changed(ud);
+}
+
+static int attach_upstreams(struct srv_server *srv, const struct srv_config *cfg,
+                            struct km_err *err)
+{
+    if (cfg->upstreams.n == 0)
+        return KM_OK;
+    struct ups_spec *specs = km_calloc(cfg->upstreams.n, sizeof *specs);
+    if (!specs)
+        return km_fail(err, KM_ENOMEM, "serve: out of memory for upstreams");
+    int rc = KM_OK;
+    for (size_t i = 0; i < cfg->upstreams.n && rc == KM_OK; i++)
+        rc = ups_spec_parse(cfg->upstreams.v[i], &specs[i], err);
+    struct ups_options o;
+    ups_options_default(&o);
+    struct ups_pool *pool = NULL;
+    if (rc == KM_OK)
+        rc = ups_pool_new(specs, cfg->upstreams.n, &o, &pool, err);
+    km_free(specs);
+    if (rc != KM_OK)
+        return rc;
+    ups_pool_set_notify(pool, upstream_models_changed, srv);
+    struct srv_backend be;
+    rc = srv_backend_upstream_new(pool, &be, err);
+    if (rc == KM_OK)
+        rc = srv_server_add_backend(srv, be, err);
+    if (rc != KM_OK)
+        ups_pool_free(pool);
+    return rc;
+}
+
+static int attach_backends(struct srv_server *srv, const struct srv_config *cfg,
+                           struct km_err *err)
+{
+    int lrc = attach_local(srv, cfg, err);
+    if (lrc != KM_OK)
+        return lrc;
+    return attach_upstreams(srv, cfg, err);
+}
+
+static void setup_logging(const struct srv_config *cfg)
+{
+    enum km_log_level lvl = KM_LOG_INFO;
+    km_log_parse_level(cfg->log_level, &lvl);
+    km_log_set_level(lvl);
+    km_log_set_format(strcmp(cfg->log_format, "json") == 0 ? KM_LOG_JSON
+                                                           : KM_LOG_TEXT);
+}
+
+static int run_server(struct srv_config *cfg, struct km_err *err)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread inherits this */
+    signal(SIGPIPE, SIG_IGN);
+    struct srv_server *srv = NULL;
+    int rc = srv_server_new(cfg, &srv, err);
+    if (!rc)
+        rc = attach_routes(srv, cfg, err);
+    if (!rc)
+        rc = srv_server_start(srv, err);
+    if (!rc) {
+        km_log(KM_LOG_INFO, "serve: listening on http://%s:%d", cfg->host,
+               srv_server_port(srv));
+        rc = attach_backends(srv, cfg, err);
+    }
+    if (!rc) {
+        int sig = 0;
+        sigwait(&set, &sig);
+        km_log(KM_LOG_INFO, "serve: %s received; draining (up to %g s)",
+               sig == SIGTERM ? "SIGTERM" : "SIGINT", cfg->drain_timeout);
+        srv_server_drain(srv, cfg->drain_timeout);
+        km_log(KM_LOG_INFO, "serve: stopped");
+    }
+    srv_server_free(srv);
+    return rc;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    struct serve_opts o = {0};
+    if (scan_flags(argc, argv, &o))
+        return cli_usage_error(usage_text);
+    if (o.help) {
+        fputs(usage_text, stdout);
+        return CLI_EXIT_OK;
+    }
+    struct srv_config cfg;
+    struct km_err err;
+    km_err_clear(&err);
+    srv_config_init(&cfg);
+    int rc = load_config(argc, argv, &o, &cfg, &err);
+    if (!rc)
+        rc = srv_config_load_key_file(&cfg, &err);
+    if (!rc && o.print) {
+        srv_config_print(&cfg, stdout);
+        srv_config_free(&cfg);
+        return CLI_EXIT_OK;
+    }
+    if (!rc) {
+        setup_logging(&cfg);
+        rc = run_server(&cfg, &err);
+    }
+    srv_config_free(&cfg);
+    return rc ? cli_fail("serve", &err) : CLI_EXIT_OK;
+}

@@ -1,0 +1,142 @@
+/* engine_int.h - private: the engine's model, sequence and scratch layout.
+ *
+ * Shared by model.c (loading), llama.c (forward pass), ops*.c (kernels),
+ * sched.c (scheduler) and engine.c (public API). Not for use outside
+ * src/engine/.
+ *
+ * Symbols: E = n_embd, V = n_vocab, H = n_head, Hkv = n_head_kv,
+ * D = head_dim, F = n_ff, L = n_layer, C = n_ctx (context of a sequence),
+ * B = n_batch (tokens per forward call).
+ *
+ * Memory: weight matrices point into the GGUF mapping (never copied); the
+ * small 1-D tensors (norms, rope_freqs) are widened to owned f32 arrays at
+ * load. struct eng_scratch is allocated once per model for B tokens; each
+ * struct eng_seq owns its F16 KV cache (2 x L x C x Hkv*D halves).
+ */
+#ifndef ENG_ENGINE_INT_H
+#define ENG_ENGINE_INT_H
+
+#include "base/err.h"
+#include "engine/engine.h"
+#include "engine/gguf.h"
+#include "engine/threadpool.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A weight matrix W with ne = [k, n]: n rows of k elements (y = W x). */
+struct eng_weight {
+    uint32_t type;          /* enum ggml_type of the rows */
+    int64_t k;              /* input size (ne[0]) */
+    int64_t n;              /* output size (rows, ne[1]) */
+    size_t row_bytes;
+    const void *data;       /* in the mapping */
+};
+
+struct eng_hparams {
+    int n_embd;             /* E */
+    int n_layer;            /* L */
+    int n_head;             /* H */
+    int n_head_kv;          /* Hkv */
+    int head_dim;           /* D */
+    int n_ff;               /* F */
+    int n_vocab;            /* V */
+    int n_ctx_train;
+    float eps;              /* RMSNorm epsilon */
+    float rope_base;
+};
+
+struct eng_layer {
+    float *attn_norm;            /* [E] */
+    struct eng_weight wq;        /* [E] -> [H*D] */
+    struct eng_weight wk;        /* [E] -> [Hkv*D] */
+    struct eng_weight wv;        /* [E] -> [Hkv*D] */
+    struct eng_weight wo;        /* [H*D] -> [E] */
+    float *ffn_norm;             /* [E] */
+    struct eng_weight w_gate;    /* [E] -> [F] */
+    struct eng_weight w_up;      /* [E] -> [F] */
+    struct eng_weight w_down;    /* [F] -> [E] */
+};
+
+struct eng_weights {
+    struct eng_weight token_embd;  /* V rows of E (row t = embedding of t) */
+    struct eng_weight output;      /* [E] -> [V]; = token_embd when tied */
+    bool tied;
+    float *output_norm;            /* [E] */
+    float *rope_inv_freq;          /* [D/2] base^(-2i/D) / rope_freqs[i] */
+    struct eng_layer *layers;      /* [L] */
+};
+
+/* Activations for up to B tokens, reused by every forward call. */
+struct eng_scratch {
+    int n_batch;                   /* B */
+    float *x;                      /* [B][E] residual stream */
+    float *xb;                     /* [B][E] normed input of a block */
+    float *q;                      /* [B][H*D] */
+    float *k;                      /* [B][Hkv*D] */
+    float *v;                      /* [B][Hkv*D] */
+    float *att;                    /* [B][H*D] attention output */
+    float *hb;                     /* [B][F] gate, then SwiGLU */
+    float *hb2;                    /* [B][F] up */
+    float *rope;                   /* [B][D] cos,sin pairs per position */
+    float *scores;                 /* [nth][C] per-thread attention scores */
+    float *logits;                 /* [V] of the last token */
+    void *act;                     /* quantized activations, [B] rows */
+    size_t act_cap;
+};
+
+/* One sequence: its KV cache and how much of it is filled. */
+struct eng_seq {
+    struct eng_model *model;
+    int n_ctx;                     /* C */
+    int n_past;                    /* positions filled */
+    uint16_t *k_cache;             /* [L][C][Hkv*D] f16, after RoPE */
+    uint16_t *v_cache;             /* [L][C][Hkv*D] f16 */
+};
+
+struct eng_sched;
+struct tok_vocab;
+
+struct eng_model {
+    struct eng_load_params params;
+    char *path;
+    char *name;
+    struct gguf_file *gguf;
+    char arch[32];
+    struct eng_hparams hp;
+    struct eng_weights w;
+    struct tok_vocab *vocab;
+    int n_ctx;                     /* per-sequence context */
+    int n_threads;
+    struct eng_pool *pool;
+    struct eng_scratch scratch;
+    pthread_mutex_t compute_mu;    /* one forward pass at a time */
+    /* loading */
+    pthread_t loader;
+    bool loader_started;
+    int state;                     /* enum eng_state, under state_mu */
+    double progress;
+    struct km_err load_err;
+    pthread_mutex_t state_mu;
+    struct eng_sched *sched;
+    char *chat_override;           /* --chat-template, or NULL */
+};
+
+/* model.c */
+int eng__load_weights(struct eng_model *m, struct km_err *err);
+void eng__free_weights(struct eng_model *m);
+int eng__scratch_init(struct eng_model *m, struct km_err *err);
+void eng__scratch_free(struct eng_scratch *s);
+int eng__seq_new(struct eng_model *m, int n_ctx, struct eng_seq **out,
+                 struct km_err *err);
+void eng__seq_free(struct eng_seq *s);
+
+/* llama.c: run tokens[0..n) at positions s->n_past.. (n <= B); writes the
+ * last token's logits to m->scratch.logits when want_logits. */
+int eng__llama_forward(struct eng_model *m, struct eng_seq *s,
+                       const int32_t *tokens, int n, bool want_logits,
+                       struct km_err *err);
+
+#endif

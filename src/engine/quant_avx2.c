@@ -1,0 +1,573 @@
+/* quant_avx2.c - AVX2+FMA+F16C kernels (built with -mavx2 -mfma -mf16c and
+ * only installed after cpu_has_avx2_fma_f16c()). Each kernel computes what
+ * its scalar twin in quant_ref.c computes: integer parts exactly, float
+ * accumulation in a different order; tests/test_quant.c checks every one.
+ *
+ * Dots: one weight row x one activation row, streaming the weights once
+ * (decode is memory-bound). Matmuls: for each weight row and block, the
+ * weights are unpacked once into registers / an L1 buffer and reused for up
+ * to MM_COLS activation columns (prefill is compute-bound).
+ *
+ * int8 products use maddubs (u8 x s8 -> s16 pairs) + madd (-> s32); the
+ * unsigned operand stays <= 63 for k-quants and <= 127 for |q8|, so the s16
+ * pair sums cannot saturate (facts §9.1).
+ */
+#include "engine/quant_int.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define MM_COLS 8
+
+static inline float f16(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+
+static inline float hsum_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline int hsum_i32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline __m256i ones16(void)
+{
+    return _mm256_set1_epi16(1);
+}
+
+/* 8 int32 sums of 4 products each: unsigned u (<=127) x signed s. */
+static inline __m256i dot_us(__m256i u, __m256i s)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones16());
+}
+
+/* Signed x signed via |x| and sign(y, x). */
+static inline __m256i dot_ss(__m256i x, __m256i y)
+{
+    return dot_us(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+/* 16 bytes of nibbles -> 32 bytes: low nibbles (elements 0..15) then high
+ * nibbles (16..31), matching the legacy block layout. */
+static inline __m256i unpack_nib32(const uint8_t *qs)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)qs);
+    __m256i b = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
+}
+
+/* 32 bits -> 32 bytes, 0xFF where the bit is set (bit j -> byte j). */
+static inline __m256i bits_to_bytes(const uint8_t *qh)
+{
+    uint32_t x;
+    memcpy(&x, qh, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                           0x0101010101010101, 0x0000000000000000);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit);
+}
+
+/* ---- float rows ---------------------------------------------------------- */
+
+static float dot_f32(int64_t n, const void *w, const void *a)
+{
+    const float *x = w, *y = a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), s1);
+    }
+    float s = hsum_ps(_mm256_add_ps(s0, s1));
+    for (; i < n; i++)
+        s += x[i] * y[i];
+    return s;
+}
+
+static inline __m256 load_f16x8(const uint8_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline __m256 load_bf16x8(const uint8_t *p)
+{
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+static float dot_f16(int64_t n, const void *w, const void *a)
+{
+    const uint8_t *x = w;
+    const float *y = a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(load_f16x8(x + 2 * i), _mm256_loadu_ps(y + i), s0);
+        s1 = _mm256_fmadd_ps(load_f16x8(x + 2 * i + 16), _mm256_loadu_ps(y + i + 8), s1);
+        s2 = _mm256_fmadd_ps(load_f16x8(x + 2 * i + 32), _mm256_loadu_ps(y + i + 16), s2);
+        s3 = _mm256_fmadd_ps(load_f16x8(x + 2 * i + 48), _mm256_loadu_ps(y + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(load_f16x8(x + 2 * i), _mm256_loadu_ps(y + i), s0);
+    float s = hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, x + 2 * i, 2);
+        s += f16(h) * y[i];
+    }
+    return s;
+}
+
+static float dot_bf16(int64_t n, const void *w, const void *a)
+{
+    const uint8_t *x = w;
+    const float *y = a;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(load_bf16x8(x + 2 * i), _mm256_loadu_ps(y + i), s0);
+        s1 = _mm256_fmadd_ps(load_bf16x8(x + 2 * i + 16), _mm256_loadu_ps(y + i + 8), s1);
+    }
+    float s = hsum_ps(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, x + 2 * i, 2);
+        s += quant_bf16_to_f32(h) * y[i];
+    }
+    return s;
+}
+
+/* F16 / BF16 / F32 weights x up to MM_COLS f32 activation columns: each
+ * 8-element weight vector is converted once and used for every column. */
+static void mm_float_rows(uint32_t t, int64_t k, const void *w, size_t rs,
+                          int64_t nr, const void *a, size_t as, int64_t na,
+                          float *out, int64_t os)
+{
+    for (int64_t j0 = 0; j0 < na; j0 += MM_COLS) {
+        int nc = na - j0 < MM_COLS ? (int)(na - j0) : MM_COLS;
+        for (int64_t r = 0; r < nr; r++) {
+            const uint8_t *x = (const uint8_t *)w + (size_t)r * rs;
+            __m256 acc[MM_COLS];
+            for (int j = 0; j < nc; j++)
+                acc[j] = _mm256_setzero_ps();
+            int64_t i = 0;
+            for (; i + 8 <= k; i += 8) {
+                __m256 wv = t == GGML_TYPE_F16 ? load_f16x8(x + 2 * i)
+                          : t == GGML_TYPE_BF16 ? load_bf16x8(x + 2 * i)
+                                                : _mm256_loadu_ps((const float *)x + i);
+                for (int j = 0; j < nc; j++) {
+                    const float *y = (const float *)((const uint8_t *)a + (size_t)(j0 + j) * as);
+                    acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(y + i), acc[j]);
+                }
+            }
+            for (int j = 0; j < nc; j++) {
+                const float *y = (const float *)((const uint8_t *)a + (size_t)(j0 + j) * as);
+                float s = hsum_ps(acc[j]);
+                for (int64_t e = i; e < k; e++) {
+                    uint16_t h;
+                    memcpy(&h, x + 2 * e, 2);
+                    float wf = t == GGML_TYPE_F16 ? f16(h)
+                             : t == GGML_TYPE_BF16 ? quant_bf16_to_f32(h)
+                                                   : ((const float *)x)[e];
+                    s += wf * y[e];
+                }
+                out[(j0 + j) * os + r] = s;
+            }
+        }
+    }
+}
+
+static void mm_f16(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
+                   size_t as, int64_t na, float *out, int64_t os)
+{
+    mm_float_rows(GGML_TYPE_F16, k, w, rs, nr, a, as, na, out, os);
+}
+
+static void mm_bf16(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
+                    size_t as, int64_t na, float *out, int64_t os)
+{
+    mm_float_rows(GGML_TYPE_BF16, k, w, rs, nr, a, as, na, out, os);
+}
+
+static void mm_f32(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
+                   size_t as, int64_t na, float *out, int64_t os)
+{
+    mm_float_rows(GGML_TYPE_F32, k, w, rs, nr, a, as, na, out, os);
+}
+
+/* ---- legacy 32-element blocks -------------------------------------------- */
+
+/* Block i of a legacy row as 32 levels (signed for Q4_0/Q5_0/Q8_0, unsigned
+ * for Q4_1/Q5_1), its scale d and min m (0 for the symmetric types). */
+static inline __attribute__((always_inline)) __m256i
+legacy_block(uint32_t t, const uint8_t *row, int64_t i, float *d, float *m)
+{
+    __m256i v;
+    switch (t) {
+    case GGML_TYPE_Q4_0: {
+        const struct blk_q4_0 *b = (const struct blk_q4_0 *)row + i;
+        *d = f16(b->d);
+        *m = 0;
+        return _mm256_sub_epi8(unpack_nib32(b->qs), _mm256_set1_epi8(8));
+    }
+    case GGML_TYPE_Q5_0: {
+        const struct blk_q5_0 *b = (const struct blk_q5_0 *)row + i;
+        *d = f16(b->d);
+        *m = 0;
+        v = _mm256_or_si256(unpack_nib32(b->qs),
+                            _mm256_and_si256(bits_to_bytes(b->qh), _mm256_set1_epi8(0x10)));
+        return _mm256_sub_epi8(v, _mm256_set1_epi8(16));
+    }
+    case GGML_TYPE_Q4_1: {
+        const struct blk_q4_1 *b = (const struct blk_q4_1 *)row + i;
+        *d = f16(b->d);
+        *m = f16(b->m);
+        return unpack_nib32(b->qs);
+    }
+    case GGML_TYPE_Q5_1: {
+        const struct blk_q5_1 *b = (const struct blk_q5_1 *)row + i;
+        *d = f16(b->d);
+        *m = f16(b->m);
+        return _mm256_or_si256(unpack_nib32(b->qs),
+                               _mm256_and_si256(bits_to_bytes(b->qh), _mm256_set1_epi8(0x10)));
+    }
+    default: {
+        const struct blk_q8_0 *b = (const struct blk_q8_0 *)row + i;
+        *d = f16(b->d);
+        *m = 0;
+        return _mm256_loadu_si256((const __m256i *)b->qs);
+    }
+    }
+}
+
+static inline bool legacy_signed(uint32_t t)
+{
+    return t == GGML_TYPE_Q4_0 || t == GGML_TYPE_Q5_0 || t == GGML_TYPE_Q8_0;
+}
+
+/* Activation block i: Q8_0 (d, qs) or Q8_1 (d, s, qs). */
+static inline __attribute__((always_inline)) const int8_t *
+act_block(uint32_t t, const uint8_t *act, int64_t i, float *d, float *s)
+{
+    if (legacy_signed(t)) {
+        const struct blk_q8_0 *y = (const struct blk_q8_0 *)act + i;
+        *d = f16(y->d);
+        *s = 0;
+        return y->qs;
+    }
+    const struct blk_q8_1 *y = (const struct blk_q8_1 *)act + i;
+    *d = f16(y->d);
+    *s = f16(y->s);
+    return y->qs;
+}
+
+static inline __attribute__((always_inline)) float
+dot_legacy(uint32_t t, int64_t n, const void *w, const void *a)
+{
+    __m256 acc = _mm256_setzero_ps();
+    float summ = 0;
+    for (int64_t i = 0; i < n / 32; i++) {
+        float dx, mx, dy, sy;
+        __m256i v = legacy_block(t, w, i, &dx, &mx);
+        const int8_t *q = act_block(t, a, i, &dy, &sy);
+        __m256i y = _mm256_loadu_si256((const __m256i *)q);
+        __m256i p = legacy_signed(t) ? dot_ss(v, y) : dot_us(v, y);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy), _mm256_cvtepi32_ps(p), acc);
+        summ += mx * sy;
+    }
+    return hsum_ps(acc) + summ;
+}
+
+static float dot_q4_0(int64_t n, const void *w, const void *a) { return dot_legacy(GGML_TYPE_Q4_0, n, w, a); }
+static float dot_q4_1(int64_t n, const void *w, const void *a) { return dot_legacy(GGML_TYPE_Q4_1, n, w, a); }
+static float dot_q5_0(int64_t n, const void *w, const void *a) { return dot_legacy(GGML_TYPE_Q5_0, n, w, a); }
+static float dot_q5_1(int64_t n, const void *w, const void *a) { return dot_legacy(GGML_TYPE_Q5_1, n, w, a); }
+static float dot_q8_0(int64_t n, const void *w, const void *a) { return dot_legacy(GGML_TYPE_Q8_0, n, w, a); }
+
+/* Legacy weights x up to MM_COLS columns: each block unpacked once. */
+static inline __attribute__((always_inline)) void
+mm_legacy(uint32_t t, int64_t k, const void *w, size_t rs, int64_t nr,
+          const void *a, size_t as, int64_t na, float *out, int64_t os)
+{
+    for (int64_t j0 = 0; j0 < na; j0 += MM_COLS) {
+        int nc = na - j0 < MM_COLS ? (int)(na - j0) : MM_COLS;
+        const uint8_t *ap = (const uint8_t *)a + (size_t)j0 * as;
+        for (int64_t r = 0; r < nr; r++) {
+            const uint8_t *x = (const uint8_t *)w + (size_t)r * rs;
+            __m256 acc[MM_COLS];
+            float summ[MM_COLS];
+            for (int j = 0; j < nc; j++) {
+                acc[j] = _mm256_setzero_ps();
+                summ[j] = 0;
+            }
+            for (int64_t i = 0; i < k / 32; i++) {
+                float dx, mx;
+                __m256i v = legacy_block(t, x, i, &dx, &mx);
+                __m256i u = legacy_signed(t) ? _mm256_sign_epi8(v, v) : v;
+                for (int j = 0; j < nc; j++) {
+                    float dy, sy;
+                    const int8_t *q = act_block(t, ap + (size_t)j * as, i, &dy, &sy);
+                    __m256i y = _mm256_loadu_si256((const __m256i *)q);
+                    if (legacy_signed(t))
+                        y = _mm256_sign_epi8(y, v);
+                    acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy),
+                                             _mm256_cvtepi32_ps(dot_us(u, y)), acc[j]);
+                    summ[j] += mx * sy;
+                }
+            }
+            for (int j = 0; j < nc; j++)
+                out[(j0 + j) * os + r] = hsum_ps(acc[j]) + summ[j];
+        }
+    }
+}
+
+#define MM_LEGACY(name, T)                                                        \
+    static void name(int64_t k, const void *w, size_t rs, int64_t nr,             \
+                     const void *a, size_t as, int64_t na, float *out, int64_t os) \
+    {                                                                             \
+        mm_legacy(T, k, w, rs, nr, a, as, na, out, os);                           \
+    }
+MM_LEGACY(mm_q4_0, GGML_TYPE_Q4_0)
+MM_LEGACY(mm_q4_1, GGML_TYPE_Q4_1)
+MM_LEGACY(mm_q5_0, GGML_TYPE_Q5_0)
+MM_LEGACY(mm_q5_1, GGML_TYPE_Q5_1)
+MM_LEGACY(mm_q8_0, GGML_TYPE_Q8_0)
+#undef MM_LEGACY
+
+/* ---- k-quants (256-element super-blocks) x Q8_K -------------------------- */
+
+/* One weight super-block unpacked for reuse across activation columns:
+ * q[c] = unsigned levels of elements 32c..32c+31; s16[c] = the int16 scale of
+ * each maddubs lane; coef = int16 weights of the 16 activation bsums in the
+ * correction term; result = d*dy*sum_c(q.y*s) - cd*dy*(coef.bsums). */
+struct kblk {
+    __m256i q[8];
+    __m256i s16[8];
+    __m256i coef;
+    float d, cd;
+};
+
+static inline void scales_q4k(const uint8_t *sc12, struct kblk *k)
+{
+    uint8_t sc[8], m[8];
+    for (int j = 0; j < 8; j++)
+        q_scale_min_k4(j, sc12, &sc[j], &m[j]);
+    for (int j = 0; j < 8; j++)
+        k->s16[j] = _mm256_set1_epi16(sc[j]);
+    k->coef = _mm256_setr_epi16(m[0], m[0], m[1], m[1], m[2], m[2], m[3], m[3],
+                                m[4], m[4], m[5], m[5], m[6], m[6], m[7], m[7]);
+}
+
+static inline void unpack_q4k(const struct blk_q4_k *b, struct kblk *k)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int c = 0; c < 4; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
+        k->q[2 * c] = _mm256_and_si256(v, m4);
+        k->q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    }
+    scales_q4k(b->scales, k);
+    k->d = f16(b->d);
+    k->cd = f16(b->dmin);
+}
+
+static inline void unpack_q5k(const struct blk_q5_k *b, struct kblk *k)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    __m256i qh = _mm256_loadu_si256((const __m256i *)b->qh);
+    for (int c = 0; c < 4; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
+        __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one);
+        __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one);
+        k->q[2 * c] = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4));
+        k->q[2 * c + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
+                                          _mm256_slli_epi16(h1, 4));
+    }
+    scales_q4k(b->scales, k);
+    k->d = f16(b->d);
+    k->cd = f16(b->dmin);
+}
+
+static inline void unpack_q6k(const struct blk_q6_k *b, struct kblk *k)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    for (int h = 0; h < 2; h++) {
+        __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+        __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+        k->q[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                          _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+        k->q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                          _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+        k->q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                          _mm256_and_si256(qh, m30));
+        k->q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+    }
+    for (int c = 0; c < 8; c++)
+        k->s16[c] = _mm256_set_m128i(_mm_set1_epi16(b->scales[2 * c + 1]),
+                                     _mm_set1_epi16(b->scales[2 * c]));
+    __m128i sc8 = _mm_loadu_si128((const __m128i *)b->scales);
+    k->coef = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc8), 5); /* 32 * sc */
+    k->d = f16(b->d);
+    k->cd = k->d;
+}
+
+/* acc += this super-block's contribution for one Q8_K activation block. */
+static inline __m256 kblk_dot(const struct kblk *k, const struct blk_q8_k *y, __m256 acc)
+{
+    __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+    for (int c = 0; c < 8; c += 2) {
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)(y->qs + 32 * c));
+        __m256i y1 = _mm256_loadu_si256((const __m256i *)(y->qs + 32 * c + 32));
+        s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(k->q[c], y0), k->s16[c]));
+        s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(k->q[c + 1], y1),
+                                                    k->s16[c + 1]));
+    }
+    __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
+    __m256i corr = _mm256_madd_epi16(k->coef, bs);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(k->d * y->d), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
+    return _mm256_fmadd_ps(_mm256_set1_ps(-k->cd * y->d), _mm256_cvtepi32_ps(corr), acc);
+}
+
+static inline __attribute__((always_inline)) void
+unpack_k(uint32_t t, const uint8_t *row, int64_t i, struct kblk *k)
+{
+    if (t == GGML_TYPE_Q4_K)
+        unpack_q4k((const struct blk_q4_k *)row + i, k);
+    else if (t == GGML_TYPE_Q5_K)
+        unpack_q5k((const struct blk_q5_k *)row + i, k);
+    else
+        unpack_q6k((const struct blk_q6_k *)row + i, k);
+}
+
+static inline __attribute__((always_inline)) float
+dot_k(uint32_t t, int64_t n, const void *w, const void *a)
+{
+    const struct blk_q8_k *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    struct kblk k;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        unpack_k(t, w, i, &k);
+        acc = kblk_dot(&k, &y[i], acc);
+    }
+    return hsum_ps(acc);
+}
+
+static float dot_q4_k(int64_t n, const void *w, const void *a) { return dot_k(GGML_TYPE_Q4_K, n, w, a); }
+static float dot_q5_k(int64_t n, const void *w, const void *a) { return dot_k(GGML_TYPE_Q5_K, n, w, a); }
+static float dot_q6_k(int64_t n, const void *w, const void *a) { return dot_k(GGML_TYPE_Q6_K, n, w, a); }
+
+static inline __attribute__((always_inline)) void
+mm_k(uint32_t t, int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
+     size_t as, int64_t na, float *out, int64_t os)
+{
+    struct kblk kb;
+    for (int64_t j0 = 0; j0 < na; j0 += MM_COLS) {
+        int nc = na - j0 < MM_COLS ? (int)(na - j0) : MM_COLS;
+        const uint8_t *ap = (const uint8_t *)a + (size_t)j0 * as;
+        for (int64_t r = 0; r < nr; r++) {
+            const uint8_t *x = (const uint8_t *)w + (size_t)r * rs;
+            __m256 acc[MM_COLS];
+            for (int j = 0; j < nc; j++)
+                acc[j] = _mm256_setzero_ps();
+            for (int64_t i = 0; i < k / QK_K; i++) {
+                unpack_k(t, x, i, &kb);
+                for (int j = 0; j < nc; j++)
+                    acc[j] = kblk_dot(&kb, (const struct blk_q8_k *)(ap + (size_t)j * as) + i, acc[j]);
+            }
+            for (int j = 0; j < nc; j++)
+                out[(j0 + j) * os + r] = hsum_ps(acc[j]);
+        }
+    }
+}
+
+static void mm_q4_k(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
+                    size_t as, int64_t na, float *out, int64_t os)
+{
+    mm_k(GGML_TYPE_Q4_K, k, w, rs, nr, a, as, na, out, os);
+}
+
+static void mm_q5_k(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
+                    size_t as, int64_t na, float *out, int64_t os)
+{
+    mm_k(GGML_TYPE_Q5_K, k, w, rs, nr, a, as, na, out, os);
+}
+
+static void mm_q6_k(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
+                    size_t as, int64_t na, float *out, int64_t os)
+{
+    mm_k(GGML_TYPE_Q6_K, k, w, rs, nr, a, as, na, out, os);
+}
+
+/* ---- activation quantization ----------------------------------------- */
+
+static void act_q8_0(const float *x, void *dst, int64_t n)
+{
+    struct blk_q8_0 *y = dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / 32; i++) {
+        const float *xb = x + 32 * i;
+        __m256 v[4], mx = _mm256_setzero_ps();
+        for (int j = 0; j < 4; j++) {
+            v[j] = _mm256_loadu_ps(xb + 8 * j);
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[j]));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        float d = amax / 127.0f;
+        float id = d ? 1.0f / d : 0.0f;
+        y[i].d = quant_f32_to_f16(d);
+        __m256 idv = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int j = 0; j < 4; j++)
+            q[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], idv));
+        __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
+        __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        /* undo the in-lane interleave of the packs */
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)y[i].qs, p);
+    }
+}
+
+void quant__avx2_kernels(struct quant_kernels *k)
+{
+    k->dot[GGML_TYPE_F32] = dot_f32;
+    k->dot[GGML_TYPE_F16] = dot_f16;
+    k->dot[GGML_TYPE_BF16] = dot_bf16;
+    k->dot[GGML_TYPE_Q4_0] = dot_q4_0;
+    k->dot[GGML_TYPE_Q4_1] = dot_q4_1;
+    k->dot[GGML_TYPE_Q5_0] = dot_q5_0;
+    k->dot[GGML_TYPE_Q5_1] = dot_q5_1;
+    k->dot[GGML_TYPE_Q8_0] = dot_q8_0;
+    k->dot[GGML_TYPE_Q4_K] = dot_q4_k;
+    k->dot[GGML_TYPE_Q5_K] = dot_q5_k;
+    k->dot[GGML_TYPE_Q6_K] = dot_q6_k;
+    k->mm[GGML_TYPE_F32] = mm_f32;
+    k->mm[GGML_TYPE_F16] = mm_f16;
+    k->mm[GGML_TYPE_BF16] = mm_bf16;
+    k->mm[GGML_TYPE_Q4_0] = mm_q4_0;
+    k->mm[GGML_TYPE_Q4_1] = mm_q4_1;
+    k->mm[GGML_TYPE_Q5_0] = mm_q5_0;
+    k->mm[GGML_TYPE_Q5_1] = mm_q5_1;
+    k->mm[GGML_TYPE_Q8_0] = mm_q8_0;
+    k->mm[GGML_TYPE_Q4_K] = mm_q4_k;
+    k->mm[GGML_TYPE_Q5_K] = mm_q5_k;
+    k->mm[GGML_TYPE_Q6_K] = mm_q6_k;
+    k->act[GGML_TYPE_Q8_0] = act_q8_0;
+}

@@ -1,0 +1,110 @@
+/* copy_bin.c - PostgreSQL binary COPY encoder (format in rag.h).
+ *
+ * Field payloads follow each type's *_recv function: int4/int8 big-endian,
+ * text raw UTF-8 bytes, jsonb a version byte 1 then the JSON text, and
+ * pgvector's vector uint16 dim, uint16 unused (0), dim big-endian float4.
+ */
+#include "rag/rag.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char copy_signature[11] = "PGCOPY\n\377\r\n\0";
+
+static int put_be16(struct km_buf *b, uint16_t v)
+{
+    unsigned char p[2] = {(unsigned char)(v >> 8), (unsigned char)v};
+    return km_buf_append(b, p, 2);
+}
+
+static int put_be32(struct km_buf *b, uint32_t v)
+{
+    unsigned char p[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    return km_buf_append(b, p, 4);
+}
+
+int rag_copy_header(struct km_buf *b)
+{
+    int rc = km_buf_append(b, copy_signature, sizeof copy_signature);
+    if (rc == KM_OK)
+        rc = put_be32(b, 0); /* flags: no OIDs */
+    if (rc == KM_OK)
+        rc = put_be32(b, 0); /* header extension length */
+    return rc;
+}
+
+int rag_copy_trailer(struct km_buf *b)
+{
+    return put_be16(b, 0xffff);
+}
+
+int rag_copy_tuple(struct km_buf *b, int n_fields)
+{
+    if (n_fields < 0 || n_fields > 1600)
+        return KM_EINVAL;
+    return put_be16(b, (uint16_t)n_fields);
+}
+
+int rag_copy_null(struct km_buf *b)
+{
+    return put_be32(b, 0xffffffffu);
+}
+
+int rag_copy_int4(struct km_buf *b, int32_t v)
+{
+    int rc = put_be32(b, 4);
+    return rc == KM_OK ? put_be32(b, (uint32_t)v) : rc;
+}
+
+int rag_copy_int8(struct km_buf *b, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    int rc = put_be32(b, 8);
+    if (rc == KM_OK)
+        rc = put_be32(b, (uint32_t)(u >> 32));
+    return rc == KM_OK ? put_be32(b, (uint32_t)u) : rc;
+}
+
+int rag_copy_text(struct km_buf *b, const char *s, size_t len)
+{
+    if (len > 0x3fffffff)
+        return KM_ERANGE;
+    int rc = put_be32(b, (uint32_t)len);
+    return rc == KM_OK ? km_buf_append(b, s, len) : rc;
+}
+
+int rag_copy_jsonb(struct km_buf *b, const char *json, size_t len)
+{
+    if (len > 0x3fffffff - 1)
+        return KM_ERANGE;
+    int rc = put_be32(b, (uint32_t)(len + 1));
+    if (rc == KM_OK)
+        rc = km_buf_append(b, "\1", 1); /* jsonb binary format version */
+    return rc == KM_OK ? km_buf_append(b, json, len) : rc;
+}
+
+int rag_copy_vector(struct km_buf *b, const float *v, size_t dim)
+{
+    if (dim == 0 || dim > 16000)
+        return KM_EINVAL;
+    for (size_t i = 0; i < dim; i++)
+        if (!isfinite(v[i]))
+            return KM_EINVAL;
+    size_t before = b->len;
+    int rc = km_buf_reserve(b, 8 + 4 * dim);
+    if (rc == KM_OK)
+        rc = put_be32(b, (uint32_t)(4 + 4 * dim));
+    if (rc == KM_OK)
+        rc = put_be16(b, (uint16_t)dim);
+    if (rc == KM_OK)
+        rc = put_be16(b, 0);
+    for (size_t i = 0; i < dim && rc == KM_OK; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        rc = put_be32(b, u);
+    }
+    if (rc != KM_OK)
+        b->len = before;
+    return rc;
+}

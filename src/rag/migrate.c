@@ -1,0 +1,230 @@
+/* migrate.c - versioned schema migrations and collections.
+ *
+ * Migrations are numbered SQL scripts applied in order inside one
+ * transaction each, serialized across processes with an advisory lock;
+ * kanoa.schema_version records what is in place, so rerunning is a no-op.
+ * Never edit a released step: append a new one.
+ *
+ * Why one typmod-less `vector` column: collection names are rows, not
+ * identifiers (no dynamic DDL from user input), and pgvector can index an
+ * expression `embedding::vector(N)` in a partial index per collection
+ * (WHERE collection_id = id). The only DDL built at run time is that index,
+ * from two integers read back from the database.
+ */
+#include "rag/rag_int.h"
+
+#include "base/mem.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MIGRATE_LOCK "7203181911" /* advisory lock key: "rag migrate" */
+
+static const char *const migrations[] = {
+    /* 1: base schema */
+    "CREATE EXTENSION IF NOT EXISTS vector;\n"
+    "CREATE SCHEMA IF NOT EXISTS kanoa;\n"
+    "CREATE TABLE kanoa.collections (\n"
+    "  id bigserial PRIMARY KEY,\n"
+    "  name text NOT NULL UNIQUE,\n"
+    "  embed_model text NOT NULL,\n"
+    "  dim int NOT NULL CHECK (dim BETWEEN 1 AND 2000),\n"
+    "  created_at timestamptz NOT NULL DEFAULT now());\n"
+    "CREATE TABLE kanoa.documents (\n"
+    "  id bigserial PRIMARY KEY,\n"
+    "  collection_id bigint NOT NULL REFERENCES kanoa.collections(id) ON DELETE CASCADE,\n"
+    "  source_uri text NOT NULL,\n"
+    "  content_hash text NOT NULL,\n"
+    "  metadata jsonb NOT NULL DEFAULT '{}',\n"
+    "  n_chunks int NOT NULL DEFAULT 0,\n"
+    "  ingested_at timestamptz NOT NULL DEFAULT now(),\n"
+    "  UNIQUE (collection_id, source_uri));\n"
+    "CREATE TABLE kanoa.chunks (\n"
+    "  id bigserial PRIMARY KEY,\n"
+    "  collection_id bigint NOT NULL REFERENCES kanoa.collections(id) ON DELETE CASCADE,\n"
+    "  document_id bigint NOT NULL REFERENCES kanoa.documents(id) ON DELETE CASCADE,\n"
+    "  chunk_id text NOT NULL,\n"
+    "  position int NOT NULL,\n"
+    "  token_count int NOT NULL,\n"
+    "  text text NOT NULL,\n"
+    "  metadata jsonb NOT NULL DEFAULT '{}',\n"
+    "  embedding vector NOT NULL,\n"
+    "  tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED,\n"
+    "  UNIQUE (collection_id, chunk_id));\n"
+    "CREATE INDEX chunks_document_idx ON kanoa.chunks (document_id);\n"
+    "CREATE INDEX chunks_tsv_idx ON kanoa.chunks USING gin (tsv);\n"
+    "CREATE INDEX chunks_metadata_idx ON kanoa.chunks USING gin (metadata jsonb_path_ops);\n",
+};
+
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+static int current_version(struct rag_db *db, int *v, struct km_err *err)
+{
+    struct rag__res r;
+    int rc = rag__query(db,
+                        "SELECT coalesce(max(version), 0) FROM kanoa.schema_version",
+                        0, NULL, &r, err);
+    if (rc == KM_OK)
+        *v = atoi(rag__val(&r, 0, 0));
+    rag__res_free(&r);
+    return rc;
+}
+
+static int apply_step(struct rag_db *db, int step, struct km_err *err)
+{
+    char num[16];
+    snprintf(num, sizeof num, "%d", step);
+    const char *p[1] = {num};
+    int rc = rag_exec(db, migrations[step - 1], err);
+    if (rc == KM_OK)
+        rc = rag__cmd(db, "INSERT INTO kanoa.schema_version (version) VALUES ($1::int)",
+                      1, p, err);
+    if (rc != KM_OK)
+        km_err_prefix(err, "migration %d", step);
+    return rc;
+}
+
+int rag_migrate(struct rag_db *db, int *version, struct km_err *err)
+{
+    int v = 0;
+    int rc = rag__begin(db, err);
+    if (rc != KM_OK)
+        return rc;
+    rc = rag_exec(db,
+                  "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK ");\n"
+                  "CREATE SCHEMA IF NOT EXISTS kanoa;\n"
+                  "CREATE TABLE IF NOT EXISTS kanoa.schema_version (\n"
+                  "  version int PRIMARY KEY,\n"
+                  "  applied_at timestamptz NOT NULL DEFAULT now())",
+                  err);
+    if (rc == KM_OK)
+        rc = current_version(db, &v, err);
+    if (rc == KM_OK && v > N_MIGRATIONS)
+        rc = km_fail(err, KM_EUNSUPPORTED,
+                     "database schema version %d is newer than this kanoa-mlops "
+                     "(knows up to %d)", v, N_MIGRATIONS);
+    for (int step = v + 1; step <= N_MIGRATIONS && rc == KM_OK; step++)
+        rc = apply_step(db, step, err);
+    if (rc == KM_OK)
+        rc = rag__commit(db, err);
+    if (rc != KM_OK) {
+        rag__rollback(db);
+        return rc;
+    }
+    *version = N_MIGRATIONS;
+    return KM_OK;
+}
+
+/* ---- collections -------------------------------------------------------- */
+
+#define COLLECTION_COLS                                                       \
+    "c.id, c.name, c.embed_model, c.dim,"                                     \
+    " (SELECT count(*) FROM kanoa.documents d WHERE d.collection_id = c.id)," \
+    " (SELECT count(*) FROM kanoa.chunks k WHERE k.collection_id = c.id)"
+
+static void fill_collection(const struct rag__res *r, int row,
+                            struct rag_collection *c)
+{
+    memset(c, 0, sizeof *c);
+    c->id = atoll(rag__val(r, row, 0));
+    snprintf(c->name, sizeof c->name, "%s", rag__val(r, row, 1));
+    snprintf(c->embed_model, sizeof c->embed_model, "%s", rag__val(r, row, 2));
+    c->dim = atoi(rag__val(r, row, 3));
+    c->n_documents = atoll(rag__val(r, row, 4));
+    c->n_chunks = atoll(rag__val(r, row, 5));
+}
+
+static int check_name(const char *name, struct km_err *err)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n >= sizeof((struct rag_collection *)0)->name)
+        return km_fail(err, KM_EINVAL, "collection name must be 1 to 255 bytes (got %zu)", n);
+    return KM_OK;
+}
+
+int rag_collection_get(struct rag_db *db, const char *name,
+                       struct rag_collection *out, struct km_err *err)
+{
+    int rc = check_name(name, err);
+    if (rc != KM_OK)
+        return rc;
+    const char *p[1] = {name};
+    struct rag__res r;
+    rc = rag__query(db, "SELECT " COLLECTION_COLS
+                        " FROM kanoa.collections c WHERE c.name = $1",
+                    1, p, &r, err);
+    if (rc == KM_OK && r.ntuples == 0)
+        rc = km_fail(err, KM_ENOTFOUND, "collection '%s' does not exist", name);
+    if (rc == KM_OK)
+        fill_collection(&r, 0, out);
+    rag__res_free(&r);
+    return rc;
+}
+
+int rag_collection_ensure(struct rag_db *db, const char *name,
+                          const char *model, int dim,
+                          struct rag_collection *out, struct km_err *err)
+{
+    int rc = check_name(name, err);
+    if (rc != KM_OK)
+        return rc;
+    if (dim < 1 || dim > RAG_MAX_DIM)
+        return km_fail(err, KM_EINVAL,
+                       "embedding dimension %d is outside 1..%d (the HNSW limit)",
+                       dim, RAG_MAX_DIM);
+    char d[16];
+    snprintf(d, sizeof d, "%d", dim);
+    const char *p[3] = {name, model, d};
+    rc = rag__cmd(db, "INSERT INTO kanoa.collections (name, embed_model, dim)"
+                      " VALUES ($1, $2, $3::int) ON CONFLICT (name) DO NOTHING",
+                  3, p, err);
+    if (rc == KM_OK)
+        rc = rag_collection_get(db, name, out, err);
+    if (rc != KM_OK)
+        return rc;
+    if (strcmp(out->embed_model, model) != 0 || out->dim != dim)
+        return km_fail(err, KM_EINVAL,
+                       "collection '%s' holds embeddings of model '%s' (dim %d); "
+                       "refusing to add model '%s' (dim %d)",
+                       name, out->embed_model, out->dim, model, dim);
+    return KM_OK;
+}
+
+int rag_collection_list(struct rag_db *db, struct rag_collection **out,
+                        size_t *n, struct km_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    struct rag__res r;
+    int rc = rag__query(db, "SELECT " COLLECTION_COLS
+                            " FROM kanoa.collections c ORDER BY c.name",
+                        0, NULL, &r, err);
+    if (rc == KM_OK && r.ntuples > 0) {
+        *out = km_calloc((size_t)r.ntuples, sizeof **out);
+        if (!*out)
+            rc = km_fail(err, KM_ENOMEM, "out of memory listing collections");
+    }
+    for (int i = 0; rc == KM_OK && i < r.ntuples; i++)
+        fill_collection(&r, i, &(*out)[i]);
+    if (rc == KM_OK)
+        *n = (size_t)r.ntuples;
+    rag__res_free(&r);
+    return rc;
+}
+
+int rag_collection_index(struct rag_db *db, const struct rag_collection *c,
+                         struct km_err *err)
+{
+    char sql[512];
+    /* Both numbers come from kanoa.collections (bigint, checked int). */
+    snprintf(sql, sizeof sql,
+             "CREATE INDEX IF NOT EXISTS chunks_hnsw_%lld ON kanoa.chunks USING hnsw"
+             " ((embedding::vector(%d)) vector_cosine_ops)"
+             " WITH (m = 16, ef_construction = 64) WHERE collection_id = %lld",
+             c->id, c->dim, c->id);
+    int rc = rag_exec(db, sql, err);
+    if (rc != KM_OK)
+        km_err_prefix(err, "building the HNSW index of collection '%s'", c->name);
+    return rc;
+}

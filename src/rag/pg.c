@@ -1,0 +1,242 @@
+/* pg.c - the only libpq adapter: connections, PGresult -> km_err,
+ * transactions and COPY FROM STDIN. See rag_int.h for the contract. */
+#include "rag/rag_int.h"
+
+#include "base/mem.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct rag_db {
+    PGconn *conn;
+};
+
+double rag__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* libpq messages end in a newline; keep the first line only. */
+static void first_line(char *dst, size_t cap, const char *src)
+{
+    size_t n = 0;
+    while (src && src[n] && src[n] != '\n' && n + 1 < cap) {
+        dst[n] = src[n];
+        n++;
+    }
+    dst[n] = '\0';
+}
+
+static int conn_error(struct rag_db *db, const char *what, struct km_err *err)
+{
+    char line[400];
+    first_line(line, sizeof line, PQerrorMessage(db->conn));
+    if (PQstatus(db->conn) == CONNECTION_BAD)
+        return km_fail(err, KM_ENET, "lost the database connection during %s: %s",
+                       what, line[0] ? line : "server closed the connection");
+    return km_fail(err, KM_EDB, "database error during %s: %s", what, line);
+}
+
+static int result_error(struct rag_db *db, PGresult *r, struct km_err *err)
+{
+    if (!r || PQstatus(db->conn) == CONNECTION_BAD)
+        return conn_error(db, "a query", err);
+    char line[400];
+    first_line(line, sizeof line, PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    /* 08xxx connection exceptions, 57P0x server shutdown/termination */
+    if (state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0))
+        return km_fail(err, KM_ENET, "lost the database connection during a query: %s "
+                       "(SQLSTATE %s)", line, state);
+    return km_fail(err, KM_EDB, "database error: %s (SQLSTATE %s)", line,
+                   state ? state : "?");
+}
+
+int rag_open(const char *url, struct rag_db **out, struct km_err *err)
+{
+    *out = NULL;
+    struct rag_db *db = km_calloc(1, sizeof *db);
+    if (!db)
+        return km_fail(err, KM_ENOMEM, "out of memory opening a database connection");
+    db->conn = PQconnectdb(url);
+    if (!db->conn) {
+        km_free(db);
+        return km_fail(err, KM_ENOMEM, "out of memory in libpq connecting");
+    }
+    if (PQstatus(db->conn) != CONNECTION_OK) {
+        char line[400];
+        first_line(line, sizeof line, PQerrorMessage(db->conn));
+        km_fail(err, KM_ENET, "cannot connect to the database: %s", line);
+        rag_close(db);
+        return KM_ENET;
+    }
+    /* Quiet NOTICEs (e.g. "relation already exists, skipping"). */
+    PQclear(PQexec(db->conn, "SET client_min_messages = warning"));
+    *out = db;
+    return KM_OK;
+}
+
+void rag_close(struct rag_db *db)
+{
+    if (!db)
+        return;
+    PQfinish(db->conn);
+    km_free(db);
+}
+
+int rag_exec(struct rag_db *db, const char *sql, struct km_err *err)
+{
+    PGresult *r = PQexec(db->conn, sql);
+    int st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    int rc = KM_OK;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        rc = result_error(db, r, err);
+    PQclear(r);
+    return rc;
+}
+
+int rag__query(struct rag_db *db, const char *sql, int n_params,
+               const char *const *params, struct rag__res *res,
+               struct km_err *err)
+{
+    res->pg = NULL;
+    res->ntuples = 0;
+    PGresult *r = PQexecParams(db->conn, sql, n_params, NULL, params, NULL,
+                               NULL, 0);
+    int st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        int rc = result_error(db, r, err);
+        PQclear(r);
+        return rc;
+    }
+    res->pg = r;
+    res->ntuples = PQntuples(r);
+    return KM_OK;
+}
+
+int rag__cmd(struct rag_db *db, const char *sql, int n_params,
+             const char *const *params, struct km_err *err)
+{
+    struct rag__res r;
+    int rc = rag__query(db, sql, n_params, params, &r, err);
+    rag__res_free(&r);
+    return rc;
+}
+
+const char *rag__val(const struct rag__res *r, int row, int col)
+{
+    return PQgetvalue(r->pg, row, col);
+}
+
+bool rag__isnull(const struct rag__res *r, int row, int col)
+{
+    return PQgetisnull(r->pg, row, col) != 0;
+}
+
+void rag__res_free(struct rag__res *r)
+{
+    if (!r)
+        return;
+    PQclear(r->pg);
+    r->pg = NULL;
+    r->ntuples = 0;
+}
+
+int rag__begin(struct rag_db *db, struct km_err *err)
+{
+    return rag_exec(db, "BEGIN", err);
+}
+
+int rag__commit(struct rag_db *db, struct km_err *err)
+{
+    return rag_exec(db, "COMMIT", err);
+}
+
+void rag__rollback(struct rag_db *db)
+{
+    if (PQstatus(db->conn) != CONNECTION_OK)
+        return;
+    PQclear(PQexec(db->conn, "ROLLBACK"));
+}
+
+int rag__copy_begin(struct rag_db *db, const char *sql, struct km_err *err)
+{
+    PGresult *r = PQexec(db->conn, sql);
+    int rc = KM_OK;
+    if (!r || PQresultStatus(r) != PGRES_COPY_IN)
+        rc = result_error(db, r, err);
+    PQclear(r);
+    return rc;
+}
+
+int rag__copy_put(struct rag_db *db, const char *p, size_t n,
+                  struct km_err *err)
+{
+    while (n > 0) {
+        int part = n > (1u << 30) ? (1 << 30) : (int)n;
+        if (PQputCopyData(db->conn, p, part) != 1)
+            return conn_error(db, "COPY", err);
+        p += part;
+        n -= (size_t)part;
+    }
+    return KM_OK;
+}
+
+/* Read results until libpq has none left; report the first failure. */
+static int drain(struct rag_db *db, struct km_err *err)
+{
+    int rc = KM_OK;
+    for (;;) {
+        PGresult *r = PQgetResult(db->conn);
+        if (!r)
+            break;
+        if (rc == KM_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
+            rc = result_error(db, r, err);
+        PQclear(r);
+    }
+    if (rc == KM_OK && PQstatus(db->conn) == CONNECTION_BAD)
+        rc = conn_error(db, "COPY", err);
+    return rc;
+}
+
+int rag__copy_end(struct rag_db *db, struct km_err *err)
+{
+    if (PQputCopyEnd(db->conn, NULL) != 1)
+        return conn_error(db, "COPY", err);
+    return drain(db, err);
+}
+
+void rag__copy_abort(struct rag_db *db, const char *why)
+{
+    if (PQstatus(db->conn) != CONNECTION_OK)
+        return;
+    PQputCopyEnd(db->conn, why);
+    struct km_err ignored;
+    drain(db, &ignored);
+}
+
+int rag_resolve_url(const char *given, char **out, struct km_err *err)
+{
+    *out = NULL;
+    const char *u = given && given[0] ? given : getenv("KANOA_DATABASE_URL");
+    if (u && u[0]) {
+        *out = km_strdup(u);
+        return *out ? KM_OK : km_fail(err, KM_ENOMEM, "out of memory");
+    }
+    char dir[4096];
+    struct db_status st;
+    int rc = db_default_dir(dir, sizeof dir, err);
+    if (rc == KM_OK)
+        rc = db_status_get(dir, &st, err);
+    if (rc != KM_OK || !st.running || !st.url[0])
+        return km_fail(err, KM_ENOTFOUND,
+                       "no database: pass --database-url, set KANOA_DATABASE_URL "
+                       "or run 'kanoa-mlops db start'");
+    *out = km_strdup(st.url);
+    return *out ? KM_OK : km_fail(err, KM_ENOMEM, "out of memory");
+}

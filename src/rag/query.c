@@ -1,0 +1,415 @@
+/* query.c - top-k retrieval: vector (HNSW cosine), text (ts_rank) and
+ * hybrid (reciprocal rank fusion of both, computed here in C).
+ *
+ * Each query runs in one transaction with SET LOCAL hnsw.ef_search and
+ * hnsw.iterative_scan = strict_order, so a metadata filter that rejects
+ * most index candidates still returns k rows (pgvector 0.8 iterative scans)
+ * in exact distance order. The ORDER BY uses the same expression as the
+ * collection's partial index, `embedding::vector(N) <=> $1::vector(N)`.
+ * Scores are 0..1 similarities: 1 - cosine distance clamped to [0,1]; in
+ * text mode ts_rank/(1+ts_rank). Hybrid hits keep the cosine score and carry
+ * the RRF value in rank_score.
+ */
+#include "rag/rag_int.h"
+
+#include "base/mem.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_K 1000
+#define HYBRID_MIN_CANDIDATES 40
+
+/* ---- filters, modes, RRF ------------------------------------------------ */
+
+void rag_filter_init(struct rag_filter *f)
+{
+    f->json = NULL;
+    f->n = 0;
+}
+
+void rag_filter_free(struct rag_filter *f)
+{
+    km_free(f->json);
+    f->json = NULL;
+    f->n = 0;
+}
+
+int rag_filter_set(struct rag_filter *f, const char *key, const char *value,
+                   struct km_err *err)
+{
+    if (!key[0])
+        return km_fail(err, KM_EINVAL, "filter key must not be empty");
+    json_t *o = f->json ? json_loads(f->json, 0, NULL) : json_object();
+    json_t *old = o ? json_object_get(o, key) : NULL;
+    int rc = KM_OK;
+    if (!o)
+        rc = km_fail(err, KM_ENOMEM, "out of memory parsing a filter");
+    else if (old && strcmp(json_string_value(old), value) != 0)
+        rc = km_fail(err, KM_EINVAL, "filter key '%s' given twice with different values", key);
+    else if (json_object_set_new(o, key, json_string(value)) != 0)
+        rc = km_fail(err, KM_EINVAL, "filter key and value must be UTF-8");
+    char *s = rc == KM_OK ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    if (rc == KM_OK && !s)
+        rc = km_fail(err, KM_ENOMEM, "out of memory parsing a filter");
+    if (rc == KM_OK) {
+        km_free(f->json);
+        f->json = km_strdup(s);
+        f->n = json_object_size(o);
+        if (!f->json)
+            rc = km_fail(err, KM_ENOMEM, "out of memory parsing a filter");
+    }
+    free(s);
+    json_decref(o);
+    return rc;
+}
+
+int rag_filter_add(struct rag_filter *f, const char *kv, struct km_err *err)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return km_fail(err, KM_EINVAL, "filter '%s': expected key=value", kv);
+    char *key = km_strndup(kv, (size_t)(eq - kv));
+    int rc = key ? rag_filter_set(f, key, eq + 1, err)
+                 : km_fail(err, KM_ENOMEM, "out of memory parsing a filter");
+    km_free(key);
+    return rc;
+}
+
+int rag_parse_mode(const char *s, enum rag_mode *out)
+{
+    if (strcmp(s, "vector") == 0)
+        *out = RAG_MODE_VECTOR;
+    else if (strcmp(s, "text") == 0)
+        *out = RAG_MODE_TEXT;
+    else if (strcmp(s, "hybrid") == 0)
+        *out = RAG_MODE_HYBRID;
+    else
+        return KM_EINVAL;
+    return KM_OK;
+}
+
+const char *rag_mode_name(enum rag_mode m)
+{
+    return m == RAG_MODE_TEXT ? "text" : m == RAG_MODE_HYBRID ? "hybrid" : "vector";
+}
+
+double rag_rrf(int k, int rank_a, int rank_b)
+{
+    double s = 0.0;
+    if (rank_a > 0)
+        s += 1.0 / (double)(k + rank_a);
+    if (rank_b > 0)
+        s += 1.0 / (double)(k + rank_b);
+    return s;
+}
+
+static void hit_free(struct rag_hit *h)
+{
+    km_free(h->text);
+    km_free(h->source_uri);
+    km_free(h->chunk_id);
+    km_free(h->metadata);
+    memset(h, 0, sizeof *h);
+}
+
+void rag_hits_free(struct rag_hits *h)
+{
+    for (size_t i = 0; h && i < h->n; i++)
+        hit_free(&h->v[i]);
+    if (h) {
+        km_free(h->v);
+        h->v = NULL;
+        h->n = 0;
+    }
+}
+
+/* ---- SQL building ------------------------------------------------------- */
+
+struct sql {
+    struct km_buf b;
+    const char *p[8];
+    int n;
+};
+
+static int param(struct sql *s, const char *v)
+{
+    s->p[s->n++] = v;
+    return s->n;
+}
+
+/* "[x,y,...]" for a vector parameter. */
+static char *vector_literal(const float *v, int dim)
+{
+    struct km_buf b;
+    km_buf_init(&b, (size_t)dim * 18 + 8);
+    int rc = km_buf_putc(&b, '[');
+    for (int i = 0; i < dim && rc == KM_OK; i++)
+        rc = km_buf_printf(&b, i ? ",%.9g" : "%.9g", (double)v[i]);
+    if (rc == KM_OK)
+        rc = km_buf_putc(&b, ']');
+    if (rc != KM_OK) {
+        km_buf_free(&b);
+        return NULL;
+    }
+    return km_buf_take(&b, NULL);
+}
+
+/* Words of the query joined with " or " for websearch_to_tsquery: any hit
+ * on one term counts (the ranking orders by how many and how often). */
+static char *or_words(const char *q)
+{
+    struct km_buf b;
+    km_buf_init(&b, strlen(q) * 4 + 8);
+    int rc = KM_OK;
+    for (const char *s = q; *s && rc == KM_OK;) {
+        while (*s && !(isalnum((unsigned char)*s) || (unsigned char)*s >= 0x80))
+            s++;
+        const char *w = s;
+        while (*s && (isalnum((unsigned char)*s) || (unsigned char)*s >= 0x80))
+            s++;
+        if (s > w)
+            rc = km_buf_printf(&b, "%s%.*s", b.len ? " or " : "", (int)(s - w), w);
+    }
+    if (rc != KM_OK) {
+        km_buf_free(&b);
+        return NULL;
+    }
+    return b.len ? km_buf_take(&b, NULL) : (km_buf_free(&b), km_strdup(""));
+}
+
+/* Candidate query. With text: rank by ts_rank, else by distance. */
+static int build(struct sql *s, const struct rag_collection *c, const char *vec,
+                 const char *words, const char *filter, const char *limit)
+{
+    bool text = words != NULL;
+    int rc = km_buf_printf(&s->b,
+        "SELECT h.id, h.text, d.source_uri, h.chunk_id, h.metadata::text, h.dist, h.rank"
+        " FROM (SELECT c.id, c.document_id, c.text, c.chunk_id, c.metadata, ");
+    if (rc == KM_OK && vec)
+        rc = km_buf_printf(&s->b, "c.embedding::vector(%d) <=> $%d::vector(%d) AS dist, ",
+                           c->dim, param(s, vec), c->dim);
+    else if (rc == KM_OK)
+        rc = km_buf_puts(&s->b, "-1::float8 AS dist, ");
+    if (rc == KM_OK && text)
+        rc = km_buf_printf(&s->b, "ts_rank(c.tsv, q) AS rank FROM kanoa.chunks c,"
+                           " websearch_to_tsquery('english', $%d) q WHERE c.tsv @@ q AND ",
+                           param(s, words));
+    else if (rc == KM_OK)
+        rc = km_buf_puts(&s->b, "0::real AS rank FROM kanoa.chunks c WHERE ");
+    if (rc == KM_OK)
+        rc = km_buf_printf(&s->b, "c.collection_id = %lld", c->id);
+    if (rc == KM_OK && filter)
+        rc = km_buf_printf(&s->b, " AND c.metadata @> $%d::jsonb", param(s, filter));
+    if (rc == KM_OK)
+        rc = km_buf_printf(&s->b, " ORDER BY %s LIMIT $%d::int) h"
+                           " JOIN kanoa.documents d ON d.id = h.document_id ORDER BY %s",
+                           text ? "rank DESC, c.id" : "dist, c.id", param(s, limit),
+                           text ? "h.rank DESC, h.id" : "h.dist, h.id");
+    return rc;
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+static double clamp01(double x)
+{
+    return x < 0.0 ? 0.0 : x > 1.0 ? 1.0 : x;
+}
+
+static int fill_hits(const struct rag__res *r, bool text_rank, struct rag_hits *out)
+{
+    out->v = r->ntuples ? km_calloc((size_t)r->ntuples, sizeof *out->v) : NULL;
+    out->n = 0;
+    if (r->ntuples && !out->v)
+        return KM_ENOMEM;
+    for (int i = 0; i < r->ntuples; i++) {
+        struct rag_hit *h = &out->v[out->n++];
+        h->row = atoll(rag__val(r, i, 0));
+        h->text = km_strdup(rag__val(r, i, 1));
+        h->source_uri = km_strdup(rag__val(r, i, 2));
+        h->chunk_id = km_strdup(rag__val(r, i, 3));
+        h->metadata = km_strdup(rag__val(r, i, 4));
+        h->distance = atof(rag__val(r, i, 5));
+        double rank = atof(rag__val(r, i, 6));
+        h->score = text_rank ? rank / (1.0 + rank) : clamp01(1.0 - h->distance);
+        h->rank_score = h->score;
+        if (!h->text || !h->source_uri || !h->chunk_id || !h->metadata)
+            return KM_ENOMEM;
+    }
+    return KM_OK;
+}
+
+static int candidates(struct rag_db *db, const struct rag_collection *c,
+                      const struct rag_query *q, const char *vec, bool text,
+                      int limit, struct rag_hits *out, struct km_err *err)
+{
+    struct sql s = {0};
+    char lim[16], *words = text ? or_words(q->text) : NULL;
+    snprintf(lim, sizeof lim, "%d", limit);
+    km_buf_init(&s.b, 8192);
+    int rc = (text && !words) ? KM_ENOMEM : KM_OK;
+    if (rc == KM_OK)
+        rc = build(&s, c, vec, words, q->filter && q->filter->n ? q->filter->json : NULL, lim);
+    struct rag__res r = {0};
+    if (rc != KM_OK)
+        rc = km_fail(err, rc, "out of memory building a query");
+    else if (!(text && !words[0]))
+        rc = rag__query(db, km_buf_str(&s.b), s.n, s.p, &r, err);
+    if (rc == KM_OK && fill_hits(&r, text && !vec, out) != KM_OK)
+        rc = km_fail(err, KM_ENOMEM, "out of memory reading hits");
+    rag__res_free(&r);
+    km_buf_free(&s.b);
+    km_free(words);
+    return rc;
+}
+
+static int cmp_fused(const void *a, const void *b)
+{
+    const struct rag_hit *x = a, *y = b;
+    if (x->rank_score != y->rank_score)
+        return x->rank_score > y->rank_score ? -1 : 1;
+    if (x->distance != y->distance)
+        return x->distance < y->distance ? -1 : 1;
+    return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/* Fuse vector list `v` and text list `t` (both best first) into `out`:
+ * every distinct row once, rank_score = RRF, best first, at most k. The
+ * hits are moved out of v and t. */
+static int fuse(struct rag_hits *v, struct rag_hits *t, int k, struct rag_hits *out)
+{
+    out->v = km_calloc(v->n + t->n + 1, sizeof *out->v);
+    out->n = 0;
+    if (!out->v)
+        return KM_ENOMEM;
+    for (size_t i = 0; i < v->n; i++) {
+        v->v[i].rank_score = rag_rrf(RAG_RRF_K, (int)i + 1, 0);
+        out->v[out->n++] = v->v[i];
+    }
+    v->n = 0;
+    for (size_t j = 0; j < t->n; j++) {
+        size_t i = 0;
+        while (i < out->n && out->v[i].row != t->v[j].row)
+            i++;
+        if (i < out->n) {
+            out->v[i].rank_score += rag_rrf(RAG_RRF_K, 0, (int)j + 1);
+            hit_free(&t->v[j]);
+            continue;
+        }
+        t->v[j].rank_score = rag_rrf(RAG_RRF_K, 0, (int)j + 1);
+        out->v[out->n++] = t->v[j];
+    }
+    t->n = 0;
+    qsort(out->v, out->n, sizeof *out->v, cmp_fused);
+    while (out->n > (size_t)k)
+        hit_free(&out->v[--out->n]);
+    return KM_OK;
+}
+
+#ifdef KM_UNITTEST
+int rag__fuse(struct rag_hits *v, struct rag_hits *t, int k, struct rag_hits *out)
+{
+    return fuse(v, t, k, out);
+}
+#endif
+
+/* BEGIN and the per-query knobs in one round trip. */
+static int begin_query(struct rag_db *db, const struct rag_query *q, struct km_err *err)
+{
+    char sql[256];
+    int ef = q->ef_search > 0 ? q->ef_search : RAG_DEFAULT_EF_SEARCH;
+    snprintf(sql, sizeof sql,
+             "BEGIN; SET LOCAL hnsw.ef_search = %d;"
+             " SET LOCAL hnsw.iterative_scan = strict_order;%s",
+             ef > 1000 ? 1000 : ef,
+             q->exact ? " SET LOCAL enable_indexscan = off;"
+                        " SET LOCAL enable_bitmapscan = off;" : "");
+    return rag_exec(db, sql, err);
+}
+
+static int check_query(const struct rag_query *q, const struct rag_collection *c,
+                       struct km_err *err)
+{
+    if (q->k < 1 || q->k > MAX_K)
+        return km_fail(err, KM_EINVAL, "k must be 1..%d (got %d)", MAX_K, q->k);
+    if (q->mode != RAG_MODE_TEXT && !q->vec)
+        return km_fail(err, KM_EINVAL, "%s mode needs a query embedding", rag_mode_name(q->mode));
+    if (q->mode != RAG_MODE_TEXT && q->dim != c->dim)
+        return km_fail(err, KM_EINVAL, "query embedding has dimension %d but collection "
+                       "'%s' has %d (model '%s')", q->dim, c->name, c->dim, c->embed_model);
+    return KM_OK;
+}
+
+static int run_mode(struct rag_db *db, const struct rag_collection *c,
+                    const struct rag_query *q, const char *vec, struct rag_hits *out,
+                    struct km_err *err)
+{
+    if (q->mode != RAG_MODE_HYBRID)
+        return candidates(db, c, q, vec, q->mode == RAG_MODE_TEXT, q->k, out, err);
+    int cand = q->k * 2 < HYBRID_MIN_CANDIDATES ? HYBRID_MIN_CANDIDATES : q->k * 2;
+    struct rag_hits v = {0}, t = {0};
+    int rc = candidates(db, c, q, vec, false, cand, &v, err);
+    if (rc == KM_OK)
+        rc = candidates(db, c, q, vec, true, cand, &t, err);
+    if (rc == KM_OK && fuse(&v, &t, q->k, out) != KM_OK)
+        rc = km_fail(err, KM_ENOMEM, "out of memory fusing hits");
+    rag_hits_free(&v);
+    rag_hits_free(&t);
+    return rc;
+}
+
+int rag_query_run(struct rag_db *db, const struct rag_query *q,
+                  struct rag_hits *out, struct km_err *err)
+{
+    out->v = NULL;
+    out->n = 0;
+    struct rag_collection c;
+    int rc = rag_collection_get(db, q->collection, &c, err);
+    if (rc == KM_OK)
+        rc = check_query(q, &c, err);
+    if (rc != KM_OK)
+        return rc;
+    char *vec = q->mode != RAG_MODE_TEXT ? vector_literal(q->vec, q->dim) : NULL;
+    if (q->mode != RAG_MODE_TEXT && !vec)
+        return km_fail(err, KM_ENOMEM, "out of memory formatting the query vector");
+    rc = begin_query(db, q, err);
+    if (rc == KM_OK)
+        rc = run_mode(db, &c, q, vec, out, err);
+    if (rc == KM_OK)
+        rc = rag__commit(db, err);
+    if (rc != KM_OK) {
+        rag__rollback(db);
+        rag_hits_free(out);
+    }
+    km_free(vec);
+    return rc;
+}
+
+int rag_hits_json(const struct rag_hits *h, char **out, struct km_err *err)
+{
+    *out = NULL;
+    json_t *data = json_array();
+    json_t *root = json_pack("{s:o}", "data", data);
+    int rc = root ? KM_OK : KM_ENOMEM;
+    for (size_t i = 0; rc == KM_OK && i < h->n; i++) {
+        const struct rag_hit *x = &h->v[i];
+        json_t *meta = json_loads(x->metadata, 0, NULL);
+        json_t *o = json_pack("{s:s, s:f, s:s, s:s, s:o}", "text", x->text,
+                              "score", x->score, "source_uri", x->source_uri,
+                              "chunk_id", x->chunk_id, "metadata",
+                              meta ? meta : json_object());
+        if (!o || json_array_append_new(data, o) != 0)
+            rc = KM_ENOMEM;
+    }
+    char *s = rc == KM_OK ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    if (s)
+        *out = km_strdup(s);
+    free(s);
+    if (!*out)
+        return km_fail(err, KM_ENOMEM, "out of memory writing hits as JSON");
+    return KM_OK;
+}

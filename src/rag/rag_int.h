@@ -1,0 +1,51 @@
+/* rag_int.h - private to src/rag: the libpq adapter (pg.c) seen by the
+ * other rag files, so that only pg.c includes libpq-fe.h.
+ *
+ * Results: struct rag__res wraps one PGresult; free it with rag__res_free
+ * (NULL-safe). Values are text; pointers stay valid until the free.
+ * Errors: a failed statement gives KM_EDB with the server's message and
+ * SQLSTATE; a lost connection gives KM_ENET.
+ */
+#ifndef KM_RAG_INT_H
+#define KM_RAG_INT_H
+
+#include "rag/rag.h"
+
+struct rag__res {
+    void *pg;      /* PGresult * */
+    int ntuples;
+};
+
+/* Run `sql` with text parameters (NULL entries are SQL NULL). */
+int rag__query(struct rag_db *db, const char *sql, int n_params,
+               const char *const *params, struct rag__res *res,
+               struct km_err *err);
+/* Same, discarding any rows. */
+int rag__cmd(struct rag_db *db, const char *sql, int n_params,
+             const char *const *params, struct km_err *err);
+const char *rag__val(const struct rag__res *r, int row, int col);
+bool rag__isnull(const struct rag__res *r, int row, int col);
+void rag__res_free(struct rag__res *r);
+
+int rag__begin(struct rag_db *db, struct km_err *err);
+int rag__commit(struct rag_db *db, struct km_err *err);
+/* Best effort; ignores errors (the connection may be gone). */
+void rag__rollback(struct rag_db *db);
+
+/* COPY ... FROM STDIN: begin, put bytes (any split), end (waits for the
+ * server's verdict). rag__copy_abort cancels a COPY in progress. */
+int rag__copy_begin(struct rag_db *db, const char *sql, struct km_err *err);
+int rag__copy_put(struct rag_db *db, const char *p, size_t n,
+                  struct km_err *err);
+int rag__copy_end(struct rag_db *db, struct km_err *err);
+void rag__copy_abort(struct rag_db *db, const char *why);
+
+/* Monotonic seconds (for the stats). */
+double rag__now(void);
+
+#ifdef KM_UNITTEST
+/* query.c's reciprocal rank fusion of two best-first lists (moves hits). */
+int rag__fuse(struct rag_hits *v, struct rag_hits *t, int k, struct rag_hits *out);
+#endif
+
+#endif

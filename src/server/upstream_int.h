@@ -1,0 +1,122 @@
+/* upstream_int.h - private to src/server/upstream*.c and backend_upstream.c:
+ * the pool's state, shared between the pool bookkeeping (upstream.c) and the
+ * libcurl event loop (upstream_loop.c).
+ *
+ * Locking: pool->mu guards every field of struct ups_up except in_flight
+ * (atomic) and the metric tables, which are also under pool->mu. The job
+ * queue has its own mutex (qmu). Active jobs and probes are touched only by
+ * the event thread.
+ */
+#ifndef SRV_UPSTREAM_INT_H
+#define SRV_UPSTREAM_INT_H
+
+#include "server/upstream.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+enum ups_err_kind {
+    UPS_ERR_CONNECT,        /* could not connect / connect timeout */
+    UPS_ERR_TIMEOUT,        /* no first byte within first_byte_timeout */
+    UPS_ERR_IDLE,           /* no byte within idle_timeout mid-response */
+    UPS_ERR_HTTP5XX,        /* upstream answered 5xx */
+    UPS_ERR_DROPPED,        /* connection closed or broken mid-response */
+    UPS_ERR_CANCELED,       /* the client went away */
+    UPS_ERR_PROBE,          /* an active health probe failed */
+    UPS_ERR_N
+};
+
+extern const char *const ups__err_kind_name[UPS_ERR_N];
+
+#define UPS_LAT_BUCKETS 16
+#define UPS_TTFT_BUCKETS 22
+#define UPS_ITL_BUCKETS 19
+
+struct ups_hist {
+    unsigned long long b[24];   /* per bucket (not cumulative) */
+    unsigned long long count;
+    double sum;
+};
+
+struct ups_reqstat {            /* kanoa_upstream_requests_total */
+    char model[256];
+    int code;                   /* HTTP status, 0 = no response */
+    unsigned long long n;
+};
+
+struct ups_tokstat {            /* kanoa_gateway:* per model */
+    char model[256];
+    struct ups_hist ttft, itl;
+};
+
+struct ups_up {
+    struct ups_spec spec;
+    char auth[700];             /* "Authorization: Bearer ..." or "" */
+    bool healthy;
+    bool probed;                /* some probe round completed */
+    int fails, oks;             /* consecutive, for fall/rise */
+    long waiting;               /* -1 = unknown */
+    struct srv_model_info *models;  /* discovered, km_malloc'd */
+    size_t n_models;
+    bool models_ok;             /* last /v1/models answered 200 */
+    atomic_long in_flight;
+    unsigned long long errors[UPS_ERR_N];
+    unsigned long long requests;
+    struct ups_hist latency;
+    struct ups_reqstat *req;
+    size_t n_req, cap_req;
+    struct ups_tokstat *tok;
+    size_t n_tok, cap_tok;
+    int health_code;            /* last /health status of this round */
+    int round_pending;          /* probes outstanding in this round */
+};
+
+struct ups_probe;
+
+struct ups_pool {
+    struct ups_options opt;
+    struct ups_up *ups;
+    size_t n;
+    pthread_mutex_t mu;
+    /* event loop */
+    CURLM *multi;
+    pthread_t thread;
+    bool thread_started;
+    atomic_bool stop;
+    pthread_mutex_t qmu;
+    struct srv_job *q_head, *q_tail;    /* submitted, not yet started */
+    struct srv_job *active;             /* event thread only */
+    atomic_long live;                   /* jobs + probe transfers alive */
+    unsigned rr;
+    /* probe rounds */
+    pthread_cond_t cv;
+    unsigned long rounds_done;
+    atomic_bool probe_asked;
+    double next_probe, next_refresh;
+    int probes_out;                     /* event thread only */
+    struct ups_probe *probes;           /* event thread only */
+    void (*notify)(void *ud);           /* models changed */
+    void *notify_ud;
+};
+
+double ups__now(void);
+bool ups__serves_locked(const struct ups_up *u, const char *model);
+void ups__hist_observe(struct ups_hist *h, const double *bounds, size_t nb,
+                       double v);
+extern const double ups__lat_bounds[UPS_LAT_BUCKETS];
+extern const double ups__ttft_bounds[UPS_TTFT_BUCKETS];
+extern const double ups__itl_bounds[UPS_ITL_BUCKETS];
+/* Metric updates; take pool->mu themselves. */
+void ups__count_request(struct ups_pool *p, size_t up, const char *model,
+                        int code);
+void ups__count_error(struct ups_pool *p, size_t up, enum ups_err_kind k);
+void ups__observe_tokens(struct ups_pool *p, size_t up, const char *model,
+                         double ttft, double itl);
+/* Passive/active health accounting; take pool->mu themselves. */
+void ups__mark(struct ups_pool *p, size_t up, bool ok);
+
+int ups__loop_start(struct ups_pool *p, struct km_err *err);
+void ups__loop_stop(struct ups_pool *p);
+
+#endif

@@ -1,0 +1,42 @@
+#!/bin/bash
+# tests/compat/run.sh - the official openai npm SDK (version pinned in
+# package.json / package-lock.json, installed with `npm ci` into a cache under
+# the build dir) drives a scripted server process over loopback.
+# Ends with "N passed, N failed".
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+build=${KM_BUILD:-$here/../../build}
+npmdir="$build/compat-npm"
+mkdir -p "$npmdir"
+if ! cmp -s "$here/package-lock.json" "$npmdir/package-lock.json" ||
+   [ ! -d "$npmdir/node_modules/openai" ]; then
+    cp "$here/package.json" "$here/package-lock.json" "$npmdir/"
+    (cd "$npmdir" && timeout 300 npm ci --no-audit --no-fund --silent) || {
+        echo "compat: npm ci failed"; echo "0 passed, 1 failed"; exit 1; }
+fi
+cp "$here/compat.mjs" "$npmdir/compat.mjs"
+bin=$("$here/build-scripted.sh") || { echo "0 passed, 1 failed"; exit 1; }
+out="$build/server-tests/compat.out"
+"$bin" api-key=compat-key >"$out" 2>"$build/server-tests/compat.err" &
+pid=$!
+port=""
+for _ in $(seq 1 100); do
+    port=$(sed -n 's/^port \([0-9]*\)$/\1/p' "$out")
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+if [ -z "$port" ]; then
+    kill "$pid" 2>/dev/null; echo "compat: server did not start"; echo "0 passed, 1 failed"; exit 1
+fi
+timeout 120 node "$npmdir/compat.mjs" "http://127.0.0.1:$port" compat-key
+rc=$?
+kill -TERM "$pid"
+wait "$pid"
+src=$?
+if [ $src -ne 0 ]; then
+    echo "not ok scripted server exited $src (see $build/server-tests/compat.err)"
+    grep -E "Sanitizer|runtime error" "$build/server-tests/compat.err" | head
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+exit $rc

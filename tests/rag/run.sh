@@ -1,0 +1,282 @@
+#!/bin/bash
+# tests/rag/run.sh - the knowledge base against a real throwaway cluster.
+#
+# Starts PostgreSQL 15 + pgvector with `kanoa-mlops db start` in a temp dir
+# (loopback, free port), a deterministic fake /v1/embeddings server
+# (fake_embed.py, Python stdlib), and checks: schema and migrations, ingest
+# rows, idempotent re-ingest, replacement and --prune, model/dimension
+# refusal, kill -9 and a terminated connection in the middle of ingesting a
+# changed document, injection strings stored and returned verbatim, exact
+# top-k against a numpy brute force, filtered queries with iterative scans,
+# text and hybrid modes, and CLI usage errors. Works as root (the server then
+# runs as `postgres`) and as a normal user.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+BIN=${KM_BIN:-$top/build/asan/kanoa-mlops}
+PY=/usr/bin/python3
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "not ok - $1"; }
+check() { # check NAME COMMAND... : ok when the command succeeds
+    local name=$1; shift
+    if "$@"; then ok "$name"; else bad "$name"; fi
+}
+eq() { # eq NAME GOT WANT
+    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: got [$2] want [$3]"; fi
+}
+
+tmp=$(mktemp -d /tmp/kanoa-rag-test.XXXXXX)
+chmod 755 "$tmp" # the server may run as `postgres` (when we are root)
+pgdir=$tmp/pg
+pids=""
+cleanup() {
+    for p in $pids; do kill "$p" 2>/dev/null; done
+    "$BIN" db stop --data-dir "$pgdir" >/dev/null 2>&1
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fake() { # fake NAME ARGS... : start a fake embeddings server, set $port
+    local pf=$tmp/$1.port; shift
+    "$PY" "$here/fake_embed.py" "$pf" "$@" 2>/dev/null &
+    pids="$pids $!"
+    for _ in $(seq 1 100); do [ -s "$pf" ] && break; sleep 0.1; done
+    port=$(cat "$pf")
+}
+
+# ---- cluster ------------------------------------------------------------
+if ! "$BIN" db start --data-dir "$pgdir" >"$tmp/start.out" 2>&1; then
+    cat "$tmp/start.out"
+    bad "db start"
+    echo "$pass passed, $fail failed"
+    exit 1
+fi
+ok "db start"
+URL=$("$BIN" db status --data-dir "$pgdir" -q)
+export KANOA_DATABASE_URL=$URL
+sql() { psql "$URL" -X -At -v ON_ERROR_STOP=1 -c "$1"; }
+check "url is loopback" grep -Eq '^postgresql://kanoa:[0-9a-f]{48}@127\.0\.0\.1:[0-9]+/kanoa$' <<<"$URL"
+eq "vector extension" "$(sql "SELECT extname FROM pg_extension WHERE extname = 'vector'")" "vector"
+"$BIN" db start --data-dir "$pgdir" >/dev/null 2>&1
+eq "db start again keeps the URL" "$("$BIN" db status --data-dir "$pgdir" -q)" "$URL"
+
+# ---- schema -------------------------------------------------------------
+eq "rag init" "$("$BIN" rag init 2>&1)" "schema version 1"
+eq "rag init is idempotent" "$("$BIN" rag init 2>&1)" "schema version 1"
+eq "one schema_version row" "$(sql "SELECT string_agg(version::text, ',') FROM kanoa.schema_version")" "1"
+eq "chunks columns" "$(sql "SELECT string_agg(column_name || ':' || udt_name, ',' ORDER BY ordinal_position)
+    FROM information_schema.columns WHERE table_schema = 'kanoa' AND table_name = 'chunks'")" \
+    "id:int8,collection_id:int8,document_id:int8,chunk_id:text,position:int4,token_count:int4,text:text,metadata:jsonb,embedding:vector,tsv:tsvector"
+eq "gin indexes" "$(sql "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes
+    WHERE schemaname = 'kanoa' AND indexdef LIKE '%USING gin%'")" "chunks_metadata_idx,chunks_tsv_idx"
+
+# ---- ingest -------------------------------------------------------------
+fake emb --dim 32
+EURL=http://127.0.0.1:$port/v1
+export KANOA_EMBED_URL=$EURL
+docs=$tmp/docs
+mkdir -p "$docs/sub" "$docs/.hidden"
+printf '# Title\n\nPostgres stores vectors.\n\n## Pets\n\nCats and dogs are animals.\n' >"$docs/a.md"
+printf 'The quick brown fox jumps over the lazy dog.\n' >"$docs/b.txt"
+printf "Robert'); DROP TABLE kanoa.chunks;--\n\\\\. \\\\N\t\$\$ quote' \"dq\"\n" >"$docs/evil.txt"
+printf 'name,animal\nrex,dog\n' >"$docs/sub/c.csv"
+printf 'def zebra():\n    return "stripes"\n' >"$docs/sub/d.py"
+printf 'Title\n=====\n\nRestructured text body.\n' >"$docs/sub/e.rst"
+printf '{"k": "json value"}\n' >"$docs/sub/f.json"
+printf 'ignored\n' >"$docs/.hidden/h.txt"
+printf 'ignored\n' >"$docs/sub/image.png"
+"$PY" "$here/mkpdf.py" "$docs/sub/g.pdf" "Portable document about giraffes"
+C="kb one"
+out=$("$BIN" rag ingest "$docs" --collection "$C" --embed-model fake-embed 2>"$tmp/err")
+eq "ingest exit" "$?" "0"
+eq "ingest summary" "${out%%;*}" "ingested 8 files (9 chunks), 0 unchanged, 0 failed, 0 pruned"
+check "ingest progress lines" grep -q "ingest: \[8/8\] $docs/sub/g.pdf" "$tmp/err"
+eq "collection row" "$(sql "SELECT name || '|' || embed_model || '|' || dim FROM kanoa.collections")" "kb one|fake-embed|32"
+eq "documents" "$(sql "SELECT string_agg(substr(source_uri, length('file://$docs/') + 1) || '=' || n_chunks, ',' ORDER BY source_uri) FROM kanoa.documents")" \
+    "a.md=2,b.txt=1,evil.txt=1,sub/c.csv=1,sub/d.py=1,sub/e.rst=1,sub/f.json=1,sub/g.pdf=1"
+eq "markdown chunks by heading" "$(sql "SELECT string_agg(replace(text, E'\n', '/'), ' | ' ORDER BY position) FROM kanoa.chunks c JOIN kanoa.documents d ON d.id = c.document_id WHERE d.source_uri LIKE '%/a.md'")" \
+    "# Title//Postgres stores vectors. | ## Pets//Cats and dogs are animals."
+eq "pdf text" "$(sql "SELECT text FROM kanoa.chunks WHERE metadata->>'ext' = 'pdf'")" "Portable document about giraffes"
+eq "content hash is sha256 of the file" "$(sql "SELECT content_hash FROM kanoa.documents WHERE source_uri LIKE '%/b.txt'")" \
+    "$(sha256sum "$docs/b.txt" | cut -d' ' -f1)"
+eq "metadata" "$(sql "SELECT metadata::text FROM kanoa.chunks WHERE metadata->>'name' = 'c.csv'")" \
+    "{\"ext\": \"csv\", \"name\": \"c.csv\", \"path\": \"$docs/sub/c.csv\"}"
+eq "embedding dims" "$(sql "SELECT string_agg(DISTINCT vector_dims(embedding)::text, ',') FROM kanoa.chunks")" "32"
+eq "hnsw index built" "$(sql "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'chunks_hnsw_%' AND indexdef LIKE '%vector(32)%vector_cosine_ops%'")" "1"
+# the evil file's bytes come back exactly (psql -At prints text verbatim)
+sql "SELECT text FROM kanoa.chunks WHERE metadata->>'name' = 'evil.txt'" >"$tmp/evil.out"
+printf '%s\n' "$(cat "$docs/evil.txt")" >"$tmp/evil.want"
+check "injection text stored verbatim" cmp -s "$tmp/evil.out" "$tmp/evil.want"
+eq "tables intact" "$(sql "SELECT count(*) FROM kanoa.chunks")" "9"
+
+sql "SELECT id, chunk_id FROM kanoa.chunks ORDER BY id" >"$tmp/rows1"
+out=$("$BIN" rag ingest "$docs" --collection "$C" 2>/dev/null)
+eq "re-ingest skips unchanged" "${out%%;*}" "ingested 0 files (0 chunks), 8 unchanged, 0 failed, 0 pruned"
+sql "SELECT id, chunk_id FROM kanoa.chunks ORDER BY id" >"$tmp/rows2"
+check "re-ingest leaves rows as they were" cmp -s "$tmp/rows1" "$tmp/rows2"
+
+# ---- refusals -----------------------------------------------------------
+out=$("$BIN" rag ingest "$docs" --collection "$C" --embed-model other-model 2>&1)
+eq "other model refused (exit)" "$?" "1"
+eq "other model refused (message)" "$out" "kanoa-mlops rag ingest: collection 'kb one' holds embeddings of model 'fake-embed'; refusing to add model 'other-model'"
+fake emb16 --dim 16
+printf 'Changed text for b.\n' >"$docs/b.txt"
+out=$("$BIN" rag ingest "$docs/b.txt" --collection "$C" --embed-url "http://127.0.0.1:$port/v1" 2>&1 >/dev/null)
+eq "other dimension refused" "$(grep -v '^ingest:' <<<"$out")" "kanoa-mlops rag ingest: collection 'kb one' holds embeddings of model 'fake-embed' (dim 32); refusing to add model 'fake-embed' (dim 16)"
+eq "refused ingest changed nothing" "$(sql "SELECT text FROM kanoa.chunks WHERE metadata->>'name' = 'b.txt'")" "The quick brown fox jumps over the lazy dog."
+
+# ---- replace and prune --------------------------------------------------
+out=$("$BIN" rag ingest "$docs" --collection "$C" 2>/dev/null)
+eq "changed file re-ingested" "${out%%;*}" "ingested 1 files (1 chunks), 7 unchanged, 0 failed, 0 pruned"
+eq "new text replaces old" "$(sql "SELECT string_agg(text, '|') FROM kanoa.chunks WHERE metadata->>'name' = 'b.txt'")" "Changed text for b."
+rm "$docs/sub/f.json"
+out=$("$BIN" rag ingest "$docs" --collection "$C" --prune 2>/dev/null)
+eq "prune" "${out%%;*}" "ingested 0 files (0 chunks), 7 unchanged, 0 failed, 1 pruned"
+eq "pruned document gone" "$(sql "SELECT count(*) FROM kanoa.documents WHERE source_uri LIKE '%f.json'"),$(sql "SELECT count(*) FROM kanoa.chunks WHERE metadata->>'name' = 'f.json'")" "0,0"
+
+# ---- bad files ------------------------------------------------------------
+printf 'ok\n' >"$tmp/x.png"
+out=$("$BIN" rag ingest "$tmp/x.png" --collection "$C" 2>&1)
+eq "unsupported file" "$?:$out" "1:kanoa-mlops rag ingest: file $tmp/x.png: unsupported type (use .txt .md .rst .csv .json .pdf or source code)"
+mkdir -p "$tmp/mixed"
+printf 'bad \xff byte\n' >"$tmp/mixed/bad.txt"
+printf 'good words here\n' >"$tmp/mixed/good.txt"
+out=$("$BIN" rag ingest "$tmp/mixed" --collection "$C" 2>&1)
+eq "invalid UTF-8 fails that file only (exit)" "$?" "1"
+eq "invalid UTF-8 messages" "$(grep '^kanoa-mlops' <<<"$out")" "kanoa-mlops rag ingest: file $tmp/mixed/bad.txt: byte 4 is not valid UTF-8
+kanoa-mlops rag ingest: 1 of 2 files failed (see above)"
+eq "the good file went in" "$(sql "SELECT count(*) FROM kanoa.documents WHERE source_uri = 'file://$tmp/mixed/good.txt'")" "1"
+rm -rf "$tmp/mixed"
+mkdir "$tmp/mixed"
+out=$("$BIN" rag ingest "$tmp/mixed" --collection "$C" --prune 2>/dev/null)
+eq "prune an emptied folder" "${out%%;*}" "ingested 0 files (0 chunks), 0 unchanged, 0 failed, 1 pruned"
+
+# ---- queries against a brute force ---------------------------------------
+corpus=$tmp/corpus
+"$PY" - "$corpus" <<'PYEOF'
+import os, random, sys
+root = sys.argv[1]
+words = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
+         "november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee "
+         "zulu amber basalt cobalt dune ember fjord glacier harbor island jungle").split()
+rng = random.Random(7)
+os.makedirs(root + "/common")
+os.makedirs(root + "/rare")
+for i in range(80):
+    sub = "rare" if i % 20 == 0 else "common"
+    with open("%s/%s/doc%02d.txt" % (root, sub, i), "w") as f:
+        f.write(" ".join(rng.choice(words) for _ in range(12)) + ".\n")
+PYEOF
+K="corpus"
+"$BIN" rag ingest "$corpus/common" --collection "$K" --embed-model fake-embed >/dev/null 2>&1
+out=$("$BIN" rag ingest "$corpus/rare" --collection "$K" --meta group=rare 2>/dev/null)
+eq "corpus ingested" "${out%%;*}" "ingested 4 files (4 chunks), 0 unchanged, 0 failed, 0 pruned"
+cid=$(sql "SELECT id FROM kanoa.collections WHERE name = 'corpus'")
+sql "SELECT chunk_id || '|' || embedding::text FROM kanoa.chunks WHERE collection_id = $cid" >"$tmp/vecs"
+topk() { "$BIN" rag query "$1" --collection "$K" -k "$2" --json "${@:3}" |
+         "$PY" -c 'import json,sys; [print("%s %.6f" % (h["chunk_id"], h["score"])) for h in json.load(sys.stdin)["data"]]'; }
+for q in "alpha bravo charlie" "glacier harbor island jungle" "zulu"; do
+    want=$("$PY" "$here/brute.py" 10 32 "$q" <"$tmp/vecs")
+    eq "exact top-10 = brute force: $q" "$(topk "$q" 10 --exact)" "$want"
+    eq "hnsw top-10 = brute force: $q" "$(topk "$q" 10)" "$want"
+done
+# filtered: only 4 of 80 rows match; ef_search 2 alone would find ~0 of them
+sql "SELECT c.chunk_id || '|' || c.embedding::text FROM kanoa.chunks c WHERE collection_id = $cid AND metadata @> '{\"group\":\"rare\"}'" >"$tmp/rare"
+want=$("$PY" "$here/brute.py" 3 32 "delta echo" <"$tmp/rare")
+eq "filtered query returns k rows (iterative scan)" "$(topk "delta echo" 3 --filter group=rare --ef-search 2)" "$want"
+eq "filter matching nothing" "$(topk "delta" 3 --filter "group=rare'); DROP TABLE kanoa.chunks;--")" ""
+eq "filter with a hostile key" "$(topk "delta" 3 --filter "x') OR 1=1;--=1")" ""
+eq "tables intact after hostile filters" "$(sql "SELECT count(*) FROM kanoa.chunks WHERE collection_id = $cid")" "80"
+out=$("$BIN" rag query "delta" --collection "$K" --filter group=rare --filter group=other 2>&1)
+eq "conflicting filters" "$?:$(head -n 1 <<<"$out")" "2:kanoa-mlops rag: filter key 'group' given twice with different values"
+
+# text and hybrid modes on the first collection
+out=$("$BIN" rag query "giraffes" --collection "$C" --mode text --json)
+eq "text mode" "$("$PY" -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(len(d), d[0]["metadata"]["name"], 0 < d[0]["score"] < 1)' <<<"$out")" "1 g.pdf True"
+out=$("$BIN" rag query "zebra stripes" --collection "$C" --mode hybrid -k 3 --json)
+eq "hybrid mode: keyword hit first, scores in 0..1" "$("$PY" -c '
+import json,sys
+d = json.load(sys.stdin)["data"]
+print(len(d), d[0]["metadata"]["name"], all(0 <= h["score"] <= 1 for h in d),
+      sorted(d[0]) == ["chunk_id", "metadata", "score", "source_uri", "text"])' <<<"$out")" "3 d.py True True"
+out=$("$BIN" rag query "Robert'); DROP TABLE kanoa.chunks;--" --collection "$C" --mode text -k 1 --json)
+eq "injection text returned verbatim" "$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["text"] == open(sys.argv[1]).read().strip())' "$docs/evil.txt" <<<"$out")" "True"
+HC="c'); DROP TABLE kanoa.collections;--"
+"$BIN" rag ingest "$docs/b.txt" --collection "$HC" --embed-model fake-embed >/dev/null 2>&1
+eq "hostile collection name stored verbatim" "$(sql "SELECT count(*) FROM kanoa.collections WHERE name = \$\$$HC\$\$")" "1"
+eq "hostile collection queryable" "$("$BIN" rag query "changed" --collection "$HC" -k 1 --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["text"])')" "Changed text for b."
+out=$("$BIN" rag query "x" --collection "missing" 2>&1)
+eq "unknown collection" "$?:$out" "1:kanoa-mlops rag query: collection 'missing' does not exist"
+
+# ---- crash and connection loss in the middle of a changed document --------
+big=$tmp/big
+mkdir -p "$big"
+"$PY" -c 'import sys; [print("Paragraph %d about lakes and rivers number %d.\n" % (i, i)) for i in range(40)]' >"$big/long.txt"
+"$BIN" rag ingest "$big" --collection "$C" --chunk-tokens 16 --overlap 0 >/dev/null 2>&1
+old=$(sql "SELECT d.content_hash || ':' || count(c.id) || ':' || md5(string_agg(c.text, '|' ORDER BY c.position)) FROM kanoa.documents d JOIN kanoa.chunks c ON c.document_id = d.id WHERE d.source_uri = 'file://$big/long.txt' GROUP BY d.content_hash")
+total=$(sql "SELECT count(*) FROM kanoa.chunks")
+"$PY" -c 'import sys; [print("Changed paragraph %d about the seas and oceans.\n" % i) for i in range(40)]' >"$big/long.txt"
+fake slow --dim 32 --delay 0.3
+SLOW=http://127.0.0.1:$port/v1
+wait_copy() { # until an ingest COPY is running (bounded)
+    for _ in $(seq 1 100); do
+        [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY kanoa.chunks%' AND pid <> pg_backend_pid()")" = 1 ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+no_copy() {
+    for _ in $(seq 1 100); do
+        [ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY kanoa.chunks%' AND state <> 'idle' AND pid <> pg_backend_pid()")" = 0 ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+state() {
+    sql "SELECT d.content_hash || ':' || count(c.id) || ':' || md5(string_agg(c.text, '|' ORDER BY c.position)) FROM kanoa.documents d JOIN kanoa.chunks c ON c.document_id = d.id WHERE d.source_uri = 'file://$big/long.txt' GROUP BY d.content_hash"
+}
+"$BIN" rag ingest "$big" --collection "$C" --embed-url "$SLOW" --batch 2 --chunk-tokens 16 --overlap 0 >/dev/null 2>&1 &
+ing=$!
+check "ingest reached COPY" wait_copy
+kill -9 "$ing"
+wait "$ing" 2>/dev/null
+check "server ended the dead COPY" no_copy
+eq "kill -9 mid-document keeps the old version" "$(state)" "$old"
+eq "kill -9 leaves no stray rows" "$(sql "SELECT count(*) FROM kanoa.chunks")" "$total"
+
+"$BIN" rag ingest "$big" --collection "$C" --embed-url "$SLOW" --batch 2 --chunk-tokens 16 --overlap 0 >/dev/null 2>"$tmp/lost.err" &
+ing=$!
+check "ingest reached COPY again" wait_copy
+sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'COPY kanoa.chunks%' AND pid <> pg_backend_pid()" >/dev/null
+wait "$ing"
+eq "connection loss exits 1" "$?" "1"
+check "connection loss message" grep -q "^kanoa-mlops rag ingest: lost the database connection during" "$tmp/lost.err"
+sed 's/^/# /' "$tmp/lost.err"
+eq "connection loss keeps the old version" "$(state)" "$old"
+out=$("$BIN" rag ingest "$big" --collection "$C" --chunk-tokens 16 --overlap 0 2>/dev/null)
+eq "rerun completes" "${out%%;*}" "ingested 1 files (40 chunks), 0 unchanged, 0 failed, 0 pruned"
+eq "new version in place" "$(sql "SELECT count(*) || ':' || sum((text LIKE 'Changed paragraph%')::int) FROM kanoa.chunks c JOIN kanoa.documents d ON d.id = c.document_id WHERE d.source_uri = 'file://$big/long.txt'")" "40:40"
+
+# ---- CLI usage -------------------------------------------------------------
+"$BIN" rag --bogus >/dev/null 2>&1; eq "rag bad flag exits 2" "$?" "2"
+"$BIN" rag query "x" >/dev/null 2>&1; eq "query without --collection exits 2" "$?" "2"
+"$BIN" rag query "x" -c "$C" --mode fuzzy >/dev/null 2>&1; eq "bad mode exits 2" "$?" "2"
+"$BIN" rag ingest "$docs" -c "$C" --chunk-tokens 100 --overlap 60 >/dev/null 2>&1; eq "overlap over half exits 2" "$?" "2"
+"$BIN" db --help | grep -q "run as the 'postgres' user"; eq "db --help mentions root" "$?" "0"
+"$BIN" rag --help >/dev/null; eq "rag --help exits 0" "$?" "0"
+out=$("$BIN" rag list)
+check "rag list" grep -Eq '^corpus +fake-embed +32 +80 +80$' <<<"$out"
+out=$("$BIN" rag query "x" -c "$C" --database-url "postgresql://kanoa:wrong@127.0.0.1:1/kanoa" 2>&1)
+eq "unreachable database exits 1" "$?" "1"
+check "unreachable database message" grep -q "^kanoa-mlops rag query: cannot connect to the database:" <<<"$out"
+
+# ---- stop ------------------------------------------------------------------
+"$BIN" db stop --data-dir "$pgdir" >/dev/null 2>&1; eq "db stop" "$?" "0"
+"$BIN" db status --data-dir "$pgdir" >/dev/null 2>&1; eq "db status after stop exits 3" "$?" "3"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,84 @@
+#!/bin/bash
+# run.sh - the engine's logits against an independent NumPy reference.
+#
+# For each supported weight type a tiny random Llama GGUF is synthesized
+# (`kanoa-mlops models synth --shape tiny`: dim 256, 2 layers, 4 heads / 2 KV
+# heads, gpt-2 vocab, llama3 rope_freqs; Q8_0 untied, the rest tied), the
+# engine's last-position logits for a fixed
+# prompt are dumped with 1 and 2 threads (which must be bit-identical), and
+# tests/ref/reference.py computes the same logits from the file with its own
+# GGUF parser and dequantizers in float64. Tolerances (max |diff| as a
+# fraction of the logit range): F32/F16/BF16 1e-3 (the engine keeps these
+# activations in f32); quantized types 3e-2, because the engine quantizes
+# activations to Q8_0/Q8_K (8-bit, per 32/256 block) before the integer dot
+# products, and that error is absent from the float64 reference.
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top"
+build=${KM_BUILD:-$top/build}
+shared=${KM_SHARED:-$top/../shared}
+export KM_SHARED=$shared
+py=/usr/bin/python3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+ok() { echo "ok - $1"; passed=$((passed + 1)); }
+bad() { echo "not ok - $1"; failed=$((failed + 1)); }
+
+lib=$build/asan/libkanoa.a
+flags="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer"
+if [ -f "$build/libkanoa.a" ]; then
+    lib=$build/libkanoa.a
+    flags="-O2 -g"
+fi
+pkgs="libmicrohttpd libcurl jansson libpq yaml-0.1 libcrypto"
+# shellcheck disable=SC2046,SC2086
+if ! cc -std=gnu17 $flags -Isrc -Itests -D_GNU_SOURCE -pthread -o "$work/ref_tool" \
+        tests/ref/ref_tool.c "$lib" \
+        $(pkg-config --libs $pkgs) -lm -ldl; then
+    bad "build ref_tool"
+    echo "$passed passed, $failed failed"
+    exit 1
+fi
+
+synth=${KM_BIN_RELEASE:-$build/kanoa-mlops}
+[ -x "$synth" ] || synth=${KM_BIN:-$build/asan/kanoa-mlops}
+ids="464 2068 7586 21831 18045 625 262 16931 3290 13 198 40 1101 257 1049"
+for type in F32 F16 BF16 Q8_0 Q4_0 Q6_K Q4_K_M Q5_K_M; do
+    case $type in F32|F16|BF16) tol=1e-3 ;; *) tol=3e-2 ;; esac
+    m=$work/$type.gguf
+    tie=--tied
+    [ "$type" = Q8_0 ] && tie=--untied
+    if ! "$synth" models synth --arch llama --shape tiny --type "$type" $tie \
+            --rope-scaling llama3 --seed 5 -q \
+            --vocab-from "$shared/data/tokenizer/ggml-vocab-gpt-2.gguf" -o "$m"; then
+        bad "$type: synthesize"
+        continue
+    fi
+    # shellcheck disable=SC2086
+    # shellcheck disable=SC2086
+    if ! "$work/ref_tool" logits "$m" "$work/e1.f32" 1 $ids 2>"$work/err" ||
+       ! "$work/ref_tool" logits "$m" "$work/e2.f32" 2 $ids 2>>"$work/err"; then
+        cat "$work/err"
+        bad "$type: engine logits"
+        continue
+    fi
+    if cmp -s "$work/e1.f32" "$work/e2.f32"; then
+        ok "$type: logits identical with 1 and 2 threads"
+    else
+        bad "$type: logits differ between 1 and 2 threads"
+    fi
+    # shellcheck disable=SC2086
+    if ! $py tests/ref/reference.py "$m" "$work/r.f32" $ids; then
+        bad "$type: reference"
+        continue
+    fi
+    if out=$($py tests/ref/compare.py "$work/e1.f32" "$work/r.f32" $tol); then
+        ok "$type: $out"
+    else
+        bad "$type: $out"
+    fi
+done
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]

@@ -1,0 +1,113 @@
+/* test_engine_ops.c - engine threadpool and kernels: scalar vs AVX2, exact
+ * small cases, and the pool's fork/join contract. */
+#include "engine/ops.h"
+#include "engine/quant.h"
+#include "engine/threadpool.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+TestSuite(engine_ops, .timeout = 60);
+
+Test(engine_ops, rmsnorm_exact)
+{
+    float x[4] = {1, -1, 1, -1}, w[4] = {1, 2, 3, 4}, y[4];
+    eng_rmsnorm(y, x, w, 4, 0.0f);
+    float want[4] = {1, -2, 3, -4};
+    for (int i = 0; i < 4; i++)
+        cr_assert_float_eq(y[i], want[i], 1e-6);
+}
+
+Test(engine_ops, rope_rotates_adjacent_pairs)
+{
+    /* inv_freq[0] = pi/2 and [1] = 0: pos 1 turns (a, b) into (-b, a) */
+    float inv[2] = {(float)(M_PI / 2), 0.0f}, cs[4];
+    eng_rope_angles(cs, 1, inv, 4);
+    float v[4] = {1, 2, 3, 4};
+    eng_rope_pairs(v, 1, 4, cs);
+    cr_assert_float_eq(v[0], -2, 1e-6);
+    cr_assert_float_eq(v[1], 1, 1e-6);
+    cr_assert_float_eq(v[2], 3, 1e-6);
+    cr_assert_float_eq(v[3], 4, 1e-6);
+}
+
+Test(engine_ops, softmax_and_swiglu)
+{
+    float x[3] = {0, logf(2), logf(5)};
+    eng_softmax(x, 3);
+    cr_assert_float_eq(x[0], 0.125f, 1e-6);
+    cr_assert_float_eq(x[2], 0.625f, 1e-6);
+    float a[2] = {0, 2}, b[2] = {3, 0.5f};
+    eng_swiglu(a, b, 2);
+    cr_assert_float_eq(a[0], 0, 1e-7);
+    cr_assert_float_eq(a[1], 2 / (1 + expf(-2)) * 0.5f, 1e-6);
+}
+
+Test(engine_ops, avx2_attention_kernels_match_scalar)
+{
+    if (!eng_ops_select(false))
+        cr_skip_test("no AVX2 on this CPU");
+    float q[77], out1[77], out2[77];
+    uint16_t k[77];
+    for (int i = 0; i < 77; i++) {
+        q[i] = sinf((float)i);
+        k[i] = quant_f32_to_f16(cosf((float)i * 0.3f));
+        out1[i] = out2[i] = (float)i * 0.01f;
+    }
+    float a = eng_dot_f16_scalar(q, k, 77), b = eng_dot_f16_avx2(q, k, 77);
+    cr_assert_float_eq(a, b, 1e-4);
+    eng_axpy_f16_scalar(out1, 0.7f, k, 77);
+    eng_axpy_f16_avx2(out2, 0.7f, k, 77);
+    for (int i = 0; i < 77; i++)
+        cr_assert_float_eq(out1[i], out2[i], 1e-6);
+}
+
+Test(engine_ops, attend_head_is_softmax_weighted_values)
+{
+    eng_ops_select(true);
+    /* two keys; q.k = 0 and ln(3) -> weights 1/4, 3/4 */
+    float q[2] = {1, 0}, out[2], scores[2];
+    uint16_t k[4], v[4];
+    float kf[4] = {0, 0, logf(3), 0}, vf[4] = {4, 8, 0, 4};
+    for (int i = 0; i < 4; i++) {
+        k[i] = quant_f32_to_f16(kf[i]);
+        v[i] = quant_f32_to_f16(vf[i]);
+    }
+    eng_attend_head(out, q, k, v, 2, 2, 2, 1.0f, scores);
+    cr_assert_float_eq(out[0], 1.0f, 1e-3);
+    cr_assert_float_eq(out[1], 5.0f, 1e-3);
+    eng_ops_select(false);
+}
+
+struct pool_probe {
+    atomic_int calls[8];
+    atomic_int total;
+};
+
+static void probe(void *arg, int ith, int nth)
+{
+    struct pool_probe *p = arg;
+    cr_assert_eq(nth, 3);
+    atomic_fetch_add(&p->calls[ith], 1);
+    atomic_fetch_add(&p->total, ith + 1);
+}
+
+Test(engine_ops, pool_runs_every_thread_once_per_run)
+{
+    struct eng_pool *pool;
+    struct km_err err;
+    cr_assert_eq(eng_pool_new(3, &pool, &err), KM_OK);
+    cr_assert_eq(eng_pool_size(pool), 3);
+    struct pool_probe p;
+    memset(&p, 0, sizeof p);
+    for (int r = 0; r < 1000; r++)
+        eng_pool_run(pool, probe, &p);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(atomic_load(&p.calls[i]), 1000);
+    cr_assert_eq(atomic_load(&p.total), 6000);
+    eng_pool_free(pool);
+    cr_assert_eq(eng_pool_new(0, &pool, &err), KM_EINVAL);
+    cr_assert(eng_physical_cores() >= 1);
+}

@@ -1,0 +1,364 @@
+/* test_hub.c - unit tests of src/hub/: hashes, filters, path safety, env
+ * precedence, tree parsing, cache layout helpers, quant names and
+ * hub_resolve_model on a fixture cache. */
+#include "base/mem.h"
+#include "hub/hub.h"
+#include "hub/hub_int.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static void mk_tmp(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/kanoa-test-hub.XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void rm_tmp(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static void write_file(const char *path, const char *data)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "open %s", path);
+    fputs(data, f);
+    fclose(f);
+}
+
+Test(hub_hash, git_blob_sha1_vector)
+{
+    char hex[130];
+    cr_assert_eq(hub__hash_mem("Hello, World!", 13, HUB_HASH_GITSHA1, hex), KM_OK);
+    cr_assert_str_eq(hex, "b45ef6fec89518d314f546fd6c3025367b721684");
+}
+
+Test(hub_hash, sha256_file_matches_memory)
+{
+    mk_tmp();
+    char p[512], hex[130], hex2[130];
+    snprintf(p, sizeof p, "%s/f", tmpdir);
+    write_file(p, "abc");
+    uint64_t n = 0;
+    struct km_err e = {0};
+    cr_assert_eq(hub__hash_file(p, HUB_HASH_SHA256, hex, &n, &e), KM_OK);
+    cr_assert_eq(n, 3);
+    cr_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    hub__hash_mem("abc", 3, HUB_HASH_SHA256, hex2);
+    cr_assert_str_eq(hex, hex2);
+    cr_assert_eq(hub_verify_blob(p, hex, &n, &e), KM_OK);
+    cr_assert_eq(hub_verify_blob(p, "a9993e364706816aba3e25717850c26c9cd0d89d", &n, &e),
+                 KM_EINTEGRITY);
+    cr_assert(strstr(e.msg, "git sha1"), "%s", e.msg);
+    rm_tmp();
+}
+
+Test(hub_hash, kind_from_etag)
+{
+    enum hub__hash_kind k;
+    cr_assert_eq(hub__hash_kind_of("b45ef6fec89518d314f546fd6c3025367b721684", &k), KM_OK);
+    cr_assert_eq(k, HUB_HASH_GITSHA1);
+    cr_assert_eq(hub__hash_kind_of("B45EF6FEC89518D314F546FD6C3025367B721684", &k), KM_EFORMAT);
+    cr_assert_eq(hub__hash_kind_of("../../etc/passwd", &k), KM_EFORMAT);
+}
+
+Test(hub_filter, fnmatchcase_semantics)
+{
+    cr_assert(hub__fnmatch("*.gguf", "Q4_K_M/x-00001-of-00002.gguf"));
+    cr_assert(hub__fnmatch("data/*.json", "data/sub/f.json"));
+    cr_assert(hub__fnmatch("dir/", "dir/a/b"));
+    cr_assert(hub__fnmatch("dir\\*.txt", "dir/x.txt"));
+    cr_assert(hub__fnmatch("*.md", ".hidden.md"));
+    cr_assert_not(hub__fnmatch("*.GGUF", "a.gguf"));
+    cr_assert_not(hub__fnmatch("README", "README.md"));
+    cr_assert(hub__fnmatch("[^a]x", "^x"));      /* Python: '^' is literal */
+    cr_assert_not(hub__fnmatch("[^a]x", "bx"));
+    cr_assert(hub__fnmatch("[!a]x", "bx"));
+}
+
+Test(hub_filter, allow_and_ignore_lists)
+{
+    const char *allow[] = {"*.json", "sub/*"};
+    const char *ignore[] = {"config*"};
+    cr_assert(hub__filter_match("a.json", allow, 2, ignore, 1));
+    cr_assert_not(hub__filter_match("config.json", allow, 2, ignore, 1));
+    cr_assert(hub__filter_match("sub/x/y.bin", allow, 2, ignore, 1));
+    cr_assert_not(hub__filter_match("model.bin", allow, 2, NULL, 0));
+    cr_assert(hub__filter_match("model.bin", NULL, (size_t)-1, NULL, 0));
+    cr_assert_not(hub__filter_match("model.bin", NULL, 0, NULL, 0)); /* [] keeps nothing */
+}
+
+Test(hub_cache, unsafe_paths_refused)
+{
+    const char *bad[] = {"../x", "/etc/x", "a/../../x", "C:\\x", "\\\\host\\share",
+                         "a//b", "./a", "a/.", "", "a/", "c:x", "a\nb"};
+    const char *good[] = {"README.md", "a/b/c.gguf", "odd name/a #1%.txt", "..a", "a..b"};
+    struct km_err e = {0};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        cr_assert_eq(hub__path_safe(bad[i], &e), KM_EFORMAT, "accepted '%s'", bad[i]);
+    cr_assert(strstr(e.msg, "refusing unsafe path"));
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        cr_assert_eq(hub__path_safe(good[i], &e), KM_OK, "refused '%s'", good[i]);
+}
+
+Test(hub_cache, repo_folder_name)
+{
+    char *f = hub_repo_folder("org/name");
+    cr_assert_str_eq(f, "models--org--name");
+    km_free(f);
+    f = hub_repo_folder("gpt2");
+    cr_assert_str_eq(f, "models--gpt2");
+    km_free(f);
+}
+
+Test(hub_cache, refs_links_markers)
+{
+    mk_tmp();
+    long live = km_mem_live();
+    struct km_err e = {0};
+    const char *c = "0123456789abcdef0123456789abcdef01234567";
+    char p[512], t[512], back[41];
+    cr_assert_eq(hub__ref_write(tmpdir, "refs/pr/1", c, &e), KM_OK, "%s", e.msg);
+    snprintf(p, sizeof p, "%s/refs/refs/pr/1", tmpdir);
+    struct stat st;
+    cr_assert_eq(stat(p, &st), 0);
+    cr_assert_eq(st.st_size, 40); /* no newline */
+    cr_assert_eq(hub__ref_read(tmpdir, "refs/pr/1", back, &e), KM_OK);
+    cr_assert_str_eq(back, c);
+    cr_assert_eq(hub__link_snapshot(tmpdir, c, "a/b/x.gguf", "ff00", &e), KM_OK);
+    snprintf(p, sizeof p, "%s/snapshots/%s/a/b/x.gguf", tmpdir, c);
+    ssize_t n = readlink(p, t, sizeof t - 1);
+    cr_assert_gt(n, 0);
+    t[n] = '\0';
+    cr_assert_str_eq(t, "../../../../blobs/ff00");
+    cr_assert_eq(hub__link_snapshot(tmpdir, c, "README.md", "aa", &e), KM_OK);
+    snprintf(p, sizeof p, "%s/snapshots/%s/README.md", tmpdir, c);
+    n = readlink(p, t, sizeof t - 1);
+    t[n] = '\0';
+    cr_assert_str_eq(t, "../../blobs/aa");
+    cr_assert_eq(hub__mark_no_exist(tmpdir, c, "d/missing.json", &e), KM_OK);
+    snprintf(p, sizeof p, "%s/.no_exist/%s/d/missing.json", tmpdir, c);
+    cr_assert_eq(stat(p, &st), 0);
+    cr_assert_eq(st.st_size, 0);
+    cr_assert_eq(km_mem_live(), live);
+    rm_tmp();
+}
+
+Test(hub_api, tree_page_parsed_and_validated)
+{
+    const char *json =
+        "[{\"type\":\"directory\",\"oid\":\"0000000000000000000000000000000000000000\","
+        "\"size\":0,\"path\":\"sub\"},"
+        "{\"type\":\"file\",\"oid\":\"b45ef6fec89518d314f546fd6c3025367b721684\","
+        "\"size\":13,\"path\":\"sub/a.txt\"},"
+        "{\"type\":\"file\",\"oid\":\"1111111111111111111111111111111111111111\","
+        "\"size\":5,\"path\":\"m.gguf\",\"lfs\":{\"oid\":"
+        "\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\","
+        "\"size\":5,\"pointerSize\":134}}]";
+    struct hub__tree t = {0};
+    struct km_err e = {0};
+    cr_assert_eq(hub__tree_parse(json, strlen(json), &t, &e), KM_OK, "%s", e.msg);
+    cr_assert_eq(t.n, 2);
+    cr_assert_str_eq(t.files[0].path, "sub/a.txt");
+    cr_assert_str_eq(t.files[0].etag, "b45ef6fec89518d314f546fd6c3025367b721684");
+    cr_assert_eq(t.files[1].lfs, 1);
+    cr_assert_str_eq(t.files[1].etag,
+                     "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    hub__tree_free(&t);
+    const char *evil = "[{\"type\":\"file\",\"oid\":\"b45ef6fec89518d314f546fd6c3025367b721684\","
+                       "\"size\":1,\"path\":\"../../x\"}]";
+    cr_assert_eq(hub__tree_parse(evil, strlen(evil), &t, &e), KM_EFORMAT);
+    cr_assert(strstr(e.msg, "'../../x'"), "%s", e.msg);
+    hub__tree_free(&t);
+    const char *badoid = "[{\"type\":\"file\",\"oid\":\"../x\",\"size\":1,\"path\":\"a\"}]";
+    cr_assert_eq(hub__tree_parse(badoid, strlen(badoid), &t, &e), KM_EFORMAT);
+    hub__tree_free(&t);
+    cr_assert_eq(hub__tree_parse("{}", 2, &t, &e), KM_EFORMAT);
+}
+
+Test(hub_env, cache_precedence_and_token)
+{
+    mk_tmp();
+    char home[512], tok[600];
+    snprintf(home, sizeof home, "%s/hfhome", tmpdir);
+    mkdir(home, 0700);
+    snprintf(tok, sizeof tok, "%s/token", home);
+    write_file(tok, "  hf_file_token \r\n");
+    setenv("HF_HOME", home, 1);
+    unsetenv("HF_TOKEN");
+    unsetenv("HUGGING_FACE_HUB_TOKEN");
+    unsetenv("HF_TOKEN_PATH");
+    unsetenv("HF_HUB_CACHE");
+    unsetenv("HUGGINGFACE_HUB_CACHE");
+    setenv("HF_ENDPOINT", "http://127.0.0.1:9/", 1);
+    setenv("HF_HUB_OFFLINE", "yes", 1);
+    struct hub_env env;
+    struct km_err e = {0};
+    cr_assert_eq(hub_env_load(&env, &e), KM_OK);
+    char want[600];
+    snprintf(want, sizeof want, "%s/hub", home);
+    cr_assert_str_eq(env.cache, want);
+    cr_assert_str_eq(env.token, "hf_file_token");
+    cr_assert_str_eq(env.endpoint, "http://127.0.0.1:9");
+    cr_assert_eq(env.offline, 1);
+    hub_env_free(&env);
+    setenv("HUGGINGFACE_HUB_CACHE", "/legacy", 1);
+    setenv("HF_TOKEN", "hf_env\n", 1);
+    setenv("HF_HUB_OFFLINE", "0", 1);
+    cr_assert_eq(hub_env_load(&env, &e), KM_OK);
+    cr_assert_str_eq(env.cache, "/legacy");
+    cr_assert_str_eq(env.token, "hf_env");
+    cr_assert_eq(env.offline, 0);
+    hub_env_free(&env);
+    setenv("HF_HUB_CACHE", "/new", 1);
+    setenv("HF_TOKEN", "", 1);
+    unlink(tok);
+    cr_assert_eq(hub_env_load(&env, &e), KM_OK);
+    cr_assert_str_eq(env.cache, "/new");
+    cr_assert_null(env.token);
+    hub_env_free(&env);
+    unsetenv("HF_HOME");
+    unsetenv("HF_HUB_CACHE");
+    unsetenv("HUGGINGFACE_HUB_CACHE");
+    setenv("XDG_CACHE_HOME", "/xdg", 1);
+    cr_assert_eq(hub_env_load(&env, &e), KM_OK);
+    cr_assert_str_eq(env.cache, "/xdg/huggingface/hub");
+    hub_env_free(&env);
+    rm_tmp();
+}
+
+Test(hub_scan, quant_names)
+{
+    char q[16];
+    hub__quant_of("tiny-Q4_K_M.gguf", q);
+    cr_assert_str_eq(q, "Q4_K_M");
+    hub__quant_of("Q8_0/Llama-3-Q8_0-00001-of-00002.gguf", q);
+    cr_assert_str_eq(q, "Q8_0");
+    hub__quant_of("model.IQ3_XXS.gguf", q);
+    cr_assert_str_eq(q, "IQ3_XXS");
+    hub__quant_of("gemma-bf16.gguf", q);
+    cr_assert_str_eq(q, "BF16");
+    hub__quant_of("tiny-Q4_K_M.safetensors", q);
+    cr_assert_str_eq(q, "");
+    hub__quant_of("XQ4_K_M.gguf", q);
+    cr_assert_str_eq(q, "");
+}
+
+/* Cache fixture: org/multi with two quants and a split, org/one with one. */
+static void fixture_cache(void)
+{
+    const char *c = "0123456789abcdef0123456789abcdef01234567";
+    const char *files[] = {"m-Q4_K_M.gguf", "m-Q8_0.gguf", "mmproj-F16.gguf",
+                           "big/m-Q2_K-00001-of-00002.gguf",
+                           "big/m-Q2_K-00002-of-00002.gguf", "README.md"};
+    char dir[512], p[1024];
+    struct km_err e = {0};
+    snprintf(dir, sizeof dir, "%s/cache/models--org--multi", tmpdir);
+    cr_assert_eq(hub__ref_write(dir, "main", c, &e), KM_OK, "%s", e.msg);
+    snprintf(p, sizeof p, "%s/blobs", dir);
+    cr_assert_eq(hub__mkdirs(p, &e), KM_OK);
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char etag[8];
+        snprintf(etag, sizeof etag, "b%zu", i);
+        snprintf(p, sizeof p, "%s/blobs/%s", dir, etag);
+        write_file(p, files[i]);
+        cr_assert_eq(hub__link_snapshot(dir, c, files[i], etag, &e), KM_OK);
+    }
+    snprintf(dir, sizeof dir, "%s/cache/models--org--one", tmpdir);
+    cr_assert_eq(hub__ref_write(dir, "main", c, &e), KM_OK);
+    snprintf(p, sizeof p, "%s/blobs", dir);
+    hub__mkdirs(p, &e);
+    snprintf(p, sizeof p, "%s/blobs/x", dir);
+    write_file(p, "GGUF");
+    hub__link_snapshot(dir, c, "one-Q4_0.gguf", "x", &e);
+    snprintf(p, sizeof p, "%s/cache", tmpdir);
+    setenv("HF_HUB_CACHE", p, 1);
+}
+
+static void expect_resolve(const char *spec, const char *suffix)
+{
+    char *path = NULL;
+    struct km_err e = {0};
+    cr_assert_eq(hub_resolve_model(spec, &path, &e), KM_OK, "%s: %s", spec, e.msg);
+    size_t n = strlen(path), m = strlen(suffix);
+    cr_assert(n >= m && strcmp(path + n - m, suffix) == 0, "%s -> %s", spec, path);
+    km_free(path);
+}
+
+Test(hub_resolve, specs_to_snapshot_files)
+{
+    mk_tmp();
+    fixture_cache();
+    const char *snap = "/models--org--multi/snapshots/0123456789abcdef0123456789abcdef01234567/";
+    char want[512];
+    snprintf(want, sizeof want, "%sm-Q8_0.gguf", snap);
+    expect_resolve("org/multi:Q8_0", want);
+    expect_resolve("org/multi:q8_0", want);
+    expect_resolve("org/multi:m-Q8_0.gguf@main", want);
+    snprintf(want, sizeof want, "%sm-Q4_K_M.gguf", snap);
+    expect_resolve("org/multi:*Q4_K*", want);
+    expect_resolve("org/multi:m-Q4_K_M.gguf@0123456789abcdef0123456789abcdef01234567", want);
+    snprintf(want, sizeof want, "%sbig/m-Q2_K-00001-of-00002.gguf", snap);
+    expect_resolve("org/multi:Q2_K", want);
+    expect_resolve("org/one", "/snapshots/0123456789abcdef0123456789abcdef01234567/one-Q4_0.gguf");
+    char local[600];
+    snprintf(local, sizeof local, "%s/cache", tmpdir);
+    expect_resolve(local, local);
+    rm_tmp();
+}
+
+Test(hub_resolve, ambiguous_and_missing)
+{
+    mk_tmp();
+    fixture_cache();
+    long live = km_mem_live();
+    char *path = NULL;
+    struct km_err e = {0};
+    cr_assert_eq(hub_resolve_model("org/multi", &path, &e), KM_EINVAL);
+    cr_assert_str_eq(e.msg, "org/multi has 3 GGUF files (big/m-Q2_K-00001-of-00002.gguf, "
+                     "m-Q4_K_M.gguf, m-Q8_0.gguf): name one with org/multi:FILE "
+                     "or org/multi:QUANT");
+    cr_assert_eq(hub_resolve_model("org/multi:Q6_K", &path, &e), KM_ENOTFOUND);
+    cr_assert_str_eq(e.msg, "org/multi@main in the cache has no file matching 'Q6_K' "
+                     "(pull it first: kanoa-mlops pull org/multi Q6_K)");
+    cr_assert_eq(hub_resolve_model("org/absent:x.gguf", &path, &e), KM_ENOTFOUND);
+    cr_assert(strstr(e.msg, "org/absent@main is not in the cache"), "%s", e.msg);
+    cr_assert_eq(hub_resolve_model("no-such-file.gguf", &path, &e), KM_ENOTFOUND);
+    cr_assert_null(path);
+    cr_assert_eq(km_mem_live(), live);
+    rm_tmp();
+}
+
+Test(hub_scan, scan_reads_fixture)
+{
+    mk_tmp();
+    fixture_cache();
+    char p[512];
+    snprintf(p, sizeof p, "%s/cache", tmpdir);
+    struct hub_scan s;
+    struct km_err e = {0};
+    cr_assert_eq(hub_cache_scan(p, &s, &e), KM_OK);
+    cr_assert_eq(s.nrepos, 2);
+    cr_assert_str_eq(s.repos[0].repo, "org/multi");
+    cr_assert_eq(s.repos[0].nrevs, 1);
+    cr_assert_eq(s.repos[0].revs[0].nfiles, 6);
+    cr_assert_eq(s.repos[0].revs[0].complete, 1);
+    cr_assert_str_eq(s.repos[0].revs[0].refs[0], "main");
+    cr_assert_str_eq(s.repos[0].revs[0].files[0].path, "README.md");
+    cr_assert_str_eq(s.repos[0].revs[0].files[2].quant, "Q2_K");
+    hub_scan_free(&s);
+    uint64_t freed = 0;
+    cr_assert_eq(hub_cache_rm(p, "org/one", NULL, &freed, &e), KM_OK);
+    cr_assert_eq(freed, 4);
+    cr_assert_eq(hub_cache_rm(p, "org/one", NULL, &freed, &e), KM_ENOTFOUND);
+    rm_tmp();
+}

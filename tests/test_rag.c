@@ -1,0 +1,264 @@
+/* test_rag.c - rag/ pure units: binary COPY bytes, chunker, token estimate,
+ * RRF math and fusion, filter parsing, hits JSON. (The database paths are
+ * covered by tests/rag/run.sh against a real cluster.) */
+#include "base/mem.h"
+#include "rag/rag.h"
+#include "rag/rag_int.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+TestSuite(rag, .timeout = 30);
+
+static void assert_bytes(const struct km_buf *b, const unsigned char *want, size_t n)
+{
+    cr_assert_eq(b->len, n, "length %zu, want %zu", b->len, n);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq((unsigned char)b->data[i], want[i], "byte %zu: 0x%02x, want 0x%02x",
+                     i, (unsigned char)b->data[i], want[i]);
+}
+
+Test(rag, copy_header_and_trailer_bytes)
+{
+    static const unsigned char want[] = {
+        'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0x00, /* signature */
+        0, 0, 0, 0,                                                 /* flags */
+        0, 0, 0, 0,                                                 /* extension */
+        0xff, 0xff};                                                /* trailer */
+    struct km_buf b;
+    km_buf_init(&b, 1024);
+    cr_assert_eq(rag_copy_header(&b), KM_OK);
+    cr_assert_eq(b.len, 19);
+    cr_assert_eq(rag_copy_trailer(&b), KM_OK);
+    assert_bytes(&b, want, sizeof want);
+    km_buf_free(&b);
+}
+
+Test(rag, copy_tuple_bytes)
+{
+    static const unsigned char want[] = {
+        0x00, 0x06,                                     /* 6 fields */
+        0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x01, 0x02,        /* int8 258 */
+        0, 0, 0, 4, 0xff, 0xff, 0xff, 0xfe,              /* int4 -2 */
+        0, 0, 0, 2, 'a', 'b',                            /* text "ab" */
+        0, 0, 0, 3, 0x01, '{', '}',                      /* jsonb {} */
+        0, 0, 0, 12, 0x00, 0x02, 0x00, 0x00,             /* vector dim 2, unused 0 */
+        0x3f, 0x80, 0x00, 0x00, 0xc0, 0x20, 0x00, 0x00,  /* 1.0, -2.5 */
+        0xff, 0xff, 0xff, 0xff};                         /* NULL */
+    struct km_buf b;
+    km_buf_init(&b, 1024);
+    const float v[2] = {1.0f, -2.5f};
+    cr_assert_eq(rag_copy_tuple(&b, 6), KM_OK);
+    cr_assert_eq(rag_copy_int8(&b, 258), KM_OK);
+    cr_assert_eq(rag_copy_int4(&b, -2), KM_OK);
+    cr_assert_eq(rag_copy_text(&b, "ab", 2), KM_OK);
+    cr_assert_eq(rag_copy_jsonb(&b, "{}", 2), KM_OK);
+    cr_assert_eq(rag_copy_vector(&b, v, 2), KM_OK);
+    cr_assert_eq(rag_copy_null(&b), KM_OK);
+    assert_bytes(&b, want, sizeof want);
+    km_buf_free(&b);
+}
+
+Test(rag, copy_rejects_nonfinite_and_respects_max)
+{
+    struct km_buf b;
+    km_buf_init(&b, 16);
+    const float bad[2] = {1.0f, NAN};
+    const float inf[1] = {INFINITY};
+    cr_assert_eq(rag_copy_vector(&b, bad, 2), KM_EINVAL);
+    cr_assert_eq(rag_copy_vector(&b, inf, 1), KM_EINVAL);
+    cr_assert_eq(rag_copy_vector(&b, bad, 0), KM_EINVAL);
+    cr_assert_eq(b.len, 0);
+    const float big[4] = {1, 2, 3, 4}; /* 4+4+16 = 24 bytes > 16 */
+    cr_assert_eq(rag_copy_vector(&b, big, 4), KM_ERANGE);
+    cr_assert_eq(b.len, 0, "a failed append leaves the buffer as it was");
+    km_buf_free(&b);
+}
+
+Test(rag, token_estimate_and_kinds)
+{
+    cr_assert_eq(rag_token_estimate("", 0), 0);
+    cr_assert_eq(rag_token_estimate("a", 1), 1);
+    cr_assert_eq(rag_token_estimate("abcd", 4), 1);
+    cr_assert_eq(rag_token_estimate("abcde", 5), 2);
+    bool pdf;
+    cr_assert_eq(rag_doc_kind_for("/x/README.md", &pdf), RAG_DOC_MARKDOWN);
+    cr_assert_eq(rag_doc_kind_for("a.RST", &pdf), RAG_DOC_RST);
+    cr_assert_eq(rag_doc_kind_for("t.csv", &pdf), RAG_DOC_TEXT);
+    cr_assert_eq(rag_doc_kind_for("main.c", &pdf), RAG_DOC_CODE);
+    cr_assert_eq(rag_doc_kind_for("paper.pdf", &pdf), RAG_DOC_TEXT);
+    cr_assert(pdf);
+    cr_assert_eq(rag_doc_kind_for("image.png", &pdf), -1);
+    cr_assert_eq(rag_doc_kind_for("dir.md/noext", &pdf), -1);
+}
+
+static const char md_doc[] =
+    "# Intro\n\nAlpha beta gamma.\n\n```c\nint main(void)\n{\n\n    return 0;\n}\n```\n\n"
+    "## Next\n\nOne two three four five six seven eight nine ten eleven twelve thirteen "
+    "fourteen fifteen sixteen seventeen eighteen nineteen twenty.\n";
+
+static void assert_chunk(const struct rag_chunk *c, const char *want)
+{
+    cr_assert_eq(c->len, strlen(want), "chunk '%.*s' != '%s'", (int)c->len, md_doc + c->off, want);
+    cr_assert(memcmp(md_doc + c->off, want, c->len) == 0, "chunk '%.*s' != '%s'",
+              (int)c->len, md_doc + c->off, want);
+    cr_assert_eq(c->tokens, (int)((c->len + 3) / 4));
+}
+
+Test(rag, chunker_markdown_structure_and_overlap)
+{
+    /* 16 tokens = 64 bytes per chunk, 4 tokens = 16 bytes of overlap. */
+    struct rag_chunk *c = NULL;
+    size_t n = 0;
+    struct km_err e;
+    cr_assert_eq(rag_chunk_text(md_doc, strlen(md_doc), RAG_DOC_MARKDOWN, 16, 4, &c, &n, &e), KM_OK);
+    cr_assert_eq(n, 6);
+    assert_chunk(&c[0], "# Intro\n\nAlpha beta gamma.");
+    /* the code block does not fit: the chunk closes, the next one starts with
+     * its tail as overlap and keeps the fenced block whole (blank line too) */
+    assert_chunk(&c[1], "beta gamma.\n\n```c\nint main(void)\n{\n\n    return 0;\n}\n```");
+    /* a heading closes the chunk and starts fresh without overlap */
+    assert_chunk(&c[2], "## Next");
+    /* an over-long paragraph is cut at blanks, with overlap between pieces */
+    assert_chunk(&c[3], "One two three four five six seven eight nine ten eleven twelve");
+    assert_chunk(&c[4], "eleven twelve thirteen fourteen fifteen sixteen seventeen");
+    assert_chunk(&c[5], "seventeen eighteen nineteen twenty.");
+    km_free(c);
+}
+
+Test(rag, chunker_big_budget_sections_and_rst)
+{
+    struct rag_chunk *c = NULL;
+    size_t n = 0;
+    struct km_err e;
+    cr_assert_eq(rag_chunk_text(md_doc, strlen(md_doc), RAG_DOC_MARKDOWN, 512, 64, &c, &n, &e), KM_OK);
+    cr_assert_eq(n, 2, "one chunk per section when they fit");
+    cr_assert(strncmp(md_doc + c[1].off, "## Next", 7) == 0);
+    km_free(c);
+    static const char rst[] = "Title\n=====\n\nBody one.\n\nSecond\n------\n\nBody two.\n";
+    cr_assert_eq(rag_chunk_text(rst, strlen(rst), RAG_DOC_RST, 512, 0, &c, &n, &e), KM_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(c[0].len, strlen("Title\n=====\n\nBody one."));
+    cr_assert_eq(c[1].off, strlen("Title\n=====\n\nBody one.\n\n"));
+    km_free(c);
+    cr_assert_eq(rag_chunk_text("  \n\n \n", 6, RAG_DOC_TEXT, 512, 0, &c, &n, &e), KM_OK);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(rag_chunk_text("x", 1, RAG_DOC_TEXT, 16, 9, &c, &n, &e), KM_EINVAL);
+}
+
+Test(rag, chunker_cuts_long_words_at_utf8_boundaries)
+{
+    char text[601];
+    for (int i = 0; i < 300; i++)
+        memcpy(text + 2 * i, "\xc3\xa9", 2); /* é, no blanks at all */
+    text[600] = '\0';
+    struct rag_chunk *c = NULL;
+    size_t n = 0;
+    struct km_err e;
+    long live = km_mem_live();
+    cr_assert_eq(rag_chunk_text(text, 600, RAG_DOC_TEXT, 8, 0, &c, &n, &e), KM_OK);
+    size_t covered = 0;
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_leq(c[i].len, 32);
+        cr_assert_eq(c[i].off % 2, 0, "chunk %zu starts inside a character", i);
+        cr_assert_eq(c[i].len % 2, 0, "chunk %zu ends inside a character", i);
+        cr_assert_eq(c[i].off, covered, "no gap, no overlap");
+        covered += c[i].len;
+    }
+    cr_assert_eq(covered, 600);
+    km_free(c);
+    cr_assert_eq(km_mem_live(), live);
+}
+
+Test(rag, rrf_math)
+{
+    cr_assert_float_eq(rag_rrf(60, 1, 0), 1.0 / 61, 1e-15);
+    cr_assert_float_eq(rag_rrf(60, 0, 1), 1.0 / 61, 1e-15);
+    cr_assert_float_eq(rag_rrf(60, 1, 1), 2.0 / 61, 1e-15);
+    cr_assert_float_eq(rag_rrf(60, 3, 5), 1.0 / 63 + 1.0 / 65, 1e-15);
+    cr_assert_eq(rag_rrf(60, 0, 0), 0.0);
+}
+
+static struct rag_hit mkhit(long long row, double dist)
+{
+    char id[16];
+    snprintf(id, sizeof id, "r%lld", row);
+    return (struct rag_hit){.row = row, .text = km_strdup(id), .score = 1 - dist,
+                            .distance = dist, .source_uri = km_strdup("file:///x"),
+                            .chunk_id = km_strdup(id), .metadata = km_strdup("{}")};
+}
+
+Test(rag, rrf_fusion_orders_and_dedups)
+{
+    long live = km_mem_live();
+    struct rag_hits v = {km_calloc(3, sizeof(struct rag_hit)), 3};
+    struct rag_hits t = {km_calloc(2, sizeof(struct rag_hit)), 2};
+    v.v[0] = mkhit(10, 0.1);
+    v.v[1] = mkhit(20, 0.5);
+    v.v[2] = mkhit(30, 0.6);
+    t.v[0] = mkhit(30, 0.6);
+    t.v[1] = mkhit(40, 0.3);
+    struct rag_hits out;
+    cr_assert_eq(rag__fuse(&v, &t, 3, &out), KM_OK);
+    /* 30: 1/63 + 1/61; 10: 1/61; 20 and 40: 1/62 each, 40 nearer */
+    cr_assert_eq(out.n, 3);
+    cr_assert_eq(out.v[0].row, 30);
+    cr_assert_float_eq(out.v[0].rank_score, 1.0 / 63 + 1.0 / 61, 1e-12);
+    cr_assert_eq(out.v[1].row, 10);
+    cr_assert_eq(out.v[2].row, 40);
+    cr_assert_float_eq(out.v[2].rank_score, 1.0 / 62, 1e-12);
+    cr_assert_float_eq(out.v[2].score, 0.7, 1e-12, "score stays the cosine similarity");
+    rag_hits_free(&out);
+    rag_hits_free(&v);
+    rag_hits_free(&t);
+    cr_assert_eq(km_mem_live(), live, "fusion frees what it drops");
+}
+
+Test(rag, filter_parsing)
+{
+    struct rag_filter f;
+    struct km_err e;
+    rag_filter_init(&f);
+    cr_assert_eq(rag_filter_add(&f, "lang=en", &e), KM_OK);
+    cr_assert_eq(rag_filter_add(&f, "expr=a=b", &e), KM_OK);
+    cr_assert_eq(rag_filter_add(&f, "empty=", &e), KM_OK);
+    cr_assert_eq(rag_filter_add(&f, "k'); DROP TABLE x;--=\"v\"", &e), KM_OK);
+    cr_assert_eq(rag_filter_add(&f, "lang=en", &e), KM_OK, "same pair twice is fine");
+    cr_assert_str_eq(f.json, "{\"empty\":\"\",\"expr\":\"a=b\",\"k'); DROP TABLE x;--\":"
+                             "\"\\\"v\\\"\",\"lang\":\"en\"}");
+    cr_assert_eq(f.n, 4);
+    cr_assert_eq(rag_filter_add(&f, "lang=fr", &e), KM_EINVAL);
+    cr_assert_str_eq(e.msg, "filter key 'lang' given twice with different values");
+    cr_assert_eq(rag_filter_add(&f, "=v", &e), KM_EINVAL);
+    cr_assert_eq(rag_filter_add(&f, "novalue", &e), KM_EINVAL);
+    cr_assert_str_eq(e.msg, "filter 'novalue': expected key=value");
+    rag_filter_free(&f);
+    enum rag_mode m;
+    cr_assert_eq(rag_parse_mode("hybrid", &m), KM_OK);
+    cr_assert_eq(m, RAG_MODE_HYBRID);
+    cr_assert_eq(rag_parse_mode("Hybrid", &m), KM_EINVAL);
+    cr_assert_str_eq(rag_mode_name(RAG_MODE_TEXT), "text");
+}
+
+Test(rag, hits_json_has_the_retriever_keys)
+{
+    struct rag_hits h = {km_calloc(1, sizeof(struct rag_hit)), 1};
+    h.v[0] = (struct rag_hit){.row = 1, .text = km_strdup("a \"quoted\"\ntext"), .score = 0.5,
+                              .source_uri = km_strdup("file:///kb/a.md"),
+                              .chunk_id = km_strdup("0123456789ab:0007"),
+                              .metadata = km_strdup("{\"ext\":\"md\"}")};
+    char *s = NULL;
+    struct km_err e;
+    cr_assert_eq(rag_hits_json(&h, &s, &e), KM_OK);
+    cr_assert_str_eq(s, "{\"data\":[{\"text\":\"a \\\"quoted\\\"\\ntext\",\"score\":0.5,"
+                        "\"source_uri\":\"file:///kb/a.md\",\"chunk_id\":\"0123456789ab:0007\","
+                        "\"metadata\":{\"ext\":\"md\"}}]}");
+    km_free(s);
+    rag_hits_free(&h);
+    struct rag_hits empty = {0};
+    cr_assert_eq(rag_hits_json(&empty, &s, &e), KM_OK);
+    cr_assert_str_eq(s, "{\"data\":[]}");
+    km_free(s);
+}

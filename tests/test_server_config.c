@@ -1,0 +1,109 @@
+/* test_server_config.c - serve settings: defaults, YAML file, KANOA_* env and
+ * flags with precedence flag > env > file > default, and --print-config. */
+#include "base/mem.h"
+#include "server/server.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+TestSuite(server_config, .timeout = 30);
+
+static char *write_tmp(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/km-cfg-XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+Test(server_config, defaults)
+{
+    struct srv_config c;
+    srv_config_init(&c);
+    cr_assert_str_eq(c.host, "127.0.0.1");
+    cr_assert_eq(c.port, 8000);
+    cr_assert_eq(c.max_body, 32ull << 20);
+    cr_assert_eq(c.api_keys.n, 0);
+    srv_config_free(&c);
+}
+
+Test(server_config, precedence_flag_env_file_default)
+{
+    struct srv_config c;
+    struct km_err e;
+    const char *path = write_tmp("port: 9001\nhost: 0.0.0.0\nmax_queue: 7\n"
+                                 "api-key: [fa, fb]\ncors-origin:\n  - http://a\n"
+                                 "upstream: vllm=http://h:8000,models=a|b\n");
+    srv_config_init(&c);
+    cr_assert_eq(srv_config_load_yaml(&c, path, &e), KM_OK, "%s", e.msg);
+    setenv("KANOA_PORT", "9002", 1);
+    setenv("KANOA_MAX_QUEUE", "8", 1);
+    setenv("KANOA_API_KEY", "ea eb ec", 1);
+    cr_assert_eq(srv_config_load_env(&c, &e), KM_OK, "%s", e.msg);
+    cr_assert_eq(srv_config_set(&c, SRV_LAYER_FLAG, "port", "9003", &e), KM_OK);
+    /* a lower layer applied later never overrides */
+    cr_assert_eq(srv_config_set(&c, SRV_LAYER_FILE, "port", "1", &e), KM_OK);
+    cr_assert_eq(c.port, 9003);
+    cr_assert_eq(c.max_queue, 8);
+    cr_assert_str_eq(c.host, "0.0.0.0");
+    cr_assert_eq(c.api_keys.n, 3);
+    cr_assert_str_eq(c.api_keys.v[2], "ec");
+    cr_assert_eq(c.cors_origins.n, 1);
+    cr_assert_str_eq(c.upstreams.v[0], "vllm=http://h:8000,models=a|b");
+    unsetenv("KANOA_PORT");
+    unsetenv("KANOA_MAX_QUEUE");
+    unsetenv("KANOA_API_KEY");
+    srv_config_free(&c);
+    unlink(path);
+}
+
+Test(server_config, bad_values_name_setting_and_value)
+{
+    struct srv_config c;
+    struct km_err e;
+    srv_config_init(&c);
+    cr_assert_eq(srv_config_set(&c, SRV_LAYER_FLAG, "port", "70000", &e), KM_EINVAL);
+    cr_assert_str_eq(e.msg, "setting port: '70000' is not a whole number in [0, 65535]");
+    cr_assert_eq(srv_config_set(&c, SRV_LAYER_FLAG, "log-format", "xml", &e), KM_EINVAL);
+    cr_assert_eq(srv_config_set(&c, SRV_LAYER_FLAG, "nope", "1", &e), KM_EINVAL);
+    cr_assert_str_eq(e.msg, "unknown setting 'nope'");
+    cr_assert_eq(srv_config_set(&c, SRV_LAYER_FLAG, "max-body", "1M", &e), KM_OK);
+    cr_assert_eq(c.max_body, 1048576ull);
+    const char *path = write_tmp("port: [1, 2\n");
+    cr_assert_eq(srv_config_load_yaml(&c, path, &e), KM_EFORMAT);
+    cr_assert(strstr(e.msg, path));
+    unlink(path);
+    path = write_tmp("- a\n- b\n");
+    cr_assert_eq(srv_config_load_yaml(&c, path, &e), KM_EFORMAT);
+    cr_assert(strstr(e.msg, "must be a mapping"));
+    unlink(path);
+    srv_config_free(&c);
+}
+
+Test(server_config, print_redacts_keys)
+{
+    struct srv_config c;
+    struct km_err e;
+    srv_config_init(&c);
+    srv_config_set(&c, SRV_LAYER_FLAG, "api-key", "secret", &e);
+    srv_config_set(&c, SRV_LAYER_FLAG, "model", "m.gguf", &e);
+    srv_config_set(&c, SRV_LAYER_FLAG, "database-url", "postgres://x", &e);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    srv_config_print(&c, f);
+    fclose(f);
+    cr_assert_null(strstr(buf, "secret"));
+    cr_assert(strstr(buf, "api-key:\n  - \"***\"\n"));
+    cr_assert(strstr(buf, "model:\n  - \"m.gguf\"\n"));
+    cr_assert(strstr(buf, "database-url: \"postgres://x\"\n"));
+    cr_assert(strstr(buf, "port: 8000\n"));
+    free(buf);
+    srv_config_free(&c);
+}
