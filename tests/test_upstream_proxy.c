@@ -229,13 +229,17 @@ TestSuite(upstream_proxy, .fini = stop_fakes, .timeout = 60);
 
 Test(upstream_proxy, json_pass_through_and_models)
 {
-    start_fake("a", (const char *const[]){"--models", "m1,m2", NULL});
-    struct ups_pool *p = pool_over(1, NULL, NULL);
+    start_fake("a", (const char *const[]){"--models", "m1,m2,e5", NULL});
+    struct ups_pool *p = pool_over(1, ",embed=e5", NULL);
     struct srv_model_info m[4];
-    cr_assert_eq(ups_pool_models(p, m, 4), 2);
+    cr_assert_eq(ups_pool_models(p, m, 4), 3);
     cr_assert_str_eq(m[0].id, "m1");
     cr_assert_str_eq(m[1].id, "m2");
+    cr_assert_str_eq(m[2].id, "e5");
     cr_assert_eq(m[1].max_model_len, 4096);
+    cr_assert_str_eq(m[1].owned_by, "vllm");
+    cr_assert_eq(m[1].task, SRV_TASK_GENERATE);
+    cr_assert_eq(m[2].task, SRV_TASK_EMBED, "embed= marks embedding models");
     cr_assert_eq(ups_pool_healthy(p), 1);
     struct rec r;
     rec_init(&r);

@@ -10,7 +10,9 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "cli/cli.h"
+#include "hub/hub.h"
 #include "server/backend_local.h"
+#include "server/retrieve.h"
 #include "server/server.h"
 #include "server/upstream.h"
 
@@ -168,12 +170,13 @@ static int load_config(int argc, char **argv, const struct serve_opts *o,
  * rag registers /v1/retrieve with srv_server_add_route() when
  * cfg->database_url is set. Routes must be added before srv_server_start();
  * backends may be added at any time. Returns KM_OK or fills err. */
+static struct srv_retrieve *retrieve; /* rag: freed after srv_server_free */
+
 static int attach_routes(struct srv_server *srv, const struct srv_config *cfg,
                          struct km_err *err)
 {
-    (void)srv;
-    (void)cfg;
-    (void)err;
+    if (cfg->database_url && cfg->database_url[0])
+        return srv_retrieve_new(srv, cfg->database_url, &retrieve, err);
     return KM_OK;
 }
 
@@ -212,6 +215,8 @@ static int attach_upstreams(struct srv_server *srv, const struct srv_config *cfg
         rc = ups_spec_parse(cfg->upstreams.v[i], &specs[i], err);
     struct ups_options o;
     ups_options_default(&o);
+    if (rc == KM_OK)
+        rc = ups_options_from_env(&o, err);
     struct ups_pool *pool = NULL;
     if (rc == KM_OK)
         rc = ups_pool_new(specs, cfg->upstreams.n, &o, &pool, err);
@@ -274,7 +279,23 @@ static int run_server(struct srv_config *cfg, struct km_err *err)
         km_log(KM_LOG_INFO, "serve: stopped");
     }
     srv_server_free(srv);
+    srv_retrieve_free(retrieve);
+    retrieve = NULL;
     return rc;
+}
+
+/* hub: --model org/repo[:FILE|QUANT][@REV] -> the file in the Hugging Face
+ * cache (hub_resolve_model); plain paths pass through unchanged. */
+static int resolve_models(struct srv_config *cfg, struct km_err *err)
+{
+    for (size_t i = 0; i < cfg->models.n; i++) {
+        char *path = NULL;
+        if (hub_resolve_model(cfg->models.v[i], &path, err) != KM_OK)
+            return km_err_prefix(err, "--model %s", cfg->models.v[i]);
+        km_free(cfg->models.v[i]);
+        cfg->models.v[i] = path;
+    }
+    return KM_OK;
 }
 
 int cmd_serve(int argc, char **argv)
@@ -298,6 +319,8 @@ int cmd_serve(int argc, char **argv)
         srv_config_free(&cfg);
         return CLI_EXIT_OK;
     }
+    if (!rc)
+        rc = resolve_models(&cfg, &err);
     if (!rc) {
         setup_logging(&cfg);
         rc = run_server(&cfg, &err);

@@ -466,9 +466,72 @@ dot_k(uint32_t t, int64_t n, const void *w, const void *a)
     return hsum_ps(acc);
 }
 
-static float dot_q4_k(int64_t n, const void *w, const void *a) { return dot_k(GGML_TYPE_Q4_K, n, w, a); }
+/* Decode path for Q4_K: stream each super-block straight from memory into
+ * the products, two 32-element sub-blocks per 32-byte load. */
+static float dot_q4_k(int64_t n, const void *w, const void *a)
+{
+    const struct blk_q4_k *x = w;
+    const struct blk_q8_k *y = a;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint8_t sc[8], m[8];
+        for (int j = 0; j < 8; j++)
+            q_scale_min_k4(j, x[i].scales, &sc[j], &m[j]);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * c));
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * c + 32));
+            __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), y0);
+            __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), y1);
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1])));
+        }
+        __m256i coef = _mm256_setr_epi16(m[0], m[0], m[1], m[1], m[2], m[2], m[3], m[3],
+                                         m[4], m[4], m[5], m[5], m[6], m[6], m[7], m[7]);
+        __m256i corr = _mm256_madd_epi16(coef, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(-f16(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(corr), acc);
+    }
+    return hsum_ps(acc);
+}
 static float dot_q5_k(int64_t n, const void *w, const void *a) { return dot_k(GGML_TYPE_Q5_K, n, w, a); }
-static float dot_q6_k(int64_t n, const void *w, const void *a) { return dot_k(GGML_TYPE_Q6_K, n, w, a); }
+/* Decode path for Q6_K: 6-bit levels assembled in registers per 32 values;
+ * the -32 offset comes back through 32 * sum(scale * bsum). */
+static float dot_q6_k(int64_t n, const void *w, const void *a)
+{
+    const struct blk_q6_k *x = w;
+    const struct blk_q8_k *y = a;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const int8_t *sc = x[i].scales + 8 * h;
+            const int8_t *yq = y[i].qs + 128 * h;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            for (int k = 0; k < 4; k++) {
+                __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(yq + 32 * k)));
+                __m256i s16 = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s16));
+            }
+        }
+        __m256i coef = _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales)), 5);
+        __m256i corr = _mm256_madd_epi16(coef, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        float d = f16(x[i].d) * y[i].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi, corr)), acc);
+    }
+    return hsum_ps(acc);
+}
 
 static inline __attribute__((always_inline)) void
 mm_k(uint32_t t, int64_t k, const void *w, size_t rs, int64_t nr, const void *a,

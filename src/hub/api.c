@@ -67,9 +67,8 @@ static int gated_error(const struct hub_env *env, const char *repo,
     return km_fail(err, KM_EAUTH,
                    "repository %s is gated and your token is not on its "
                    "authorized list: accept the licence on %s/%s with the "
-                   "account whose token is in HF_TOKEN%s%s",
-                   repo, env->endpoint, repo, r->error_message[0] ? " (hub: " : "",
-                   r->error_message[0] ? r->error_message : "");
+                   "account whose token is in HF_TOKEN, and wait for approval "
+                   "if the repository asks for it", repo, env->endpoint, repo);
 }
 
 int hub__http_error(const struct hub_env *env, const char *repo,

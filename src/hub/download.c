@@ -67,7 +67,14 @@ struct job {
     atomic_uint_fast64_t done_bytes;
     atomic_int retries;
     char retry_msg[256];
+    /* hashing behind the write frontier (calling thread only) */
+    struct hub__hasher *hs;
+    size_t hnext;             /* next chunk to hash */
+    unsigned char *hbuf;
+    int hash_failed;
 };
+
+#define HASH_BUF (1u << 20)
 
 struct sinkpos {
     struct job *j;
@@ -390,7 +397,13 @@ static void *worker(void *arg)
         if (i < 0)
             break;
         rc = fetch_chunk(j, h, (size_t)i, &e);
-        if (rc == KM_OK && ranges_mark(j->rg, (size_t)i) != 0)
+        if (rc != KM_OK)
+            break;
+        pthread_mutex_lock(&j->mu);
+        int mrc = ranges_mark(j->rg, (size_t)i);
+        pthread_cond_signal(&j->cv); /* the hasher may advance */
+        pthread_mutex_unlock(&j->mu);
+        if (mrc != 0)
             rc = km_fail(&e, KM_EIO, "cannot update the ranges file of %s: %s",
                          j->d->file->path, strerror(errno));
     }
@@ -420,35 +433,67 @@ static void emit(struct hub__dl *d, enum hub_event_kind k, uint64_t done,
     o->progress(&ev, o->progress_ud);
 }
 
-/* Wait for the workers, reporting progress about 4 times a second. */
+/* Hash chunk j->hnext (already complete on disk) into the running digest. */
+static void hash_next(struct job *j)
+{
+    struct ranges *rg = j->rg;
+    uint64_t a = j->hnext * rg->chunk;
+    uint64_t len = a + rg->chunk > rg->size ? rg->size - a : rg->chunk;
+    double t = hub__now();
+    if (hub__hasher_fd(j->hs, j->part_fd, a, len, j->hbuf, HASH_BUF) != KM_OK)
+        j->hash_failed = 1;
+    j->d->res->hash_seconds += hub__now() - t;
+    j->d->res->hashed += len;
+    j->hnext++;
+}
+
+static void deadline(struct timespec *ts, long ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_nsec += ms * 1000 * 1000;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Wait for the workers: hash finished chunks in file order as they land
+ * (so verification overlaps the download) and report progress about four
+ * times a second. */
 static void watch(struct job *j, uint64_t base, double t_start)
 {
     struct hub__dl *d = j->d;
     int seen_retries = 0;
-    pthread_mutex_lock(&j->mu);
-    while (j->running > 0) {
+    double last = 0;
+    for (;;) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 250 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
         char msg[256];
+        pthread_mutex_lock(&j->mu);
+        int ready = j->hnext < j->rg->n && j->rg->done[j->hnext] == '1';
+        if (!ready && j->running > 0) {
+            deadline(&ts, 250);
+            pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+        }
+        int running = j->running;
         int r = atomic_load(&j->retries);
         snprintf(msg, sizeof msg, "%s", j->retry_msg);
         pthread_mutex_unlock(&j->mu);
+        if (ready && !j->hash_failed)
+            hash_next(j);
         uint64_t now = atomic_load(&j->done_bytes);
-        double dt = hub__now() - t_start;
+        double t = hub__now();
         *d->all_done = base + now;
         if (r != seen_retries)
             emit(d, HUB_EV_RETRY, now, 0, msg);
         seen_retries = r;
-        emit(d, HUB_EV_PROGRESS, now, dt > 0 ? (double)now / dt : 0, NULL);
-        pthread_mutex_lock(&j->mu);
+        if (t - last >= 0.25 || running == 0) {
+            last = t;
+            emit(d, HUB_EV_PROGRESS, now, t > t_start ? (double)now / (t - t_start) : 0,
+                 NULL);
+        }
+        if (running == 0)
+            break;
     }
-    pthread_mutex_unlock(&j->mu);
 }
 
 /* ---------------- one file ---------------- */
@@ -525,23 +570,23 @@ static int run_workers(struct job *j, int conns, uint64_t base)
     return KM_OK;
 }
 
-/* Hash the finished partial; rename to the final blob name if it matches. */
-static int finalize(struct hub__dl *d, int fd, const char *part,
-                    const char *final, struct km_err *err)
+/* Finish the digest (chunks not hashed yet), compare, rename if equal. */
+static int finalize(struct job *j, const char *part, const char *final,
+                    struct km_err *err)
 {
+    struct hub__dl *d = j->d;
     enum hub__hash_kind kind;
     char hex[130];
-    uint64_t n = 0;
-    if (hub__hash_kind_of(d->file->etag, &kind) != KM_OK)
-        return km_fail(err, KM_EFORMAT, "etag %s of %s is not a hash",
-                       d->file->etag, d->file->path);
+    hub__hash_kind_of(d->file->etag, &kind);
     emit(d, HUB_EV_VERIFY, d->file->size, 0, NULL);
-    double t = hub__now();
-    int rc = hub__hash_file(part, kind, hex, &n, err);
-    d->res->hash_seconds += hub__now() - t;
-    d->res->hashed += n;
-    if (rc)
-        return rc;
+    while (j->hnext < j->rg->n && !j->hash_failed)
+        hash_next(j);
+    struct stat st;
+    if (j->hash_failed || fstat(j->part_fd, &st) != 0)
+        return km_fail(err, KM_EIO, "cannot read back %s to verify it: %s",
+                       part, strerror(errno));
+    hub__hasher_final(j->hs, hex);
+    uint64_t n = (uint64_t)st.st_size;
     if (n != d->file->size || strcmp(hex, d->file->etag) != 0)
         return km_fail(err, KM_EINTEGRITY, "%s: %s mismatch: the listing says "
                        "%s (%llu bytes), the download is %s (%llu bytes); the "
@@ -551,7 +596,8 @@ static int finalize(struct hub__dl *d, int fd, const char *part,
                        (unsigned long long)n);
     mode_t um = umask(0);
     umask(um);
-    if (fsync(fd) != 0 || fchmod(fd, 0666 & ~um) != 0 || rename(part, final) != 0)
+    if (fsync(j->part_fd) != 0 || fchmod(j->part_fd, 0666 & ~um) != 0 ||
+        rename(part, final) != 0)
         return km_fail(err, KM_EIO, "cannot move %s to %s: %s", part, final,
                        strerror(errno));
     int dfd = open(d->blobs_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -559,6 +605,18 @@ static int finalize(struct hub__dl *d, int fd, const char *part,
         fsync(dfd);
         close(dfd);
     }
+    return KM_OK;
+}
+
+static int new_hasher(struct hub__dl *d, struct job *j, struct km_err *err)
+{
+    enum hub__hash_kind kind;
+    if (hub__hash_kind_of(d->file->etag, &kind) != KM_OK)
+        return km_fail(err, KM_EFORMAT, "etag %s of %s is not a hash",
+                       d->file->etag, d->file->path);
+    j->hbuf = km_malloc(HASH_BUF);
+    if (!j->hbuf || hub__hasher_new(kind, d->file->size, &j->hs) != KM_OK)
+        return km_fail(err, KM_ENOMEM, "out of memory");
     return KM_OK;
 }
 
@@ -583,6 +641,8 @@ int hub__download(struct hub__dl *d, struct km_err *err)
         rc = resolve_url(d, h, &url, &use_token, &ranges_ok, err);
     if (rc == KM_OK)
         rc = open_partial(d, part, side, ranges_ok, conns, &j.part_fd, &rg, err);
+    if (rc == KM_OK)
+        rc = new_hasher(d, &j, err);
     if (rc != KM_OK)
         goto out;
     j.url = url;
@@ -600,7 +660,7 @@ int hub__download(struct hub__dl *d, struct km_err *err)
         *err = j.err;
         goto out;
     }
-    rc = finalize(d, j.part_fd, part, final, err);
+    rc = finalize(&j, part, final, err);
     double dt = hub__now() - t;
     if (rc == KM_OK) {
         unlink(side);
@@ -613,6 +673,8 @@ out:
     if (j.part_fd >= 0)
         close(j.part_fd);
     ranges_close(&rg);
+    hub__hasher_free(j.hs);
+    km_free(j.hbuf);
     km_free(url);
     hub__http_free(h);
     pthread_mutex_destroy(&j.mu);

@@ -139,3 +139,54 @@ out:
     km_free(buf);
     return rc;
 }
+
+/* ---- incremental hashing (download.c hashes behind the write frontier) ---- */
+
+struct hub__hasher {
+    EVP_MD_CTX *ctx;
+};
+
+int hub__hasher_new(enum hub__hash_kind kind, uint64_t size,
+                    struct hub__hasher **out)
+{
+    struct hub__hasher *h = km_calloc(1, sizeof *h);
+    if (!h)
+        return KM_ENOMEM;
+    h->ctx = hash_begin(kind, size);
+    if (!h->ctx) {
+        km_free(h);
+        return KM_ENOMEM;
+    }
+    *out = h;
+    return KM_OK;
+}
+
+int hub__hasher_fd(struct hub__hasher *h, int fd, uint64_t off, uint64_t len,
+                   void *buf, size_t cap)
+{
+    while (len > 0) {
+        size_t want = len < cap ? (size_t)len : cap;
+        ssize_t r = pread(fd, buf, want, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return KM_EIO;
+        EVP_DigestUpdate(h->ctx, buf, (size_t)r);
+        off += (uint64_t)r;
+        len -= (uint64_t)r;
+    }
+    return KM_OK;
+}
+
+void hub__hasher_final(struct hub__hasher *h, char *hex_out)
+{
+    hash_end(h->ctx, hex_out);
+}
+
+void hub__hasher_free(struct hub__hasher *h)
+{
+    if (!h)
+        return;
+    EVP_MD_CTX_free(h->ctx);
+    km_free(h);
+}

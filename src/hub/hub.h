@@ -86,6 +86,7 @@ struct hub_event {
     double elapsed_s;         /* since the pull started */
     double rate;              /* bytes/s of the current file (PROGRESS, DONE) */
     const char *msg;          /* RETRY/WAIT detail, else NULL */
+    double hash_rate;         /* FINISH: bytes/s of verification hashing */
 };
 
 typedef void (*hub_progress_fn)(const struct hub_event *ev, void *ud);

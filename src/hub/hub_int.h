@@ -26,6 +26,15 @@ int hub__hash_file(const char *path, enum hub__hash_kind kind, char *hex_out,
 int hub__hash_mem(const void *p, size_t n, enum hub__hash_kind kind,
                   char *hex_out);
 int hub__is_hex(const char *s, size_t n);
+/* Incremental: new (git sha1 needs the total size up front), feed file
+ * ranges in order with hasher_fd (buf is scratch), final, free. */
+struct hub__hasher;
+int hub__hasher_new(enum hub__hash_kind kind, uint64_t size,
+                    struct hub__hasher **out);
+int hub__hasher_fd(struct hub__hasher *h, int fd, uint64_t off, uint64_t len,
+                   void *buf, size_t cap);
+void hub__hasher_final(struct hub__hasher *h, char *hex_out);
+void hub__hasher_free(struct hub__hasher *h);
 
 /* ---- filter.c ---- */
 /* huggingface_hub filter_repo_objects: kept iff (no allow list or matches

@@ -92,6 +92,10 @@ static void json_event(struct hub_progress *p, const struct hub_event *e)
         json_object_set_new(o, "rate", json_real(e->rate));
     if (e->msg)
         json_object_set_new(o, "message", json_string(e->msg));
+    if (e->kind == HUB_EV_FINISH) {
+        json_object_set_new(o, "seconds", json_real(e->elapsed_s));
+        json_object_set_new(o, "hash_rate", json_real(e->hash_rate));
+    }
     char *s = json_dumps(o, JSON_COMPACT);
     if (s)
         fprintf(p->out, "%s\n", s);

@@ -308,6 +308,22 @@ static int walk_snapshot(const char *root, const char *rel,
     return rc;
 }
 
+static void finish_event(const struct hub_pull_opts *o,
+                         const struct hub_pull_result *res, const struct plan *p,
+                         double t0)
+{
+    if (!o->progress)
+        return;
+    struct hub_event ev = {.kind = HUB_EV_FINISH, .repo = o->repo,
+                           .commit = res->commit, .done = res->bytes,
+                           .total = res->bytes, .all_done = res->bytes,
+                           .all_total = p->fetch_bytes, .files = p->tree.n,
+                           .elapsed_s = hub__now() - t0,
+                           .hash_rate = res->hash_seconds > 0 ?
+                               (double)res->hashed / res->hash_seconds : 0};
+    o->progress(&ev, o->progress_ud);
+}
+
 static int prepare_dirs(const struct hub_env *env, const char *repo_dir,
                         struct km_err *err)
 {
@@ -389,7 +405,7 @@ done:
         snprintf(snap, sizeof snap, "%s/snapshots/%s", repo_dir, res->commit);
         res->snapshot = km_strdup(snap);
         res->seconds = hub__now() - t0;
-        emit0(o, HUB_EV_FINISH, res->commit, NULL, res->bytes, &p, res->bytes, t0);
+        finish_event(o, res, &p, t0);
     }
 out:
     hub__tree_free(&all);

@@ -1,6 +1,8 @@
 /* resolve.c - hub_resolve_model: turn a `serve --model` spec into a file.
  *
- *   /path/to/model.gguf           an existing path: returned unchanged
+ *   /path/to/model.gguf           an existing path, or one starting with
+ *                                 '/' or '.', or ending in .gguf with no
+ *                                 ':': returned unchanged
  *   org/repo                      the one .gguf of the cached snapshot
  *   org/repo:FILE                 that file of the snapshot
  *   org/repo:GLOB                 the one file matching GLOB (fnmatch)
@@ -138,8 +140,12 @@ static int choose(const struct spec *sp, const char *snap,
 int hub_resolve_model(const char *spec, char **path_out, struct km_err *err)
 {
     struct stat st;
+    size_t sl = strlen(spec);
     *path_out = NULL;
-    if (stat(spec, &st) == 0) {
+    /* A path (existing, or plainly a path: the loader names what is wrong). */
+    int pathlike = spec[0] == '/' || spec[0] == '.' ||
+                   (!strchr(spec, ':') && sl > 5 && !strcasecmp(spec + sl - 5, ".gguf"));
+    if (stat(spec, &st) == 0 || pathlike) {
         *path_out = km_strdup(spec);
         return *path_out ? KM_OK : km_fail(err, KM_ENOMEM, "out of memory");
     }

@@ -720,8 +720,9 @@ void srv__call_completed(struct srv_call *c, bool ok)
     if (!ok && c->status == 0)
         c->status = 499;
     srv__metrics_http(s->metrics, c->route, c->method, c->status, dur);
-    srv__access_log(c->remote, c->method, c->path, c->status,
-                    c->bytes_out, dur, c->request_id, c->model);
+    if (s->access_log)
+        srv__access_log(c->remote, c->method, c->path, c->status,
+                        c->bytes_out, dur, c->request_id, c->model);
     pthread_mutex_lock(&s->mu);
     pthread_mutex_lock(&c->mu);
     c->gone = true;

@@ -55,12 +55,17 @@ struct srv_mm {
 static const char *const methods[N_METHODS] = {"GET", "POST", "OPTIONS",
                                                "HEAD", "OTHER"};
 
+/* HTTP latency: lock-free (one per route and method, on every request). */
+struct ahist {
+    atomic_ullong cnt[4];       /* 0.1, 0.5, 1.0, +Inf */
+    atomic_ullong sum_bits;     /* a double, updated by compare-and-swap */
+};
+
 struct srv_metrics {
     pthread_mutex_t mu; /* the model list */
     struct srv_mm *models;
     atomic_ullong http_count[SRV_MAX_ROUTES + 1][N_METHODS][N_STATUS];
-    pthread_mutex_t http_mu;
-    struct hist http_lat[SRV_MAX_ROUTES + 1][N_METHODS];
+    struct ahist http_lat[SRV_MAX_ROUTES + 1][N_METHODS];
 };
 
 static void hist_init(struct hist *h, const double *b, int nb)
@@ -86,10 +91,6 @@ struct srv_metrics *srv__metrics_new(void)
     if (!m)
         return NULL;
     pthread_mutex_init(&m->mu, NULL);
-    pthread_mutex_init(&m->http_mu, NULL);
-    for (int r = 0; r <= SRV_MAX_ROUTES; r++)
-        for (int k = 0; k < N_METHODS; k++)
-            hist_init(&m->http_lat[r][k], http_b, NB(http_b));
     return m;
 }
 
@@ -105,7 +106,6 @@ void srv__metrics_free(struct srv_metrics *m)
         mm = next;
     }
     pthread_mutex_destroy(&m->mu);
-    pthread_mutex_destroy(&m->http_mu);
     km_free(m);
 }
 
@@ -204,9 +204,18 @@ void srv__metrics_http(struct srv_metrics *m, int route, const char *method,
         status = 500;
     int k = method_index(method);
     atomic_fetch_add(&m->http_count[route][k][status - 100], 1);
-    pthread_mutex_lock(&m->http_mu);
-    hist_observe(&m->http_lat[route][k], seconds);
-    pthread_mutex_unlock(&m->http_mu);
+    struct ahist *h = &m->http_lat[route][k];
+    int i = 0;
+    while (i < NB(http_b) && seconds > http_b[i])
+        i++;
+    atomic_fetch_add(&h->cnt[i], 1);
+    unsigned long long old = atomic_load(&h->sum_bits), upd;
+    do {
+        double d;
+        memcpy(&d, &old, sizeof d);
+        d += seconds;
+        memcpy(&upd, &d, sizeof upd);
+    } while (!atomic_compare_exchange_weak(&h->sum_bits, &old, upd));
 }
 
 /* ---- exposition ---- */
@@ -400,9 +409,14 @@ static void render_http(struct km_buf *o, struct srv_metrics *m,
             continue;
         label_escape(esc, sizeof esc, path);
         for (int k = 0; k < N_METHODS; k++) {
-            pthread_mutex_lock(&m->http_mu);
-            struct hist h = m->http_lat[r][k];
-            pthread_mutex_unlock(&m->http_mu);
+            struct hist h;
+            hist_init(&h, http_b, NB(http_b));
+            for (int i = 0; i <= NB(http_b); i++) {
+                h.cnt[i] = atomic_load(&m->http_lat[r][k].cnt[i]);
+                h.n += h.cnt[i];
+            }
+            unsigned long long bits = atomic_load(&m->http_lat[r][k].sum_bits);
+            memcpy(&h.sum, &bits, sizeof h.sum);
             if (h.n == 0)
                 continue;
             snprintf(lb, sizeof lb, "handler=\"%s\",method=\"%s\"", esc,

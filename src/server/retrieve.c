@@ -146,3 +146,231 @@ static void wait_done(struct emb_wait *w, struct srv_backend *be, struct srv_job
         pthread_cond_wait(&w->cv, &w->mu);
     pthread_mutex_unlock(&w->mu);
 }
+
+static void fail(struct srv_route_resp *resp, int status, const char *param,
+                 const char *fmt, const char *arg)
+{
+    resp->status = status;
+    resp->json = NULL;
+    snprintf(resp->message, sizeof resp->message, fmt, arg);
+    snprintf(resp->param, sizeof resp->param, "%s", param ? param : "");
+}
+
+/* Submit {"model": M, "input": [q]} to the backend serving M and wait. */
+static int embed_query(struct srv_retrieve *r, const char *model, const char *q,
+                       const char *request_id, struct emb_wait *w,
+                       struct srv_route_resp *resp)
+{
+    struct srv_model_info info;
+    struct srv_backend *be = srv__find_model(r->srv, model, &info);
+    if (!be) {
+        fail(resp, 400, "collection", "the collection's embedding model '%s' is not "
+             "served here (add it with --model or an upstream)", model);
+        return KM_ENOTFOUND;
+    }
+    json_t *jb = json_pack("{s:s, s:[s]}", "model", model, "input", q);
+    char *body = jb ? json_dumps(jb, JSON_COMPACT) : NULL;
+    json_decref(jb);
+    struct srv_input in = {.text = q};
+    struct srv_request req = {.ep = SRV_EP_EMBEDDING, .model = model, .request_id = request_id,
+                              .n = 1, .inputs = &in, .n_inputs = 1,
+                              .truncate_prompt_tokens = -1, .body = body,
+                              .body_len = body ? strlen(body) : 0, .arrival = srv__now()};
+    struct srv_sink sink = {.ud = w, .on_text = e_text, .on_finish = e_finish,
+                            .on_embedding = e_embedding, .on_raw_head = e_raw_head,
+                            .on_raw = e_raw, .on_done = e_done, .on_error = e_error};
+    struct srv_job *job = NULL;
+    struct km_err err;
+    km_err_clear(&err);
+    int rc = body ? be->ops->submit(be->impl, &req, &sink, &job, &err) : KM_ENOMEM;
+    if (rc == KM_OK) {
+        wait_done(w, be, job);
+        be->ops->release(be->impl, job);
+    }
+    free(body); /* jansson's allocator; the backend is done with it */
+    if (rc != KM_OK) {
+        fail(resp, 502, NULL, "embedding the query failed: %s", km_err_text(&err));
+        return rc;
+    }
+    if (w->status) {
+        fail(resp, w->status >= 500 ? 502 : w->status, NULL, "embedding the query failed: %s", w->msg);
+        return KM_EHTTP;
+    }
+    if (!w->vec && parse_raw(w) != KM_OK) {
+        fail(resp, 502, NULL, "embedding the query failed: %s", "no vector in the backend's reply");
+        return KM_EFORMAT;
+    }
+    return KM_OK;
+}
+
+/* ---- request parsing ---------------------------------------------------- */
+
+struct rq {
+    const char *collection, *query;
+    int k;
+    enum rag_mode mode;
+    struct rag_filter filter;
+};
+
+static int parse_filter(const json_t *f, struct rq *q, struct srv_route_resp *resp)
+{
+    const char *key;
+    json_t *v;
+    struct km_err err;
+    if (f && !json_is_object(f)) {
+        fail(resp, 400, "filter", "%s", "filter must be an object of key: value");
+        return KM_EINVAL;
+    }
+    json_object_foreach((json_t *)f, key, v) {
+        char num[64];
+        const char *s = json_string_value(v);
+        if (json_is_integer(v))
+            snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
+        else if (json_is_real(v))
+            snprintf(num, sizeof num, "%.17g", json_real_value(v));
+        else if (json_is_boolean(v))
+            snprintf(num, sizeof num, "%s", json_is_true(v) ? "true" : "false");
+        if (!s && !json_is_number(v) && !json_is_boolean(v)) {
+            fail(resp, 400, "filter", "filter value of '%s' must be a string, number or boolean", key);
+            return KM_EINVAL;
+        }
+        if (rag_filter_set(&q->filter, key, s ? s : num, &err) != KM_OK) {
+            fail(resp, 400, "filter", "%s", km_err_text(&err));
+            return KM_EINVAL;
+        }
+    }
+    return KM_OK;
+}
+
+static int parse(const json_t *b, struct rq *q, struct srv_route_resp *resp)
+{
+    json_t *k = json_object_get(b, "k"), *mode = json_object_get(b, "mode");
+    q->collection = json_string_value(json_object_get(b, "collection"));
+    q->query = json_string_value(json_object_get(b, "query"));
+    q->k = 5;
+    q->mode = RAG_MODE_VECTOR;
+    if (!q->collection || !q->collection[0]) {
+        fail(resp, 400, "collection", "%s", "collection must be a non-empty string");
+        return KM_EINVAL;
+    }
+    if (!q->query) {
+        fail(resp, 400, "query", "%s", "query must be a string");
+        return KM_EINVAL;
+    }
+    if (k && (!json_is_integer(k) || json_integer_value(k) < 1 || json_integer_value(k) > 1000)) {
+        fail(resp, 400, "k", "%s", "k must be an integer in 1..1000");
+        return KM_EINVAL;
+    }
+    q->k = k ? (int)json_integer_value(k) : 5;
+    if (mode && (!json_is_string(mode) ||
+                 rag_parse_mode(json_string_value(mode), &q->mode) != KM_OK)) {
+        fail(resp, 400, "mode", "%s", "mode must be \"vector\", \"text\" or \"hybrid\"");
+        return KM_EINVAL;
+    }
+    return parse_filter(json_object_get(b, "filter"), q, resp);
+}
+
+/* ---- the handler -------------------------------------------------------- */
+
+static int db_status(int rc)
+{
+    return rc == KM_ENOTFOUND ? 404 : rc == KM_EINVAL ? 400 : rc == KM_ENET ? 503 : 500;
+}
+
+/* The collection, on a pooled connection; a stale connection (the server
+ * restarted) is replaced once. */
+static int open_collection(struct srv_retrieve *r, const char *name, struct rag_db **db,
+                           struct rag_collection *c, struct km_err *err)
+{
+    int rc = pool_take(r, db, err);
+    if (rc == KM_OK)
+        rc = rag_collection_get(*db, name, c, err);
+    if (rc == KM_ENET && *db) {
+        rag_close(*db);
+        *db = NULL;
+        rc = pool_take(r, db, err);
+        if (rc == KM_OK)
+            rc = rag_collection_get(*db, name, c, err);
+    }
+    return rc;
+}
+
+static void answer(struct srv_retrieve *r, const struct rq *q, const char *request_id,
+                   struct srv_route_resp *resp)
+{
+    struct rag_db *db = NULL;
+    struct rag_collection c;
+    struct emb_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    struct rag_hits hits = {0};
+    struct km_err err;
+    km_err_clear(&err);
+    km_buf_init(&w.raw, RAW_MAX);
+    char *json = NULL;
+    int rc = open_collection(r, q->collection, &db, &c, &err);
+    if (rc != KM_OK)
+        fail(resp, db_status(rc), rc == KM_ENOTFOUND ? "collection" : NULL, "%s", km_err_text(&err));
+    if (rc == KM_OK && q->mode != RAG_MODE_TEXT)
+        rc = embed_query(r, c.embed_model, q->query, request_id, &w, resp);
+    struct rag_query rq = {.collection = q->collection, .text = q->query, .vec = w.vec,
+                           .dim = w.dim, .k = q->k, .mode = q->mode, .filter = &q->filter};
+    if (rc == KM_OK) {
+        rc = rag_query_run(db, &rq, &hits, &err);
+        if (rc != KM_OK)
+            fail(resp, db_status(rc), NULL, "%s", km_err_text(&err));
+    }
+    if (rc == KM_OK && rag_hits_json(&hits, &json, &err) == KM_OK) {
+        resp->status = 200;
+        resp->json = json_loads(json, 0, NULL);
+    } else if (rc == KM_OK) {
+        fail(resp, 500, NULL, "%s", km_err_text(&err));
+    }
+    pool_give(r, db, rc);
+    km_free(json);
+    rag_hits_free(&hits);
+    km_free(w.vec);
+    km_buf_free(&w.raw);
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+}
+
+static void handle(void *ud, const struct srv_route_req *req, struct srv_route_resp *resp)
+{
+    struct rq q = {0};
+    rag_filter_init(&q.filter);
+    if (parse(req->body, &q, resp) == KM_OK)
+        answer(ud, &q, req->request_id, resp);
+    rag_filter_free(&q.filter);
+}
+
+int srv_retrieve_new(struct srv_server *s, const char *database_url,
+                     struct srv_retrieve **out, struct km_err *err)
+{
+    *out = NULL;
+    struct srv_retrieve *r = km_calloc(1, sizeof *r);
+    if (r)
+        r->url = km_strdup(database_url);
+    if (!r || !r->url) {
+        km_free(r);
+        return km_fail(err, KM_ENOMEM, "out of memory for /v1/retrieve");
+    }
+    r->srv = s;
+    pthread_mutex_init(&r->mu, NULL);
+    int rc = srv_server_add_route(s, "POST", "/v1/retrieve", handle, r, err);
+    if (rc != KM_OK) {
+        srv_retrieve_free(r);
+        return rc;
+    }
+    *out = r;
+    return KM_OK;
+}
+
+void srv_retrieve_free(struct srv_retrieve *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < r->n_idle; i++)
+        rag_close(r->idle[i]);
+    pthread_mutex_destroy(&r->mu);
+    km_free(r->url);
+    km_free(r);
+}

@@ -99,17 +99,13 @@ static void health(struct srv_call *c, struct srv_reply *r)
 
 static void models(struct srv_call *c, struct srv_reply *r)
 {
-    char *json = NULL;
-    size_t len = 0;
-    if (srv__models_json(c->srv, &json, &len)) {
+    km_buf_reset(&r->body);
+    if (srv__models_json(c->srv, &r->body)) {
         srv__reply_error(r, 500, NULL, "out of memory listing models");
         return;
     }
     r->status = 200;
     r->ctype = "application/json";
-    km_buf_reset(&r->body);
-    km_buf_append(&r->body, json, len);
-    km_free(json);
 }
 
 static void metrics(struct srv_call *c, struct srv_reply *r)

@@ -147,15 +147,12 @@ static int refresh_models(struct srv_server *s)
     return KM_OK;
 }
 
-int srv__models_json(struct srv_server *s, char **out, size_t *len)
+int srv__models_json(struct srv_server *s, struct km_buf *out)
 {
     pthread_mutex_lock(&s->mu);
     int rc = refresh_models(s);
-    if (!rc) {
-        *out = km_strndup(s->models_json, s->models_len);
-        *len = s->models_len;
-        rc = *out ? KM_OK : KM_ENOMEM;
-    }
+    if (!rc)
+        rc = km_buf_append(out, s->models_json, s->models_len);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -251,6 +248,8 @@ int srv_server_new(const struct srv_config *cfg, struct srv_server **out,
         goto fail;
     srv__limits_init(&s->limits, s->cfg.max_concurrent, s->cfg.max_queue);
     atomic_store(&s->models_dirty, 1);
+    s->access_log = !strcmp(s->cfg.log_level, "debug") ||
+                    !strcmp(s->cfg.log_level, "info");
     s->created = srv__wall();
     *out = s;
     return KM_OK;

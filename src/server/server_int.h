@@ -191,11 +191,12 @@ struct srv_server {
     bool ticker_started;
     atomic_int stopping;
     atomic_int draining;
+    bool access_log;            /* log-level debug or info */
     double created;
 };
 
-/* Models: fill `out` with a JSON copy of /v1/models (caller km_frees). */
-int srv__models_json(struct srv_server *s, char **out, size_t *len);
+/* Models: append the cached /v1/models JSON to `out`. */
+int srv__models_json(struct srv_server *s, struct km_buf *out);
 /* Backend serving `model` (NULL if none); info filled when found. */
 struct srv_backend *srv__find_model(struct srv_server *s, const char *model,
                                     struct srv_model_info *info);

@@ -7,6 +7,7 @@
 #include "base/mem.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,38 @@ void ups_options_default(struct ups_options *o)
     o->error_body_max = 2048;
 }
 
+int ups_options_from_env(struct ups_options *o, struct km_err *err)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } vars[] = {
+        {"CONNECT_TIMEOUT_MS", offsetof(struct ups_options, connect_timeout_ms)},
+        {"FIRST_BYTE_TIMEOUT_MS", offsetof(struct ups_options, first_byte_timeout_ms)},
+        {"IDLE_TIMEOUT_MS", offsetof(struct ups_options, idle_timeout_ms)},
+        {"PROBE_INTERVAL_MS", offsetof(struct ups_options, probe_interval_ms)},
+        {"PROBE_TIMEOUT_MS", offsetof(struct ups_options, probe_timeout_ms)},
+        {"MODELS_REFRESH_MS", offsetof(struct ups_options, models_refresh_ms)},
+        {"FALL", offsetof(struct ups_options, fall)},
+        {"RISE", offsetof(struct ups_options, rise)},
+        {"MAX_ATTEMPTS", offsetof(struct ups_options, max_attempts)},
+    };
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "KANOA_UPSTREAM_%s", vars[i].name);
+        const char *v = getenv(name);
+        if (!v)
+            continue;
+        char *end = NULL;
+        long x = strtol(v, &end, 10);
+        if (end == v || *end || x < 1 || x > 86400000)
+            return km_fail(err, KM_EINVAL, "environment variable %s: '%s' is "
+                           "not a whole number from 1 to 86400000", name, v);
+        *(int *)(void *)((char *)o + vars[i].off) = (int)x;
+    }
+    return KM_OK;
+}
+
 static bool valid_name(const char *s, size_t n)
 {
     if (n == 0 || n >= UPS_NAME_MAX)
@@ -88,23 +121,24 @@ static int parse_url(const char *s, size_t n, struct ups_spec *out,
     return KM_OK;
 }
 
-static int parse_models_opt(const char *s, size_t n, struct ups_spec *out,
-                            struct km_err *err)
+/* "a|b|c" into list[*n] (opt names the option in messages). */
+static int parse_list(const char *s, size_t n, char (*list)[256], size_t *cnt,
+                      const char *opt, const char *up, struct km_err *err)
 {
     size_t i = 0;
     while (i <= n) {
         size_t j = i;
         while (j < n && s[j] != '|')
             j++;
-        if (j == i || j - i >= sizeof out->models[0])
-            return km_fail(err, KM_EINVAL, "upstream '%s': models= has an "
-                           "empty or over-long model id", out->name);
-        if (out->n_models == UPS_STATIC_MODELS)
+        if (j == i || j - i >= 256)
+            return km_fail(err, KM_EINVAL, "upstream '%s': %s= has an "
+                           "empty or over-long model id", up, opt);
+        if (*cnt == UPS_STATIC_MODELS)
             return km_fail(err, KM_EINVAL, "upstream '%s': more than %d "
-                           "models in models=", out->name, UPS_STATIC_MODELS);
-        memcpy(out->models[out->n_models], s + i, j - i);
-        out->models[out->n_models][j - i] = '\0';
-        out->n_models++;
+                           "models in %s=", up, UPS_STATIC_MODELS, opt);
+        memcpy(list[*cnt], s + i, j - i);
+        list[*cnt][j - i] = '\0';
+        (*cnt)++;
         i = j + 1;
     }
     return KM_OK;
@@ -114,7 +148,11 @@ static int parse_option(const char *s, size_t n, struct ups_spec *out,
                         struct km_err *err)
 {
     if (n > 7 && strncmp(s, "models=", 7) == 0)
-        return parse_models_opt(s + 7, n - 7, out, err);
+        return parse_list(s + 7, n - 7, out->models, &out->n_models, "models",
+                          out->name, err);
+    if (n > 6 && strncmp(s, "embed=", 6) == 0)
+        return parse_list(s + 6, n - 6, out->embed, &out->n_embed, "embed",
+                          out->name, err);
     if (n > 12 && strncmp(s, "api-key-env=", 12) == 0) {
         if (n - 12 >= sizeof out->api_key_env)
             return km_fail(err, KM_EINVAL, "upstream '%s': api-key-env name "
@@ -124,8 +162,8 @@ static int parse_option(const char *s, size_t n, struct ups_spec *out,
         return KM_OK;
     }
     return km_fail(err, KM_EINVAL, "upstream '%s': unknown option '%.*s' "
-                   "(expected models=a|b or api-key-env=VAR)", out->name,
-                   (int)n, s);
+                   "(expected models=a|b, embed=x|y or api-key-env=VAR)",
+                   out->name, (int)n, s);
 }
 
 int ups_spec_parse(const char *text, struct ups_spec *out, struct km_err *err)
@@ -134,7 +172,8 @@ int ups_spec_parse(const char *text, struct ups_spec *out, struct km_err *err)
     const char *eq = strchr(text, '=');
     if (!eq)
         return km_fail(err, KM_EINVAL, "upstream spec '%s': expected "
-                       "NAME=URL[,models=a|b][,api-key-env=VAR]", text);
+                       "NAME=URL[,models=a|b][,embed=x|y][,api-key-env=VAR]",
+                       text);
     if (!valid_name(text, (size_t)(eq - text)))
         return km_fail(err, KM_EINVAL, "upstream spec '%s': name must be 1-%d "
                        "characters of [A-Za-z0-9._-]", text, UPS_NAME_MAX - 1);
@@ -374,10 +413,21 @@ unsigned long ups_sse_scan_feed(struct ups_sse_scan *s, const char *p, size_t n)
 
 /* ---- pool bookkeeping -------------------------------------------------- */
 
+static bool in_list(const char (*list)[256], size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i], id) == 0)
+            return true;
+    return false;
+}
+
+/* Served: models= (or, without it, the discovered list) plus embed=. */
 bool ups__serves_locked(const struct ups_up *u, const char *model)
 {
     if (!model)
         return false;
+    if (in_list(u->spec.embed, u->spec.n_embed, model))
+        return true;
     if (u->spec.n_models > 0) {
         for (size_t i = 0; i < u->spec.n_models; i++)
             if (strcmp(u->spec.models[i], model) == 0)
@@ -554,24 +604,46 @@ static size_t add_model(struct srv_model_info *out, size_t cap, size_t n,
     return n + 1;
 }
 
+/* The card of a configured id: the discovered one when the upstream lists
+ * it, else a minimal one; its task from embed=. */
+static struct srv_model_info card_of(const struct ups_up *u, const char *id)
+{
+    struct srv_model_info m = {0};
+    snprintf(m.id, sizeof m.id, "%s", id);
+    snprintf(m.owned_by, sizeof m.owned_by, "%s", u->spec.name);
+    for (size_t d = 0; d < u->n_models; d++)
+        if (strcmp(u->models[d].id, id) == 0)
+            m = u->models[d];
+    m.task = in_list(u->spec.embed, u->spec.n_embed, id) ? SRV_TASK_EMBED
+                                                         : SRV_TASK_GENERATE;
+    return m;
+}
+
+static size_t up_models(const struct ups_up *u, struct srv_model_info *out,
+                        size_t cap, size_t n)
+{
+    struct srv_model_info m;
+    for (size_t k = 0; k < u->spec.n_models; k++) {
+        m = card_of(u, u->spec.models[k]);
+        n = add_model(out, cap, n, &m);
+    }
+    for (size_t k = 0; u->spec.n_models == 0 && k < u->n_models; k++) {
+        m = card_of(u, u->models[k].id);
+        n = add_model(out, cap, n, &m);
+    }
+    for (size_t k = 0; k < u->spec.n_embed; k++) {
+        m = card_of(u, u->spec.embed[k]);
+        n = add_model(out, cap, n, &m);
+    }
+    return n;
+}
+
 size_t ups_pool_models(struct ups_pool *p, struct srv_model_info *out, size_t cap)
 {
     size_t n = 0;
     pthread_mutex_lock(&p->mu);
-    for (size_t i = 0; i < p->n; i++) {
-        struct ups_up *u = &p->ups[i];
-        for (size_t k = 0; k < u->spec.n_models; k++) {
-            struct srv_model_info m = {0};
-            snprintf(m.id, sizeof m.id, "%s", u->spec.models[k]);
-            snprintf(m.owned_by, sizeof m.owned_by, "%s", u->spec.name);
-            for (size_t d = 0; d < u->n_models; d++)
-                if (strcmp(u->models[d].id, m.id) == 0)
-                    m = u->models[d];
-            n = add_model(out, cap, n, &m);
-        }
-        for (size_t k = 0; u->spec.n_models == 0 && k < u->n_models; k++)
-            n = add_model(out, cap, n, &u->models[k]);
-    }
+    for (size_t i = 0; i < p->n; i++)
+        n = up_models(&p->ups[i], out, cap, n);
     pthread_mutex_unlock(&p->mu);
     return n;
 }

@@ -4,7 +4,7 @@
  *
  * Pieces
  *  - ups_spec: one upstream from `--upstream NAME=URL[,models=a|b]
- *    [,api-key-env=VAR]` (or the YAML config). Several specs may serve the
+ *    [,embed=x|y][,api-key-env=VAR]` (or the YAML config). Several specs may serve the
  *    same model: they are replicas and requests are balanced among them.
  *  - ups_pool: the set of upstreams with their discovered models (from each
  *    upstream's /v1/models, refreshed periodically), health (active probes of
@@ -48,10 +48,13 @@ struct ups_spec {
     char url[UPS_URL_MAX];            /* http(s)://host[:port][/prefix], no trailing '/' */
     char models[UPS_STATIC_MODELS][256]; /* models=a|b: served ids, no discovery filter */
     size_t n_models;                  /* 0 = learn them from /v1/models */
+    char embed[UPS_STATIC_MODELS][256]; /* embed=x|y: embedding models (also served) */
+    size_t n_embed;
     char api_key_env[128];            /* env var holding the bearer key, "" = none */
 };
 
-/* Parse one `NAME=URL[,models=a|b][,api-key-env=VAR]` spec. */
+/* Parse one `NAME=URL[,models=a|b][,embed=x|y][,api-key-env=VAR]` spec.
+ * /v1/models does not say which models embed, hence embed=. */
 int ups_spec_parse(const char *text, struct ups_spec *out, struct km_err *err);
 
 struct ups_options {
@@ -68,6 +71,11 @@ struct ups_options {
 };
 
 void ups_options_default(struct ups_options *o);
+/* Override options from KANOA_UPSTREAM_<NAME> variables (CONNECT_TIMEOUT_MS,
+ * FIRST_BYTE_TIMEOUT_MS, IDLE_TIMEOUT_MS, PROBE_INTERVAL_MS,
+ * PROBE_TIMEOUT_MS, MODELS_REFRESH_MS, FALL, RISE, MAX_ATTEMPTS); a bad
+ * value fails naming the variable. */
+int ups_options_from_env(struct ups_options *o, struct km_err *err);
 
 /* ---- balancing (pure) ---------------------------------------------------- */
 

@@ -353,7 +353,10 @@ static bool fail_or_retry(struct srv_job *j)
     if (!j->head_sent && !atomic_load(&j->cancel) && start_attempt(j))
         return true;
     if (atomic_load(&j->cancel)) {
-        job_error(j, 499, "canceled", "request canceled by the client");
+        if (j->head_sent)
+            job_done(j);    /* a cut stream: "abort" in the server's books */
+        else
+            job_error(j, 499, "canceled", "request canceled by the client");
         return false;
     }
     int http = j->last_http ? j->last_http : 502;

@@ -19,6 +19,7 @@ Control (on the Hub listener, for tests):
 
 Repos are fixtures built in code (fixtures()); content is deterministic.
 Usage: fakehub.py --port-file F [--rate BYTES_PER_S_PER_CONN] [--big-size N]
+                  [--synth-gguf FILE]
 """
 import argparse, hashlib, json, os, random, socket, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,23 +40,33 @@ def prng(seed, n):
 
 class Blob:
     """File content: bytes in memory, or a virtual big object from blocks."""
-    def __init__(self, data=None, size=None, seed=0):
+    def __init__(self, data=None, size=None, seed=0, path=None):
         self.data = data
+        self.path = path
         self.size = len(data) if data is not None else size
-        if data is None:
+        if path is not None:
+            self.size = os.path.getsize(path)
+            self.fd = os.open(path, os.O_RDONLY)
+        elif data is None:
             self.base = prng(seed, BLOCK)
         self.sha256 = None
 
     def read(self, start, end):  # [start, end)
         if self.data is not None:
             return self.data[start:end]
+        if self.path is not None:
+            return os.pread(self.fd, end - start, start)
         out = bytearray()
         pos = start
         while pos < end:
             k, off = divmod(pos, BLOCK)
-            blk = self.block(k)
             take = min(end - pos, BLOCK - off)
-            out += blk[off:off + take]
+            if off < 8:  # the block number occupies bytes 0..7 of each block
+                h = k.to_bytes(8, "little")[off:min(8, off + take)]
+                out += h
+                out += self.base[8:8 + take - len(h)]
+            else:
+                out += self.base[off:off + take]
             pos += take
         return bytes(out)
 
@@ -66,6 +77,12 @@ class Blob:
     def hash(self):
         if self.sha256 is None and self.data is not None:
             self.sha256 = hashlib.sha256(self.data).hexdigest()
+        if self.sha256 is None and self.path is not None:
+            h = hashlib.sha256()
+            with open(self.path, "rb") as fh:
+                for piece in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(piece)
+            self.sha256 = h.hexdigest()
         if self.sha256 is None:
             h = hashlib.sha256()
             for k in range((self.size + BLOCK - 1) // BLOCK):
@@ -84,7 +101,7 @@ def commit_of(name):
     return hashlib.sha1(name.encode()).hexdigest()
 
 
-def fixtures(big_size):
+def fixtures(big_size, gguf=None, big_file=None):
     """repo id -> {"revs": {name: commit}, "commits": {commit: [File]},
     "gated": bool, "private": bool}"""
     repos = {}
@@ -126,15 +143,21 @@ def fixtures(big_size):
         repos["kanoa-test/" + name] = {"revs": {"main": ch}, "commits": {ch: [
             File("README.md", Blob(b"ok\n"), False),
             File(bad, Blob(b"evil\n"), False)]}}
+    if gguf:
+        csy = commit_of("synth-main")
+        repos["kanoa-test/synth"] = {"revs": {"main": csy}, "commits": {csy: [
+            File("README.md", Blob(b"# synth\n"), False),
+            File("tiny-F16.gguf", Blob(open(gguf, "rb").read()), True)]}}
     cb = commit_of("big-main")
     repos["kanoa-test/big"] = {"revs": {"main": cb}, "commits": {cb: [
-        File("big.bin", Blob(size=big_size, seed=6), True)]}}
+        File("big.bin", Blob(path=big_file) if big_file else
+             Blob(size=big_size, seed=6), True)]}}
     return repos
 
 
 class State:
     def __init__(self, args):
-        self.repos = fixtures(args.big_size)
+        self.repos = fixtures(args.big_size, args.synth_gguf, args.big_file)
         self.rate = args.rate
         self.faults = []
         self.log = []
@@ -389,6 +412,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_range(self, f, start, end, fault):
         kind = fault["kind"] if fault else None
+        if f.blob.path is not None and kind is None:
+            return self.send_file(f, start, end)
         piece = fault.get("piece", 16384) if kind == "trickle" else 256 * 1024
         rate = self.st.rate
         t0, sent = time.monotonic(), 0
@@ -422,6 +447,25 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(ahead)
 
 
+    def send_file(self, f, start, end):
+        """Zero-copy body for --big-file, honouring --rate per connection."""
+        rate = self.st.rate
+        t0, pos = time.monotonic(), start
+        try:
+            while pos < end:
+                n = os.sendfile(self.connection.fileno(), f.blob.fd, pos,
+                                min(1 << 20, end - pos))
+                if n <= 0:
+                    break
+                pos += n
+                if rate:
+                    ahead = (pos - start) / rate - (time.monotonic() - t0)
+                    if ahead > 0:
+                        time.sleep(ahead)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -433,6 +477,10 @@ def main():
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--rate", type=float, default=0)
     ap.add_argument("--big-size", type=int, default=8 * BLOCK + 77)
+    ap.add_argument("--big-file", help="serve this file (e.g. sparse) as "
+                    "kanoa-test/big big.bin, with sendfile")
+    ap.add_argument("--synth-gguf", help="serve this file as kanoa-test/synth "
+                    "tiny-F16.gguf")
     ap.add_argument("--lifetime", type=float, default=900,
                     help="exit after this many seconds (bounded)")
     args = ap.parse_args()

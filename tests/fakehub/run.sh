@@ -21,7 +21,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-$PY "$here/fakehub.py" --port-file "$work/ports" --lifetime 900 >"$work/hub.log" 2>&1 &
+# a tiny random GGUF (engine's `models synth`) served as kanoa-test/synth
+synth=()
+if "$BIN" models synth -q -o "$work/synth.gguf" >/dev/null 2>&1; then
+    synth=(--synth-gguf "$work/synth.gguf")
+fi
+$PY "$here/fakehub.py" --port-file "$work/ports" --lifetime 900 "${synth[@]}" >"$work/hub.log" 2>&1 &
 hub_pid=$!
 for _ in $(seq 1 100); do [ -s "$work/ports" ] && break; sleep 0.1; done
 read -r HP CP <"$work/ports"
@@ -401,6 +406,36 @@ if [ $rc = 0 ] && grep -qx 'removed kanoa-test/gguf (500015 bytes, 488.3 KiB fre
 else bad "rm repo" "rc=$rc $(cat "$work/out")"; fi
 "$BIN" models rm kanoa-test/gguf >/dev/null 2>"$work/err"; rc=$?
 expect_err "models rm of an absent repo" "kanoa-mlops models rm: repository kanoa-test/gguf is not in the cache $HF_HUB_CACHE"
+
+# ---- serve --model REPO resolves from the cache written by pull ----
+if [ ${#synth[@]} -gt 0 ]; then
+    newcache serve; reset_hub
+    pull kanoa-test/synth -q
+    SNAP="$HF_HUB_CACHE/models--kanoa-test--synth/snapshots/$($PY -c "import hashlib;print(hashlib.sha1(b'synth-main').hexdigest())")"
+    if [ $rc = 0 ] && cmp -s "$SNAP/tiny-F16.gguf" "$work/synth.gguf"; then
+        ok "pulled GGUF is byte-identical to the served file"
+    else bad "synth pull" "rc=$rc $errout"; fi
+    "$BIN" serve --model kanoa-test/synth --port 0 >"$work/serve.log" 2>&1 &
+    spid=$!
+    sport=""
+    for _ in $(seq 1 100); do
+        sport=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$work/serve.log" | grep -o '[0-9]*$')
+        [ -n "$sport" ] && grep -q 'ready' "$work/serve.log" && break
+        sleep 0.1
+    done
+    models=$(curl -s --max-time 5 "http://127.0.0.1:$sport/v1/models")
+    kill $spid 2>/dev/null; wait $spid 2>/dev/null
+    if echo "$models" | grep -q '"id":"tiny-F16"' &&
+       grep -qF "loading $SNAP/tiny-F16.gguf as \`tiny-F16\`" "$work/serve.log"; then
+        ok "serve --model kanoa-test/synth loads the cached snapshot file"
+    else bad "serve from cache" "models=$models $(cat "$work/serve.log")"; fi
+    "$BIN" serve --model kanoa-test/gguf --port 0 >"$work/serve.log" 2>&1; rc=$?
+    if [ $rc = 1 ] && grep -qF "kanoa-mlops serve: --model kanoa-test/gguf: kanoa-test/gguf@main is not in the cache" "$work/serve.log"; then
+        ok "serve --model of an uncached repo says to pull it"
+    else bad "serve uncached" "rc=$rc $(cat "$work/serve.log")"; fi
+else
+    echo "# skip: serve case needs 'models synth'"
+fi
 
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

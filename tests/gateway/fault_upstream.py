@@ -47,6 +47,7 @@ def chunk(wfile, data):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def log_message(self, *a):
         pass
@@ -144,8 +145,13 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "slow":
             time.sleep(ARGS.slow)
         model = req.get("model", "")
+        if model not in ARGS.models.split(","):
+            return self.send_json(404, {"error": {
+                "message": "The model `%s` does not exist." % model,
+                "type": "NotFoundError", "param": None, "code": 404}})
         if req.get("stream"):
-            return self.stream(kind, model, rid)
+            usage = (req.get("stream_options") or {}).get("include_usage")
+            return self.stream(kind, model, rid, usage)
         content = "hello from %s" % ARGS.name
         self.send_json(200, {
             "id": "chatcmpl-%s" % rid, "object": "chat.completion",
@@ -157,7 +163,7 @@ class Handler(BaseHTTPRequestHandler):
             "usage": {"prompt_tokens": 3, "completion_tokens": 3,
                       "total_tokens": 6}})
 
-    def stream(self, kind, model, rid):
+    def stream(self, kind, model, rid, usage=False):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
@@ -179,6 +185,13 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if ARGS.token_delay:
                 time.sleep(ARGS.token_delay)
+        if usage:
+            ev = {"id": "chatcmpl-%s" % rid, "object": "chat.completion.chunk",
+                  "model": model, "choices": [], "usage": {
+                      "prompt_tokens": 3, "completion_tokens": ntok,
+                      "total_tokens": 3 + ntok}}
+            chunk(self.wfile, b"data: " + json.dumps(
+                ev, separators=(",", ":")).encode() + b"\n\n")
         chunk(self.wfile, b"data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()

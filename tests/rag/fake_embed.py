@@ -51,6 +51,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_GET(self):
+        if self.path.endswith("/models"):
+            return self.reply(200, {"object": "list", "data": [
+                {"id": ARGS["model"], "object": "model", "owned_by": "fake"}]})
+        return self.reply(200, {"status": "ok"})
+
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
         req = json.loads(self.rfile.read(n))

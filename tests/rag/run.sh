@@ -261,6 +261,35 @@ out=$("$BIN" rag ingest "$big" --collection "$C" --chunk-tokens 16 --overlap 0 2
 eq "rerun completes" "${out%%;*}" "ingested 1 files (40 chunks), 0 unchanged, 0 failed, 0 pruned"
 eq "new version in place" "$(sql "SELECT count(*) || ':' || sum((text LIKE 'Changed paragraph%')::int) FROM kanoa.chunks c JOIN kanoa.documents d ON d.id = c.document_id WHERE d.source_uri = 'file://$big/long.txt'")" "40:40"
 
+# ---- POST /v1/retrieve in serve ---------------------------------------------
+fake other --dim 8 --model other8
+"$BIN" rag ingest "$docs/b.txt" --collection "other" --embed-model other8 --embed-url "http://127.0.0.1:$port/v1" >/dev/null 2>&1
+"$BIN" serve --host 127.0.0.1 --port 0 --database-url "$URL" \
+    --upstream "fake=http://127.0.0.1:$(cat "$tmp/emb.port"),models=fake-embed" >"$tmp/serve.log" 2>&1 &
+pids="$pids $!"
+SP=""
+for _ in $(seq 1 100); do
+    SP=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/serve.log" | grep -o '[0-9]*$')
+    [ -n "$SP" ] && grep -q "upstream fake .* is healthy" "$tmp/serve.log" && break
+    sleep 0.1
+done
+retrieve() { curl -s -w '\n%{http_code}' -H 'Content-Type: application/json' -X POST \
+                  "http://127.0.0.1:$SP/v1/retrieve" -d "$1"; }
+want=$("$BIN" rag query "alpha bravo" --collection "$K" -k 4 --json)
+eq "retrieve vector = rag query --json" "$(retrieve '{"collection":"corpus","query":"alpha bravo","k":4}')" "$want"$'\n200'
+want=$("$BIN" rag query "delta echo" --collection "$K" -k 3 --mode hybrid --filter group=rare --json)
+eq "retrieve hybrid + filter = rag query --json" \
+    "$(retrieve '{"collection":"corpus","query":"delta echo","k":3,"mode":"hybrid","filter":{"group":"rare"}}')" "$want"$'\n200'
+want=$("$BIN" rag query "giraffes" --collection "$C" --mode text --json)
+eq "retrieve text mode" "$(retrieve '{"collection":"kb one","query":"giraffes","mode":"text"}')" "$want"$'\n200'
+eq "retrieve hostile collection name" "$(retrieve "{\"collection\":\"$HC\",\"query\":\"changed\",\"k\":1}" | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["data"][0]["text"])')" "Changed text for b."
+eq "retrieve unknown collection" "$(retrieve '{"collection":"nope","query":"x"}')" \
+    '{"error":{"message":"collection '"'nope'"' does not exist","type":"NotFoundError","param":"collection","code":404}}'$'\n404'
+eq "retrieve bad k" "$(retrieve '{"collection":"corpus","query":"x","k":0}')" \
+    '{"error":{"message":"k must be an integer in 1..1000","type":"BadRequestError","param":"k","code":400}}'$'\n400'
+eq "retrieve model not served" "$(retrieve '{"collection":"other","query":"x"}' | tail -n 1)" "400"
+eq "retrieve missing query" "$(retrieve '{"collection":"corpus"}' | tail -n 1)" "400"
+
 # ---- CLI usage -------------------------------------------------------------
 "$BIN" rag --bogus >/dev/null 2>&1; eq "rag bad flag exits 2" "$?" "2"
 "$BIN" rag query "x" >/dev/null 2>&1; eq "query without --collection exits 2" "$?" "2"

@@ -1,0 +1,316 @@
+#!/bin/bash
+# tests/gateway/run.sh - the gateway end to end: `kanoa-mlops serve
+# --upstream` (the sanitized binary) in front of fault-injecting upstreams
+# (fault_upstream.py) and of real `kanoa-mlops serve` processes running a
+# synthesized model; the official openai npm SDK suite through the gateway;
+# 10,000 requests with random client cancels and a LeakSanitizer check at
+# exit; and the `kanoa-mlops bench` command. Ends with "N passed, N failed".
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+build=${KM_BUILD:-$top/build}
+bin=${KM_BIN:-$build/asan/kanoa-mlops}
+rel=${KM_BIN_RELEASE:-$build/kanoa-mlops}
+py=/usr/bin/python3
+work="$build/gateway-tests"
+rm -rf "$work"
+mkdir -p "$work"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export KANOA_UPSTREAM_PROBE_INTERVAL_MS=200
+export KANOA_UPSTREAM_PROBE_TIMEOUT_MS=2000
+passed=0
+failed=0
+pids=()
+
+ok() { passed=$((passed + 1)); echo "ok $passed - $1"; }
+notok() { failed=$((failed + 1)); echo "not ok - $1"; shift; for l in "$@"; do echo "  $l"; done; }
+check() { # check DESC COND-COMMAND...
+    local d=$1; shift
+    if "$@"; then ok "$d"; else notok "$d"; fi
+}
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+}
+trap cleanup EXIT
+
+# start_fake VAR NAME [args]: a fault upstream; its port goes into VAR
+start_fake() {
+    local var=$1 name=$2; shift 2
+    local out="$work/fake-$name.out"
+    "$py" "$here/fault_upstream.py" --name "$name" --lifetime 600 "$@" \
+        >"$out" 2>/dev/null &
+    pids+=($!)
+    local port=""
+    for _ in $(seq 1 100); do
+        port=$(sed -n 's/^PORT \([0-9]*\)$/\1/p' "$out")
+        [ -n "$port" ] && break
+        sleep 0.05
+    done
+    printf -v "$var" '%s' "$port"
+}
+
+# start_serve VAR PIDVAR LOG BINARY [args]: kanoa-mlops serve on a free port
+start_serve() {
+    local var=$1 pvar=$2 log=$3 exe=$4; shift 4
+    "$exe" serve --port 0 "$@" >"$log" 2>&1 &
+    local pid=$!
+    pids+=($pid)
+    printf -v "$pvar" '%s' "$pid"
+    local port=""
+    for _ in $(seq 1 200); do
+        port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$log" | head -n 1)
+        [ -n "$port" ] && break
+        sleep 0.05
+    done
+    printf -v "$var" '%s' "$port"
+}
+
+metric() { # metric PORT PREFIX -> value of the first sample line
+    curl -s "http://127.0.0.1:$1/metrics" | grep -F "$2" | head -n 1 | awk '{print $2}'
+}
+
+wait_metric() { # wait_metric PORT LINE-PREFIX VALUE [tries]
+    for _ in $(seq 1 "${4:-100}"); do
+        [ "$(metric "$1" "$2")" = "$3" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+post() { # post PORT JSON [curl args] -> body; status in $work/status
+    local port=$1 json=$2; shift 2
+    curl -s -o "$work/body" -w '%{http_code}' -H 'Content-Type: application/json' \
+        "$@" --data-binary "$json" "http://127.0.0.1:$port/v1/chat/completions" \
+        >"$work/status"
+    cat "$work/body"
+}
+
+# ---- the bench command's interface ---------------------------------------
+"$rel" bench --help >"$work/h.out" 2>&1
+check "bench --help exits 0 with the usage" \
+    test $? -eq 0 -a "$(head -n 1 "$work/h.out")" = "usage: kanoa-mlops bench --url URL --model M [options]"
+"$rel" bench --bogus >"$work/h.out" 2>"$work/h.err"
+check "bench with a bad flag exits 2 with the usage on stderr" \
+    test $? -eq 2 -a -s "$work/h.err" -a ! -s "$work/h.out"
+"$rel" bench --model m >/dev/null 2>"$work/h.err"
+check "bench without --url exits 2" \
+    grep -q "kanoa-mlops bench: --url and --model are required" "$work/h.err"
+
+# ---- gateway over two fault-injecting replicas ---------------------------
+start_fake pa a --tokens 6
+start_fake pb b --tokens 6
+start_serve gw gwpid "$work/gw.log" "$bin" \
+    --upstream "a=http://127.0.0.1:$pa" --upstream "b=http://127.0.0.1:$pb"
+check "gateway starts" test -n "$gw"
+
+models=$(curl -s "http://127.0.0.1:$gw/v1/models")
+check "/v1/models merges the upstreams' models (m1 once)" \
+    test "$(grep -o '"id":"m1"' <<<"$models" | wc -l)" -eq 1
+
+hdr=$(curl -s -D - -o "$work/body" -H 'Content-Type: application/json' \
+      -H 'X-Request-Id: gw-rid-1' --data-binary '{"model":"m1","messages":[{"role":"user","content":"hi"}]}' \
+      "http://127.0.0.1:$gw/v1/chat/completions")
+check "non-streamed answer passes through with X-Request-Id forwarded" \
+    grep -q '"request_id":"gw-rid-1"' "$work/body"
+check "X-Request-Id echoed to the client" grep -qi '^x-request-id: gw-rid-1' <<<"$hdr"
+
+# a 6 MB base64 image, as kanoa sends plots
+"$py" - "$work/big.json" <<'EOF'
+import json, sys
+img = "data:image/png;base64," + "A" * (6 << 20)
+json.dump({"model": "m1", "messages": [{"role": "user", "content": [
+    {"type": "text", "text": "describe"},
+    {"type": "image_url", "image_url": {"url": img}}]}]}, open(sys.argv[1], "w"))
+EOF
+size=$(stat -c %s "$work/big.json")
+curl -s -o "$work/body" -H 'Content-Type: application/json' \
+    --data-binary @"$work/big.json" "http://127.0.0.1:$gw/v1/chat/completions"
+check "a 6 MB image request reaches the upstream byte for byte" \
+    grep -q "\"body_bytes\":$size," "$work/body"
+
+post "$gw" '{"model":"m1","stream":true,"messages":[{"role":"user","content":"hi"}]}' >"$work/sse"
+check "a stream passes through, 6 events then [DONE]" \
+    test "$(grep -c '^data: {' "$work/sse")" -eq 6 -a "$(tail -n 2 "$work/sse" | head -n 1)" = "data: [DONE]"
+
+post "$gw" '{"model":"m1","messages":[{"role":"user","content":"FAULT:500"}]}' >"$work/e"
+check "500 from every replica -> 502 in the OpenAI envelope naming the upstream" \
+    grep -Eq '^\{"error":\{"message":"upstream [ab] \(http://127.0.0.1:[0-9]+\) answered HTTP 500: .*"code":502\}\}$' "$work/e"
+check "  ... with status 502" test "$(cat "$work/status")" = 502
+
+post "$gw" '{"model":"m1","stream":true,"messages":[{"role":"user","content":"FAULT:drop"}]}' >"$work/d"
+check "a stream dropped mid-way ends with an error event and [DONE]" \
+    test "$(grep -c '^data: {"error":{"message":"upstream [ab] (http://127.0.0.1:[0-9]*) broke off the response' "$work/d")" -eq 1 \
+         -a "$(tail -n 2 "$work/d" | head -n 1)" = "data: [DONE]"
+
+post "$gw" '{"model":"nope","messages":[{"role":"user","content":"x"}]}' >"$work/n"
+check "unknown model -> 404" test "$(cat "$work/status")" = 404
+
+# a client that gives up: the upstream request is aborted, nothing stays in flight
+post "$gw" '{"model":"m1","stream":true,"messages":[{"role":"user","content":"FAULT:silent"}]}' \
+    --max-time 1 >/dev/null
+canceled_total() {
+    curl -s "http://127.0.0.1:$gw/metrics" |
+        grep '^kanoa_upstream_errors_total{upstream="[ab]",kind="canceled"}' |
+        awk '{s+=$2} END {print s+0}'
+}
+wait_canceled() {
+    for _ in $(seq 1 100); do
+        [ "$(canceled_total)" = 1 ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+check "client disconnect aborts the upstream request (canceled = 1)" wait_canceled
+inflight=$(curl -s "http://127.0.0.1:$gw/metrics" | grep '^kanoa_upstream_in_flight' | awk '{s+=$2} END {print s}')
+check "  ... and kanoa_upstream_in_flight sums to 0" test "$inflight" = 0
+
+# flapping health: a fails its probes -> ejected; requests go to b; recovery
+curl -s -d '{"health":false}' "http://127.0.0.1:$pa/control" >/dev/null
+check "failing /health ejects the replica" \
+    wait_metric "$gw" 'kanoa_upstream_healthy{upstream="a"}' 0 100
+good=0
+for i in $(seq 1 10); do
+    post "$gw" '{"model":"m1","messages":[{"role":"user","content":"x"}]}' | grep -q '"upstream":"b"' && good=$((good + 1))
+done
+check "while ejected every request goes to the healthy replica (10/10)" test $good -eq 10
+curl -s -d '{"health":true}' "http://127.0.0.1:$pa/control" >/dev/null
+check "the replica recovers when its probes pass again" \
+    wait_metric "$gw" 'kanoa_upstream_healthy{upstream="a"}' 1 100
+
+# load-aware: b reports a long vLLM queue -> new requests go to a
+curl -s -d '{"waiting":40}' "http://127.0.0.1:$pb/control" >/dev/null
+for _ in $(seq 1 60); do
+    curl -s "http://127.0.0.1:$gw/metrics" | grep -q '^kanoa_upstream_waiting{upstream="b"} 40$' && break
+    sleep 0.2
+done
+good=0
+for i in $(seq 1 8); do
+    post "$gw" '{"model":"m1","messages":[{"role":"user","content":"x"}]}' | grep -q '"upstream":"a"' && good=$((good + 1))
+done
+check "vllm:num_requests_waiting of a replica steers requests away (8/8)" test $good -eq 8
+curl -s -d '{"waiting":0}' "http://127.0.0.1:$pb/control" >/dev/null
+
+# session affinity by X-Session-Id
+first=""; same=0
+for i in $(seq 1 6); do
+    u=$(post "$gw" '{"model":"m1","messages":[{"role":"user","content":"x"}]}' -H 'X-Session-Id: sess-42' |
+        sed -n 's/.*"upstream":"\([ab]\)".*/\1/p')
+    [ -z "$first" ] && first=$u
+    [ "$u" = "$first" ] && same=$((same + 1))
+done
+check "X-Session-Id keeps a session on one replica (6/6)" test $same -eq 6
+
+curl -s "http://127.0.0.1:$gw/metrics" >"$work/metrics"
+check "metrics: per-upstream requests, errors, latency histogram, TTFT/ITL" \
+    grep -q '^kanoa_upstream_requests_total{upstream="[ab]",model="m1",code="200"} ' "$work/metrics"
+check "  ... kanoa_gateway:time_to_first_token_seconds with model_name" \
+    grep -q '^kanoa_gateway:time_to_first_token_seconds_count{model_name="m1",upstream="[ab]"} [1-9]' "$work/metrics"
+check "  ... kanoa_upstream_latency_seconds histogram" \
+    grep -q '^kanoa_upstream_latency_seconds_bucket{upstream="a",le="+Inf"} [1-9]' "$work/metrics"
+
+# 10,000 requests, ~10% abandoned by their client, then a clean exit
+"$py" "$here/load_client.py" "$gw" 10000 8 10 >"$work/load.out" 2>&1
+lrc=$?
+check "10,000 requests with random client cancels: all others complete" test $lrc -eq 0
+sed 's/^/  /' "$work/load.out"
+check "  ... nothing left in flight" \
+    wait_metric "$gw" 'kanoa_upstream_in_flight{upstream="a"}' 0 100
+opena=$(curl -s "http://127.0.0.1:$pa/stats" | sed -n 's/.*"open":\([0-9]*\).*/\1/p')
+kill -TERM "$gwpid"
+wait "$gwpid"
+grc=$?
+check "gateway exits 0 on SIGTERM after the load" test $grc -eq 0
+check "  ... with no LeakSanitizer or UBSan report" \
+    bash -c "! grep -Eq 'LeakSanitizer|AddressSanitizer|runtime error' '$work/gw.log'"
+for _ in $(seq 1 50); do
+    opena=$(curl -s "http://127.0.0.1:$pa/stats" | sed -n 's/.*"open":\([0-9]*\).*/\1/p')
+    [ "$opena" = 1 ] && break
+    sleep 0.1
+done
+check "  ... and no upstream connection left open (only our /stats one)" test "$opena" = 1
+
+# ---- real upstreams: two `kanoa-mlops serve` replicas of a synthesized model
+"$rel" models synth -o "$work/tiny.gguf" -q >/dev/null 2>&1
+start_serve r1 r1pid "$work/r1.log" "$rel" --model "$work/tiny.gguf" --served-model-name tiny
+start_serve r2 r2pid "$work/r2.log" "$rel" --model "$work/tiny.gguf" --served-model-name tiny
+for p in $r1 $r2; do
+    for _ in $(seq 1 100); do
+        curl -s "http://127.0.0.1:$p/health" | grep -q '"ok"' && break
+        sleep 0.1
+    done
+done
+start_serve gw2 gw2pid "$work/gw2.log" "$bin" \
+    --upstream "r1=http://127.0.0.1:$r1" --upstream "r2=http://127.0.0.1:$r2"
+req='{"model":"tiny","messages":[{"role":"user","content":"hello"}],"max_tokens":8,"temperature":0}'
+direct=$(post "$r1" "$req" | sed 's/"id":"[^"]*"//; s/"created":[0-9]*//')
+via=$(post "$gw2" "$req" | sed 's/"id":"[^"]*"//; s/"created":[0-9]*//')
+check "a real kanoa-mlops upstream answers the same through the gateway" \
+    test -n "$direct" -a "$direct" = "$via"
+sreq='{"model":"tiny","messages":[{"role":"user","content":"hello"}],"max_tokens":8,"temperature":0,"stream":true}'
+post "$gw2" "$sreq" >"$work/s2"
+check "  ... streamed too (8 content events then [DONE])" \
+    test "$(grep -c '"content":' "$work/s2")" -ge 8 -a "$(tail -n 2 "$work/s2" | head -n 1)" = "data: [DONE]"
+for i in $(seq 1 8); do post "$gw2" "$req" >/dev/null; done
+n1=$(metric "$gw2" 'kanoa_upstream_requests_total{upstream="r1",model="tiny",code="200"}')
+n2=$(metric "$gw2" 'kanoa_upstream_requests_total{upstream="r2",model="tiny",code="200"}')
+check "requests are spread over both replicas (r1=${n1:-0} r2=${n2:-0})" \
+    test "${n1:-0}" -gt 0 -a "${n2:-0}" -gt 0
+kill -9 "$r1pid"
+good=0
+for i in $(seq 1 6); do post "$gw2" "$req" | grep -q '"object":"chat.completion"' && good=$((good + 1)); done
+check "a replica killed: requests fail over to the other (6/6)" test $good -eq 6
+
+# ---- bench through the gateway, JSON and SVG -------------------------------
+"$rel" bench --url "http://127.0.0.1:$gw2" --model tiny -c 1,2 -n 4 -t 8 -p 16 \
+    --json --svg "$work/bench.svg" -q >"$work/bench.json" 2>"$work/bench.err"
+brc=$?
+check "bench --json --svg through the gateway exits 0" test $brc -eq 0
+check "  ... JSON: 2 levels, 4 ok each, 32 output tokens each" \
+    "$py" -c "import json,sys; d=json.load(open(sys.argv[1])); L=d['levels']; \
+sys.exit(not (len(L)==2 and all(l['ok']==4 and l['output_tokens']==32 and l['ttft_ms']['n']==4 for l in L)))" \
+    "$work/bench.json"
+if command -v rsvg-convert >/dev/null; then
+    check "  ... the SVG renders to PNG" rsvg-convert -o "$work/bench.png" "$work/bench.svg"
+else
+    check "  ... the SVG parses as XML" "$py" -c "import sys,xml.dom.minidom as m; m.parse(sys.argv[1])" "$work/bench.svg"
+fi
+kill -TERM "$gw2pid"; wait "$gw2pid"
+check "second gateway exits 0 with no sanitizer report" \
+    bash -c "! grep -Eq 'LeakSanitizer|AddressSanitizer|runtime error' '$work/gw2.log'"
+
+# ---- the official openai npm SDK suite through the gateway ----------------
+npmdir="$build/compat-npm"
+sdk_ready=1
+if [ ! -d "$npmdir/node_modules/openai" ]; then
+    mkdir -p "$npmdir"
+    cp "$top/tests/compat/package.json" "$top/tests/compat/package-lock.json" "$npmdir/"
+    (cd "$npmdir" && timeout 300 npm ci --no-audit --no-fund --silent) >/dev/null 2>&1 || sdk_ready=0
+fi
+scripted=$(KM_BUILD=$build "$top/tests/compat/build-scripted.sh" 2>/dev/null) || sdk_ready=0
+if [ $sdk_ready -eq 1 ]; then
+    "$scripted" api-key=compat-key >"$work/scripted.out" 2>"$work/scripted.err" &
+    spid=$!; pids+=($spid)
+    sp=""
+    for _ in $(seq 1 100); do
+        sp=$(sed -n 's/^port \([0-9]*\)$/\1/p' "$work/scripted.out"); [ -n "$sp" ] && break; sleep 0.1
+    done
+    # tests/compat/compat.mjs unchanged, pointed at the gateway; the gateway
+    # and its upstream each check the key (the gateway forwards it from
+    # api-key-env, not from the client)
+    cp "$top/tests/compat/compat.mjs" "$npmdir/compat.mjs"
+    UPSTREAM_KEY=compat-key start_serve gw3 gw3pid "$work/gw3.log" "$bin" --api-key compat-key \
+        --upstream "s=http://127.0.0.1:$sp,api-key-env=UPSTREAM_KEY,embed=scripted-embed"
+    timeout 120 node "$npmdir/compat.mjs" "http://127.0.0.1:$gw3" compat-key \
+        >"$work/sdk.out" 2>&1
+    sed 's/^/  sdk: /' "$work/sdk.out"
+    sp_pass=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$work/sdk.out")
+    check "openai npm SDK suite through the gateway (${sp_pass:-no summary})" \
+        test -n "$sp_pass" -a "${sp_pass#* }" = 0
+    kill -TERM "$gw3pid"; wait "$gw3pid"
+else
+    notok "openai npm SDK suite: npm ci or the scripted server build failed"
+fi
+
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]
