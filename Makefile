@@ -100,7 +100,8 @@ $(BUILD)/fuzz/obj/%.o: %.c $(BUILD)/.deps-ok
 	$(FUZZCC) $(FUZZFLAGS) $(if $(findstring _avx2,$<),$(SIMDFLAGS)) -c $< -o $@
 
 $(BUILD)/fuzz/fuzz_oai_parse: $(call fuzzmods,server)
-$(BUILD)/fuzz/fuzz_gguf: $(call fuzzmods,engine)
+$(BUILD)/fuzz/fuzz_gguf: $(call fuzzmods,) $(filter $(addprefix $(BUILD)/fuzz/obj/src/engine/,gguf% quant% cpu%),$(FUZZ_OBJS))
+$(BUILD)/fuzz/fuzz_tok: $(call fuzzmods,engine)
 $(BUILD)/fuzz/%: tests/fuzz/%.c
 	@rm -f $@.a
 	ar rcs $@.a $(filter %.o,$^)

@@ -290,6 +290,16 @@ Test(server, completions_embeddings_tokenize)
     cr_assert_str_eq(km_buf_str(&r.body), "{\"count\":2,\"max_model_len\":4096,"
                      "\"tokens\":[65,66],\"token_strs\":null}");
     resp_free(&r);
+    r = req("POST", "/tokenize", "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}",
+            NULL);
+    cr_assert_eq(r.status, 200); /* the only generate model is the default */
+    cr_assert_not_null(strstr(km_buf_str(&r.body), "\"tokens\":[72,105]"));
+    resp_free(&r);
+    r = req("POST", "/tokenize", "{\"model\":\"scripted-chat\",\"messages\":[{\"role\":"
+            "\"user\",\"content\":\"Hi\"}]}", NULL);
+    cr_assert_str_eq(km_buf_str(&r.body), "{\"count\":2,\"max_model_len\":4096,"
+                     "\"tokens\":[72,105],\"token_strs\":null}");
+    resp_free(&r);
     r = req("POST", "/detokenize", "{\"model\":\"scripted-chat\",\"tokens\":[72,105]}", NULL);
     cr_assert_str_eq(km_buf_str(&r.body), "{\"prompt\":\"Hi\"}");
     resp_free(&r);
@@ -757,5 +767,75 @@ Test(server, drain_waits_for_in_flight)
     curl_multi_cleanup(m);
     curl_slist_free_all(hl);
     km_buf_free(&out);
+    stop();
+}
+
+Test(server, request_timeout_cancels_with_504)
+{
+    start((const char *const[]){"request-timeout", "0.4", NULL});
+    struct resp r = req("POST", "/v1/chat/completions",
+                        "{\"model\":\"scripted-chat\",\"messages\":[{\"role\":\"user\","
+                        "\"content\":\"[hang]\"}]}", NULL);
+    cr_assert_eq(r.status, 504, "%s", km_buf_str(&r.body));
+    cr_assert_not_null(strstr(km_buf_str(&r.body), "request timed out after 0.4 s"));
+    resp_free(&r);
+    wait_stats(1, 0);
+    stop();
+}
+
+Test(server, backend_added_while_serving)
+{
+    struct srv_config cfg;
+    struct km_err err;
+    srv_config_init(&cfg);
+    srv_config_set(&cfg, SRV_LAYER_FLAG, "port", "0", &err);
+    cr_assert_eq(srv_server_new(&cfg, &srv, &err), 0);
+    srv_config_free(&cfg);
+    cr_assert_eq(srv_server_start(srv, &err), 0);
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", srv_server_port(srv));
+    struct resp r = req("GET", "/v1/models", NULL, NULL);
+    cr_assert_str_eq(km_buf_str(&r.body), "{\"object\":\"list\",\"data\":[]}");
+    resp_free(&r);
+    be = scripted_backend_new();
+    scripted_set_loading(&be, 0.25);
+    cr_assert_eq(srv_server_add_backend(srv, be, &err), 0);
+    r = req("GET", "/health", NULL, NULL);
+    cr_assert_eq(r.status, 503);
+    cr_assert_str_eq(km_buf_str(&r.body), "{\"status\":\"loading\",\"progress\":0.25}");
+    resp_free(&r);
+    r = req("GET", "/v1/models", NULL, NULL);
+    cr_assert_not_null(strstr(km_buf_str(&r.body), "\"id\":\"scripted-embed\""));
+    resp_free(&r);
+    stop();
+}
+
+Test(server, n_choices_and_completion_logprobs)
+{
+    start(NULL);
+    struct resp r = req("POST", "/v1/chat/completions", CHAT(",\"n\":2,\"max_tokens\":1"), NULL);
+    json_t *j = body_json(&r);
+    json_t *ch = json_object_get(j, "choices");
+    cr_assert_eq(json_array_size(ch), 2);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(ch, 1), "index")), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(
+                         json_array_get(ch, 1), "message"), "content")), "Hello");
+    json_decref(j);
+    resp_free(&r);
+    r = req("POST", "/v1/completions", "{\"model\":\"scripted-chat\",\"prompt\":\"x\","
+            "\"max_tokens\":2,\"logprobs\":2}", NULL);
+    j = body_json(&r);
+    json_t *lp = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "logprobs");
+    char *s = json_dumps(lp, JSON_COMPACT);
+    cr_assert_str_eq(s, "{\"tokens\":[\"Hello\",\",\"],\"token_logprobs\":[-0.5,-1.0],"
+                        "\"top_logprobs\":[{\"alt\":-2.0,\"alt2\":-3.0},{\"alt\":-2.0,\"alt2\":-3.0}]}");
+    free(s);
+    json_decref(j);
+    resp_free(&r);
+    /* a stream with two choices: each ends with its own finish_reason */
+    r = req("POST", "/v1/chat/completions", CHAT(",\"n\":2,\"stream\":true,\"max_tokens\":2"), NULL);
+    const char *b = km_buf_str(&r.body);
+    cr_assert_not_null(strstr(b, "{\"index\":0,\"delta\":{\"content\":\",\"},\"logprobs\":null,\"finish_reason\":\"length\"}"), "%s", b);
+    cr_assert_not_null(strstr(b, "{\"index\":1,\"delta\":{\"content\":\",\"},\"logprobs\":null,\"finish_reason\":\"length\"}"), "%s", b);
+    resp_free(&r);
     stop();
 }

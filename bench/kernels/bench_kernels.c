@@ -5,7 +5,8 @@
  *     vs. memcpy;
  *   - prefill (matrix x 64 vectors): GFLOP/s of quant_matmul (AVX2) and its
  *     speedup over the scalar reference.
- * Single-threaded; numbers on a shared machine are noisy (best of 3 runs).
+ * Single-threaded; times are this thread's CPU time (CLOCK_THREAD_CPUTIME_ID)
+ * so other processes on a shared machine distort them less; best of 3 runs.
  * Usage: bench_kernels [MiB]  */
 #include "base/mem.h"
 #include "engine/cpu.h"
@@ -20,7 +21,7 @@
 static double now(void)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
@@ -102,7 +103,7 @@ int main(int argc, char **argv)
         best_cp = t2 - t1 < best_cp ? t2 - t1 : best_cp;
     }
     double bw = (double)bytes / best_rd / 1e9;
-    printf("kernels: %s, %zu MiB matrices, K=%lld, 1 thread (shared machine: noisy)\n",
+    printf("kernels: %s, %zu MiB matrices, K=%lld, 1 thread, thread CPU time\n",
            quant_isa_name(quant_kernels_init()), mib, (long long)K);
     printf("baseline read %.2f GB/s, memcpy %.2f GB/s (read+write %.2f GB/s)%s\n", bw,
            (double)bytes / best_cp / 1e9, 2.0 * (double)bytes / best_cp / 1e9, sink < 0 ? "!" : "");

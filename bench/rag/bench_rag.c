@@ -121,3 +121,206 @@ static void load_plain(struct rag_db *db, long n, int dim, bool binary, double *
     km_buf_free(&b);
     km_free(v);
 }
+
+static long long new_doc(struct rag_db *db, long long coll, long d)
+{
+    struct km_err e;
+    char cid[24], uri[64];
+    snprintf(cid, sizeof cid, "%lld", coll);
+    snprintf(uri, sizeof uri, "bench://doc/%ld", d);
+    const char *p[2] = {cid, uri};
+    struct rag__res r;
+    if (rag__query(db, "INSERT INTO kanoa.documents (collection_id, source_uri, content_hash)"
+                       " VALUES ($1::bigint, $2, 'x') RETURNING id", 2, p, &r, &e) != KM_OK)
+        die(&e);
+    long long id = atoll(rag__val(&r, 0, 0));
+    rag__res_free(&r);
+    return id;
+}
+
+/* The ingest path without embeddings: per 100-chunk document one
+ * transaction with a binary COPY into kanoa.chunks. */
+static void load_chunks(struct rag_db *db, const struct rag_collection *c, long n,
+                        double *secs)
+{
+    struct km_err e;
+    struct km_buf b;
+    char text[512], cid[32];
+    float *v = km_malloc(sizeof(float) * (size_t)c->dim);
+    km_buf_init(&b, 64u << 20);
+    rng_state = 12345;
+    double t0 = rag__now();
+    for (long i = 0; i < n; i += DOC_CHUNKS) {
+        if (rag__begin(db, &e) != KM_OK)
+            die(&e);
+        long long doc = new_doc(db, c->id, i / DOC_CHUNKS);
+        if (rag__copy_begin(db, "COPY kanoa.chunks (collection_id, document_id, chunk_id,"
+                                " position, token_count, text, metadata, embedding)"
+                                " FROM STDIN WITH (FORMAT binary)", &e) != KM_OK)
+            die(&e);
+        km_buf_reset(&b);
+        rag_copy_header(&b);
+        for (long j = i; j < n && j < i + DOC_CHUNKS; j++) {
+            make_vec(v, c->dim);
+            make_text(text, sizeof text, j);
+            int len = snprintf(cid, sizeof cid, "b%07ld:%04ld", i / DOC_CHUNKS, j - i);
+            rag_copy_tuple(&b, 8);
+            rag_copy_int8(&b, c->id);
+            rag_copy_int8(&b, doc);
+            rag_copy_text(&b, cid, (size_t)len);
+            rag_copy_int4(&b, (int32_t)(j - i));
+            rag_copy_int4(&b, rag_token_estimate(text, strlen(text)));
+            rag_copy_text(&b, text, strlen(text));
+            rag_copy_jsonb(&b, "{\"bench\": \"1\"}", 14);
+            rag_copy_vector(&b, v, (size_t)c->dim);
+        }
+        rag_copy_trailer(&b);
+        if (rag__copy_put(db, b.data, b.len, &e) != KM_OK || rag__copy_end(db, &e) != KM_OK ||
+            rag__commit(db, &e) != KM_OK)
+            die(&e);
+    }
+    *secs = rag__now() - t0;
+    km_buf_free(&b);
+    km_free(v);
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, int n, double p)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    int i = (int)ceil(p * n) - 1;
+    return v[i < 0 ? 0 : i];
+}
+
+static int overlap(const struct rag_hits *a, const struct rag_hits *b)
+{
+    int m = 0;
+    for (size_t i = 0; i < a->n; i++)
+        for (size_t j = 0; j < b->n; j++)
+            m += a->v[i].row == b->v[j].row;
+    return m;
+}
+
+static double raw_query(struct rag_db *db, const struct rag_collection *c, const float *q)
+{
+    struct km_err e;
+    struct km_buf b, s;
+    km_buf_init(&b, 1u << 20);
+    km_buf_init(&s, 4096);
+    km_buf_putc(&b, '[');
+    for (int j = 0; j < c->dim; j++)
+        km_buf_printf(&b, j ? ",%.9g" : "%.9g", (double)q[j]);
+    km_buf_putc(&b, ']');
+    km_buf_printf(&s, "SELECT id, text FROM kanoa.chunks WHERE collection_id = %lld ORDER BY"
+                  " embedding::vector(%d) <=> $1::vector(%d) LIMIT 10", c->id, c->dim, c->dim);
+    const char *p[1] = {b.data};
+    struct rag__res r;
+    double t0 = rag__now();
+    if (rag__query(db, s.data, 1, p, &r, &e) != KM_OK)
+        die(&e);
+    double t = rag__now() - t0;
+    rag__res_free(&r);
+    km_buf_free(&b);
+    km_buf_free(&s);
+    return t;
+}
+
+static void queries(struct rag_db *db, const struct rag_collection *c, int nq)
+{
+    struct km_err e;
+    float *q = km_malloc(sizeof(float) * (size_t)c->dim);
+    double *lat = km_calloc((size_t)nq, sizeof *lat), *raw = km_calloc((size_t)nq, sizeof *raw);
+    double *lat40 = km_calloc((size_t)nq, sizeof *lat40);
+    int hit40 = 0, hit100 = 0;
+    rng_state = 999;
+    if (rag_exec(db, "SET hnsw.ef_search = 100", &e) != KM_OK)
+        die(&e);
+    for (int i = 0; i < nq; i++) {
+        make_vec(q, c->dim);
+        struct rag_hits ex, h40, h100;
+        struct rag_query rq = {.collection = c->name, .text = "", .vec = q, .dim = c->dim,
+                               .k = 10, .mode = RAG_MODE_VECTOR, .exact = true};
+        if (rag_query_run(db, &rq, &ex, &e) != KM_OK)
+            die(&e);
+        rq.exact = false;
+        rq.ef_search = 40;
+        double t0 = rag__now();
+        if (rag_query_run(db, &rq, &h40, &e) != KM_OK)
+            die(&e);
+        lat40[i] = rag__now() - t0;
+        rq.ef_search = 100;
+        t0 = rag__now();
+        if (rag_query_run(db, &rq, &h100, &e) != KM_OK)
+            die(&e);
+        lat[i] = rag__now() - t0;
+        raw[i] = raw_query(db, c, q);
+        hit40 += overlap(&ex, &h40);
+        hit100 += overlap(&ex, &h100);
+        rag_hits_free(&ex);
+        rag_hits_free(&h40);
+        rag_hits_free(&h100);
+    }
+    printf("recall@10: ef_search 40 = %.4f, ef_search 100 = %.4f (%d queries vs exact)\n",
+           hit40 / (10.0 * nq), hit100 / (10.0 * nq), nq);
+    printf("rag_query_run ef 40:  p50 %.2f ms, p99 %.2f ms\n", 1e3 * pct(lat40, nq, 0.5),
+           1e3 * pct(lat40, nq, 0.99));
+    double p50 = pct(lat, nq, 0.5), p99 = pct(lat, nq, 0.99);
+    double r50 = pct(raw, nq, 0.5), r99 = pct(raw, nq, 0.99);
+    printf("rag_query_run ef 100: p50 %.2f ms, p99 %.2f ms\n", 1e3 * p50, 1e3 * p99);
+    printf("bare SQL ef 100:      p50 %.2f ms, p99 %.2f ms (rag_query_run adds %.2f ms at p50)\n",
+           1e3 * r50, 1e3 * r99, 1e3 * (p50 - r50));
+    km_free(q);
+    km_free(lat);
+    km_free(lat40);
+    km_free(raw);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench_rag URL [N] [DIM] [QUERIES]\n");
+        return 2;
+    }
+    long n = argc > 2 ? atol(argv[2]) : 100000;
+    int dim = argc > 3 ? atoi(argv[3]) : 384, nq = argc > 4 ? atoi(argv[4]) : 100;
+    struct km_err e;
+    struct rag_db *db;
+    struct rag_collection c;
+    int v;
+    char name[64];
+    proj = km_malloc(sizeof(float) * LATENT * (size_t)dim);
+    for (int i = 0; i < LATENT * dim; i++)
+        proj[i] = (float)gauss();
+    snprintf(name, sizeof name, "bench-%ld-%d", n, dim);
+    if (rag_open(argv[1], &db, &e) != KM_OK || rag_migrate(db, &v, &e) != KM_OK ||
+        rag_exec(db, "DELETE FROM kanoa.collections WHERE name LIKE 'bench-%'", &e) != KM_OK ||
+        rag_collection_ensure(db, name, "bench", dim, &c, &e) != KM_OK)
+        die(&e);
+    double t_text, t_bin, t_rag;
+    printf("rows %ld x %d dims\n", n, dim);
+    load_plain(db, n, dim, false, &t_text);
+    printf("text COPY (baseline):        %8.0f rows/s (%.1f s)\n", n / t_text, t_text);
+    load_plain(db, n, dim, true, &t_bin);
+    printf("binary COPY, same table:     %8.0f rows/s (%.1f s) = %.2fx baseline\n",
+           n / t_bin, t_bin, t_text / t_bin);
+    load_chunks(db, &c, n, &t_rag);
+    printf("rag load into kanoa.chunks:  %8.0f rows/s (%.1f s) = %.2fx baseline"
+           " (tsvector + GIN, 100 chunks per transaction)\n", n / t_rag, t_rag, t_text / t_rag);
+    rag_exec(db, "DROP TABLE bench_plain", &e);
+    double t0 = rag__now();
+    if (rag_collection_index(db, &c, &e) != KM_OK)
+        die(&e);
+    double t_idx = rag__now() - t0;
+    printf("HNSW build (m 16, ef_construction 64): %.1f s; load + index %.0f rows/s\n",
+           t_idx, n / (t_rag + t_idx));
+    rag_exec(db, "ANALYZE kanoa.chunks", &e);
+    queries(db, &c, nq);
+    rag_close(db);
+    km_free(proj);
+    return 0;
+}

@@ -34,7 +34,7 @@ struct init_opts {
     const char *dir;
     unsigned long long gpu_mem, ram;
     long gpus;
-    int cpu_only, dry_run;
+    int cpu_only, dry_run, gpus_given;
 };
 
 static int parse(int argc, char **argv, struct init_opts *o)
@@ -61,6 +61,7 @@ static int parse(int argc, char **argv, struct init_opts *o)
             }
             break;
         case 'n':
+            o->gpus_given = 1;
             if (cli_parse_long(optarg, 1, OPS_MAX_GPUS, &o->gpus) != 0) {
                 fprintf(stderr, "kanoa-mlops init: --gpus '%s' is not in "
                         "1..%d\n", optarg, OPS_MAX_GPUS);
@@ -83,6 +84,10 @@ static int parse(int argc, char **argv, struct init_opts *o)
     if (optind < argc) {
         fprintf(stderr, "kanoa-mlops init: unexpected argument '%s'\n",
                 argv[optind]);
+        return -cli_usage_error(usage);
+    }
+    if (o->gpus_given && !o->gpu_mem) {
+        fprintf(stderr, "kanoa-mlops init: --gpus needs --gpu-mem\n");
         return -cli_usage_error(usage);
     }
     return 0;

@@ -249,7 +249,7 @@ static int do_ingest(struct rag_args *a, char **paths, int n, struct rag_db *db,
     int rc = rag_migrate(db, &v, err);
     if (rc == KM_OK)
         rc = rag_ingest(db, (const char *const *)paths, (size_t)n, &o, &st, err);
-    if (rc == KM_OK || st.files_seen > 0)
+    if (rc == KM_OK || st.files_failed > 0) /* not after a fatal error */
         printf("ingested %ld files (%lld chunks), %ld unchanged, %ld failed, %ld pruned; "
                "embedding %.2f s, database %.2f s, index %.2f s\n",
                st.files_done, st.chunks, st.files_skipped, st.files_failed, st.docs_pruned,

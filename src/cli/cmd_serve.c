@@ -164,82 +164,119 @@ static int load_config(int argc, char **argv, const struct serve_opts *o,
     return rc;
 }
 
-/* Hook: attach the backends named by the configuration. The engine adds the
- * local backend for cfg->models (loading in the background so HTTP is up at
- * once), the gateway adds one upstream backend per cfg->upstreams entry, and
- * rag registers /v1/retrieve with srv_server_add_route() when
- * cfg->database_url is set. Routes must be added before srv_server_start();
- * backends may be added at any time. Returns KM_OK or fills err. */
-static struct srv_retrieve *retrieve; /* rag: freed after srv_server_free */
+/* Things the attach hooks create that must outlive the server (a route's
+ * context, a model pool...): released by run_server() in reverse order after
+ * srv_server_free(). */
+#define SERVE_MAX_CLEANUPS 16
 
-static int attach_routes(struct srv_server *srv, const struct srv_config *cfg,
-                         struct km_err *err)
+struct serve_ctx {
+    struct {
+        void (*fn)(void *);
+        void *p;
+    } cleanup[SERVE_MAX_CLEANUPS];
+    int n;
+};
+
+/* Register `fn(p)` to run after the server is freed; returns KM_OK. */
+static int serve_defer(struct serve_ctx *ctx, void (*fn)(void *), void *p,
+                       struct km_err *err)
 {
-    if (cfg->database_url && cfg->database_url[0])
-        return srv_retrieve_new(srv, cfg->database_url, &retrieve, err);
+    if (ctx->n >= SERVE_MAX_CLEANUPS)
+        return km_fail(err, KM_ERANGE, "serve: too many cleanups");
+    ctx->cleanup[ctx->n].fn = fn;
+    ctx->cleanup[ctx->n].p = p;
+    ctx->n++;
     return KM_OK;
 }
 
-/* engine: the local backend for every --model (loads in the background). */
-static int attach_local(struct srv_server *srv, const struct srv_config *cfg,
-                        struct km_err *err)
+static void serve_cleanup(struct serve_ctx *ctx)
 {
-    if (cfg->models.n == 0)
+    while (ctx->n > 0) {
+        ctx->n--;
+        ctx->cleanup[ctx->n].fn(ctx->cleanup[ctx->n].p);
+    }
+}
+
+static void retrieve_cleanup(void *p)
+{
+    srv_retrieve_free(p);
+}
+
+/* Hook: routes, before srv_server_start(). rag: /v1/retrieve when a
+ * database URL is set (its context is freed after the server). */
+static int attach_routes(struct srv_server *srv, const struct srv_config *cfg,
+                         struct serve_ctx *ctx, struct km_err *err)
+{
+    if (!cfg->database_url || !cfg->database_url[0])
         return KM_OK;
-    struct srv_backend be;
-    int rc = srv_backend_local_new(cfg, &be, err);
-    if (rc != KM_OK)
-        return rc;
-    rc = srv_server_add_backend(srv, be, err);
-    if (rc != KM_OK)
-        be.ops->destroy(be.impl);
+    struct srv_retrieve *r = NULL;
+    int rc = srv_retrieve_new(srv, cfg->database_url, &r, err);
+    if (!rc)
+        rc = serve_defer(ctx, retrieve_cleanup, r, err);
     return rc;
 }
 
-/* gateway: one upstream backend (a pool of replicas) for every --upstream. */
-static void upstream_models_changed(void *ud)
+static int add_or_destroy(struct srv_server *srv, struct srv_backend b,
+                          struct km_err *err)
+{
+    int rc = srv_server_add_backend(srv, b, err);
+    if (rc && b.ops->destroy)
+        b.ops->destroy(b.impl);
+    return rc;
+}
+
+static void models_changed(void *ud)
 {
     srv_server_models_changed(ud);
 }
 
+/* gateway: one pool over every --upstream spec, behind one backend. */
 static int attach_upstreams(struct srv_server *srv, const struct srv_config *cfg,
                             struct km_err *err)
 {
-    if (cfg->upstreams.n == 0)
-        return KM_OK;
     struct ups_spec *specs = km_calloc(cfg->upstreams.n, sizeof *specs);
-    if (!specs)
-        return km_fail(err, KM_ENOMEM, "serve: out of memory for upstreams");
-    int rc = KM_OK;
-    for (size_t i = 0; i < cfg->upstreams.n && rc == KM_OK; i++)
-        rc = ups_spec_parse(cfg->upstreams.v[i], &specs[i], err);
-    struct ups_options o;
-    ups_options_default(&o);
-    if (rc == KM_OK)
-        rc = ups_options_from_env(&o, err);
     struct ups_pool *pool = NULL;
-    if (rc == KM_OK)
-        rc = ups_pool_new(specs, cfg->upstreams.n, &o, &pool, err);
+    struct srv_backend b;
+    struct ups_options opts;
+    int rc = specs ? KM_OK : km_fail(err, KM_ENOMEM, "serve: out of memory");
+    for (size_t i = 0; !rc && i < cfg->upstreams.n; i++)
+        rc = ups_spec_parse(cfg->upstreams.v[i], &specs[i], err);
+    ups_options_default(&opts);
+    if (!rc)
+        rc = ups_options_from_env(&opts, err);
+    if (!rc)
+        rc = ups_pool_new(specs, cfg->upstreams.n, &opts, &pool, err);
     km_free(specs);
-    if (rc != KM_OK)
+    if (rc)
         return rc;
-    ups_pool_set_notify(pool, upstream_models_changed, srv);
-    struct srv_backend be;
-    rc = srv_backend_upstream_new(pool, &be, err);
-    if (rc == KM_OK)
-        rc = srv_server_add_backend(srv, be, err);
-    if (rc != KM_OK)
+    ups_pool_set_notify(pool, models_changed, srv);
+    rc = srv_backend_upstream_new(pool, &b, err);
+    if (rc) {
         ups_pool_free(pool);
+        return rc;
+    }
+    rc = add_or_destroy(srv, b, err);
+    srv_server_models_changed(srv);
     return rc;
 }
 
+/* Hook: backends, right after HTTP is up. engine: the local backend loads
+ * cfg->models in the background (/health says loading meanwhile); gateway:
+ * the upstream pool. The server owns and destroys both. */
 static int attach_backends(struct srv_server *srv, const struct srv_config *cfg,
-                           struct km_err *err)
+                           struct serve_ctx *ctx, struct km_err *err)
 {
-    int lrc = attach_local(srv, cfg, err);
-    if (lrc != KM_OK)
-        return lrc;
-    return attach_upstreams(srv, cfg, err);
+    (void)ctx;
+    int rc = KM_OK;
+    if (cfg->models.n) {
+        struct srv_backend b;
+        rc = srv_backend_local_new(cfg, &b, err);
+        if (!rc)
+            rc = add_or_destroy(srv, b, err);
+    }
+    if (!rc && cfg->upstreams.n)
+        rc = attach_upstreams(srv, cfg, err);
+    return rc;
 }
 
 static void setup_logging(const struct srv_config *cfg)
@@ -260,15 +297,16 @@ static int run_server(struct srv_config *cfg, struct km_err *err)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread inherits this */
     signal(SIGPIPE, SIG_IGN);
     struct srv_server *srv = NULL;
+    struct serve_ctx ctx = {.n = 0};
     int rc = srv_server_new(cfg, &srv, err);
     if (!rc)
-        rc = attach_routes(srv, cfg, err);
+        rc = attach_routes(srv, cfg, &ctx, err);
     if (!rc)
         rc = srv_server_start(srv, err);
     if (!rc) {
         km_log(KM_LOG_INFO, "serve: listening on http://%s:%d", cfg->host,
                srv_server_port(srv));
-        rc = attach_backends(srv, cfg, err);
+        rc = attach_backends(srv, cfg, &ctx, err);
     }
     if (!rc) {
         int sig = 0;
@@ -279,8 +317,7 @@ static int run_server(struct srv_config *cfg, struct km_err *err)
         km_log(KM_LOG_INFO, "serve: stopped");
     }
     srv_server_free(srv);
-    srv_retrieve_free(retrieve);
-    retrieve = NULL;
+    serve_cleanup(&ctx);
     return rc;
 }
 

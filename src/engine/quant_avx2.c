@@ -359,15 +359,16 @@ struct kblk {
     float d, cd;
 };
 
+static inline __m128i scales_mins_k4(const uint8_t *s12);
+static inline __m256i bcast16(int j);
+
 static inline void scales_q4k(const uint8_t *sc12, struct kblk *k)
 {
-    uint8_t sc[8], m[8];
+    __m128i sm = scales_mins_k4(sc12);
+    __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
     for (int j = 0; j < 8; j++)
-        q_scale_min_k4(j, sc12, &sc[j], &m[j]);
-    for (int j = 0; j < 8; j++)
-        k->s16[j] = _mm256_set1_epi16(sc[j]);
-    k->coef = _mm256_setr_epi16(m[0], m[0], m[1], m[1], m[2], m[2], m[3], m[3],
-                                m[4], m[4], m[5], m[5], m[6], m[6], m[7], m[7]);
+        k->s16[j] = _mm256_shuffle_epi8(sc, bcast16(j));
+    k->coef = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
 }
 
 static inline void unpack_q4k(const struct blk_q4_k *b, struct kblk *k)
@@ -466,6 +467,27 @@ dot_k(uint32_t t, int64_t n, const void *w, const void *a)
     return hsum_ps(acc);
 }
 
+/* The 12 packed scale bytes of a Q4_K/Q5_K block as 8 scales then 8 mins
+ * (bytes), unpacked with 32-bit operations (facts §2.2 layout). */
+static inline __m128i scales_mins_k4(const uint8_t *s12)
+{
+    uint32_t u[4];
+    memcpy(u, s12, 12);
+    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    uint32_t mins_lo = u[1] & m6;
+    u[3] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);  /* m4..7 */
+    u[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);         /* sc4..7 */
+    u[0] &= m6;                                              /* sc0..3 */
+    u[2] = mins_lo;                                          /* m0..3 */
+    return _mm_loadu_si128((const __m128i *)u);
+}
+
+/* Lane pattern that broadcasts int16 element j of a 128-bit vector. */
+static inline __m256i bcast16(int j)
+{
+    return _mm256_set1_epi16((short)(((2 * j + 1) << 8) | (2 * j)));
+}
+
 /* Decode path for Q4_K: stream each super-block straight from memory into
  * the products, two 32-element sub-blocks per 32-byte load. */
 static float dot_q4_k(int64_t n, const void *w, const void *a)
@@ -473,11 +495,12 @@ static float dot_q4_k(int64_t n, const void *w, const void *a)
     const struct blk_q4_k *x = w;
     const struct blk_q8_k *y = a;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        uint8_t sc[8], m[8];
-        for (int j = 0; j < 8; j++)
-            q_scale_min_k4(j, x[i].scales, &sc[j], &m[j]);
+        __m128i sm = scales_mins_k4(x[i].scales);
+        /* 8 scales as int16 in both halves; mins duplicated per bsum pair */
+        __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+        __m256i coef = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
         __m256i sumi = _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
@@ -485,17 +508,17 @@ static float dot_q4_k(int64_t n, const void *w, const void *a)
             __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * c + 32));
             __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), y0);
             __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), y1);
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c])));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1])));
+            p0 = _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, bcast16(2 * c)));
+            p1 = _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, bcast16(2 * c + 1)));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
         }
-        __m256i coef = _mm256_setr_epi16(m[0], m[0], m[1], m[1], m[2], m[2], m[3], m[3],
-                                         m[4], m[4], m[5], m[5], m[6], m[6], m[7], m[7]);
         __m256i corr = _mm256_madd_epi16(coef, _mm256_loadu_si256((const __m256i *)y[i].bsums));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(-f16(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(corr), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(corr), accm);
     }
-    return hsum_ps(acc);
+    return hsum_ps(_mm256_sub_ps(acc, accm));
 }
+
 static float dot_q5_k(int64_t n, const void *w, const void *a) { return dot_k(GGML_TYPE_Q5_K, n, w, a); }
 /* Decode path for Q6_K: 6-bit levels assembled in registers per 32 values;
  * the -32 offset comes back through 32 * sum(scale * bsum). */

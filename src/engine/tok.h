@@ -165,13 +165,15 @@ int tok_decode(const struct tok_vocab *v, const int32_t *ids, size_t n,
  *
  * Ownership: caller-owned struct; the text returned by feed/flush points into
  * it and stays valid until the next call on the same stream. tok_stream_free
- * releases its buffer (safe on a zeroed or freed struct). */
+ * releases its buffers (safe on a zeroed or freed struct). After the first
+ * few tokens feed allocates nothing (the scratch buffers are reused). */
 struct tok_stream {
     const struct tok_vocab *v;
     bool special;             /* render CONTROL/UNKNOWN token text */
     unsigned char held[4];    /* bytes of an incomplete character */
     size_t n_held;
     struct km_buf out;        /* scratch holding the last returned text */
+    struct km_buf raw;        /* scratch: held bytes + the new piece */
 };
 
 void tok_stream_init(struct tok_stream *s, const struct tok_vocab *v,

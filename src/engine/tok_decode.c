@@ -148,11 +148,13 @@ void tok_stream_init(struct tok_stream *s, const struct tok_vocab *v,
     s->v = v;
     s->special = special;
     km_buf_init(&s->out, (size_t)1 << 20);
+    km_buf_init(&s->raw, (size_t)1 << 20);
 }
 
 void tok_stream_free(struct tok_stream *s)
 {
     km_buf_free(&s->out);
+    km_buf_free(&s->raw);
     s->n_held = 0;
 }
 
@@ -184,20 +186,17 @@ static int settle(struct tok_stream *s, const unsigned char *raw, size_t n,
 int tok_stream_feed(struct tok_stream *s, int32_t id, const char **text,
                     size_t *len, struct km_err *err)
 {
-    struct km_buf raw;
     int rc;
     *text = "";
     *len = 0;
     km_buf_reset(&s->out);
-    km_buf_init(&raw, (size_t)1 << 20);
-    rc = km_buf_append(&raw, s->held, s->n_held);
+    km_buf_reset(&s->raw);
+    rc = km_buf_append(&s->raw, s->held, s->n_held);
+    if (rc != KM_OK)
+        return km_fail(err, rc, "tokenizer: out of memory in the stream");
+    rc = piece(s->v, id, s->special, false, &s->raw, err);
     if (rc == KM_OK)
-        rc = piece(s->v, id, s->special, false, &raw, err);
-    else
-        km_fail(err, rc, "tokenizer: out of memory in the stream");
-    if (rc == KM_OK)
-        rc = settle(s, (const unsigned char *)raw.data, raw.len, err);
-    km_buf_free(&raw);
+        rc = settle(s, (const unsigned char *)s->raw.data, s->raw.len, err);
     if (rc != KM_OK)
         return rc;
     *text = km_buf_str(&s->out);

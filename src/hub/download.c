@@ -379,6 +379,10 @@ static int fetch_chunk(struct job *j, struct hub__http *h, size_t i,
         hub__backoff(fails - 1, resp.retry_after);
     }
     hub__resp_free(&resp);
+    if (rc == RETRY && s.pos == end)
+        rc = KM_OK; /* every byte of the range arrived; the surplus was refused */
+    if (rc == KM_OK && s.pos != end)   /* another worker failed: stop, unmarked */
+        return km_fail(e, KM_ECANCELED, "download of %s canceled", j->d->file->path);
     if (rc == RETRY) {
         km_err_prefix(e, "giving up after %d failed attempts", fails);
         rc = e->code != KM_OK ? e->code : KM_ENET;
@@ -407,7 +411,7 @@ static void *worker(void *arg)
             rc = km_fail(&e, KM_EIO, "cannot update the ranges file of %s: %s",
                          j->d->file->path, strerror(errno));
     }
-    if (rc != KM_OK && rc != KM_ECANCELED)
+    if (rc != KM_OK)
         job_fail(j, &e);
     hub__http_free(h);
     pthread_mutex_lock(&j->mu);
@@ -565,8 +569,8 @@ static int run_workers(struct job *j, int conns, uint64_t base)
         return j->err.code;
     for (size_t i = 0; i < j->rg->n; i++)
         if (j->rg->done[i] != '1')
-            return km_fail(&j->err, KM_EIO, "could not start download threads for %s",
-                           j->d->file->path);
+            return km_fail(&j->err, KM_EIO, "download of %s stopped before "
+                           "every range was fetched", j->d->file->path);
     return KM_OK;
 }
 

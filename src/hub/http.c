@@ -124,6 +124,16 @@ static char *parse_link_next(const char *v)
     return NULL;
 }
 
+/* RateLimit: "resolvers";r=0;t=12 -> wait t + 1 s when nothing remains
+ * (huggingface_hub's rule; it wins over Retry-After). */
+static void ratelimit_wait(struct hub__resp *r, const char *v)
+{
+    const char *rp = strstr(v, ";r=");
+    const char *tp = strstr(v, ";t=");
+    if (rp && tp && strtol(rp + 3, NULL, 10) == 0)
+        r->retry_after = strtol(tp + 3, NULL, 10) + 1;
+}
+
 static size_t on_header(char *b, size_t sz, size_t nm, void *ud)
 {
     struct xfer *x = ud;
@@ -151,8 +161,10 @@ static size_t on_header(char *b, size_t sz, size_t nm, void *ud)
         r->linked_size = strtoll(val, NULL, 10);
     else if (IS("content-length"))
         r->content_length = strtoll(val, NULL, 10);
-    else if (IS("retry-after"))
+    else if (IS("retry-after") && r->retry_after < 0)
         r->retry_after = strtol(val, NULL, 10);
+    else if (IS("ratelimit"))
+        ratelimit_wait(r, val);
     else if (IS("accept-ranges"))
         r->accept_ranges = strncasecmp(val, "bytes", 5) == 0;
     else if (IS("link")) {

@@ -207,7 +207,8 @@ static int build(struct sql *s, const struct rag_collection *c, const char *vec,
     if (rc == KM_OK)
         rc = km_buf_printf(&s->b, " ORDER BY %s LIMIT $%d::int) h"
                            " JOIN kanoa.documents d ON d.id = h.document_id ORDER BY %s",
-                           text ? "rank DESC, c.id" : "dist, c.id", param(s, limit),
+                           /* ORDER BY the distance alone, so the HNSW index serves it */
+                           text ? "rank DESC, c.id" : "dist", param(s, limit),
                            text ? "h.rank DESC, h.id" : "h.dist, h.id");
     return rc;
 }

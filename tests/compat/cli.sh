@@ -25,6 +25,9 @@ grep -qx "port: 9003" "$work/pc.out"; t "flag beats env" $?
 grep -qx "max-queue: 6" "$work/pc.out"; t "env beats file" $?
 grep -qx 'host: "0.0.0.0"' "$work/pc.out"; t "file beats default" $?
 ! grep -q filekey "$work/pc.out"; t "keys redacted" $?
+printf '# keys\nk-one\n\n  k-two  \n' >"$work/keys"
+KANOA_API_KEY=envkey "$bin" serve --api-key-file "$work/keys" --print-config >"$work/kf.out"
+[ "$(grep -c '^  - "\*\*\*"$' "$work/kf.out")" = 3 ]; t "api-key-file adds two keys to KANOA_API_KEY" $?
 "$bin" serve --port 70000 >/dev/null 2>"$work/port.err"; rc=$?
 t "bad value exits 1" $(( rc != 1 ))
 grep -q "^kanoa-mlops serve: setting port: '70000'" "$work/port.err"; t "bad value message" $?

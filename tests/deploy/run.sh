@@ -220,7 +220,12 @@ for _ in $(seq 120); do
     sleep 0.25
 done
 curl -sf "http://127.0.0.1:$sp/metrics" >"$work/serve-metrics.txt"
-check "promtool check metrics on serve's /metrics" bash -c "promtool check metrics <'$work/serve-metrics.txt'"
+# vLLM's names contain ':' (vllm:..., and kanoa_gateway:...) on purpose,
+# which promtool's naming lint dislikes; any other complaint fails
+lint=$(promtool check metrics <"$work/serve-metrics.txt" 2>&1 | grep -v "metric names should not contain ':'")
+if [ -s "$work/serve-metrics.txt" ] && [ -z "$lint" ]; then
+    ok "promtool check metrics on serve's /metrics (HELP/TYPE, naming)"
+else bad "promtool check metrics on serve's /metrics"; echo "$lint" | head -20; fi
 out=$(/usr/bin/python3 "$here/query_panels.py" "$prom" "$work/serve-metrics.txt" \
     "$mon"/grafana/dashboards/*.json 2>&1)
 rc=$?

@@ -148,6 +148,10 @@ def fixtures(big_size, gguf=None, big_file=None):
         repos["kanoa-test/synth"] = {"revs": {"main": csy}, "commits": {csy: [
             File("README.md", Blob(b"# synth\n"), False),
             File("tiny-F16.gguf", Blob(open(gguf, "rb").read()), True)]}}
+    cr = commit_of("relredir-main")
+    repos["kanoa-test/relredir"] = {"revs": {"main": cr}, "relative": True,
+                                    "commits": {cr: [
+        File("config.json", Blob(b'{"renamed": true}\n'), False)]}}
     cb = commit_of("big-main")
     repos["kanoa-test/big"] = {"revs": {"main": cb}, "commits": {cb: [
         File("big.bin", Blob(path=big_file) if big_file else
@@ -256,6 +260,14 @@ class Handler(BaseHTTPRequestHandler):
         self.record()
         if self.server.name == "cdn":
             return self.cdn(path)
+        if path.startswith("/api/resolve-cache/models/"):
+            rest = path[len("/api/resolve-cache/models/"):].split("/", 3)
+            repo = self.st.repos.get(rest[0] + "/" + rest[1])
+            f = next((x for x in repo["commits"][rest[2]]
+                      if x.path == unquote(rest[3])), None) if repo else None
+            if f is None:
+                return self.error(404, "EntryNotFound", "Entry not found")
+            return self.body(f, {"ETag": '"%s"' % f.etag, "X-Repo-Commit": rest[2]})
         if path.startswith("/api/models/"):
             return self.api(path[len("/api/models/"):], parse_qs(u.query))
         parts = path.lstrip("/").split("/", 4)
@@ -365,6 +377,10 @@ class Handler(BaseHTTPRequestHandler):
                                           "X-Linked-Size": str(f.blob.size),
                                           "ETag": '"%s"' % git_sha1(b"pointer")},
                               "text/plain")
+        if repo.get("relative"):  # mid-2025 Hub: relative 307 to resolve-cache
+            return self.reply(307, b"", {"Location": "/api/resolve-cache/models/%s/%s/%s"
+                                         "?etag=%s" % (repo_id, c, quote(path), f.etag),
+                                         "X-Repo-Commit": c})
         self.body(f, {"ETag": '"%s"' % f.etag, "X-Repo-Commit": c})
 
     def cdn(self, path):
@@ -383,6 +399,9 @@ class Handler(BaseHTTPRequestHandler):
             h = {}
             if "retry_after" in fault:
                 h["Retry-After"] = str(fault["retry_after"])
+            if "ratelimit_t" in fault:
+                h["RateLimit"] = '"resolvers";r=0;t=%d' % fault["ratelimit_t"]
+                h["RateLimit-Policy"] = '"fixed window";"resolvers";q=3000;w=300'
             return self.error(fault["code"], None, "injected", h)
         start, end, code = 0, size, 200
         rng = self.headers.get("Range")

@@ -210,6 +210,23 @@ if [ $rc = 0 ] && [ "$retry" = 1 ] && [ -z "$(check kanoa-test/tiny main README.
     ok "429 + Retry-After retried; --json reports retry and finish events"
 else bad "429" "rc=$rc retry=$retry $out $errout"; fi
 
+# 16b. 429 with a RateLimit header (r=0;t=0 -> wait t+1 s), then success
+newcache rl; reset_hub
+fault '{"path": "README.md", "kind": "status", "code": 429, "ratelimit_t": 0, "count": 1}'
+pull kanoa-test/tiny README.md -q
+gets=$(count_req "r['path'].endswith('/README.md') and r['method'] == 'GET'")
+if [ $rc = 0 ] && [ "$gets" = 2 ] && [ -z "$(check kanoa-test/tiny main README.md)" ]; then
+    ok "429 with RateLimit r=0 is retried"
+else bad "ratelimit" "rc=$rc gets=$gets $errout"; fi
+
+# 16c. relative 307 to /api/resolve-cache (same host: the token is kept)
+newcache rel; reset_hub
+HF_TOKEN=hf_granted pull kanoa-test/relredir -q
+rc_auth=$(count_req "r['path'].startswith('/api/resolve-cache/') and r['method'] == 'GET' and r['auth'] == 'Bearer hf_granted'")
+if [ $rc = 0 ] && [ "$rc_auth" = 1 ] && [ -z "$(check kanoa-test/relredir main)" ]; then
+    ok "relative redirect followed on the same host, token kept"
+else bad "relative redirect" "rc=$rc auth=$rc_auth $errout"; fi
+
 # 17. wrong bytes: hash mismatch is an error and nothing corrupt remains
 newcache flip; reset_hub
 fault '{"path": "model.safetensors", "kind": "flip", "at": 2000000, "count": 100}'

@@ -43,7 +43,7 @@ start_fake() {
     pids+=($!)
     local port=""
     for _ in $(seq 1 100); do
-        port=$(sed -n 's/^PORT \([0-9]*\)$/\1/p' "$out")
+        port=$(sed -n 's/^PORT \([0-9]*\)$/\1/p' "$out" 2>/dev/null)
         [ -n "$port" ] && break
         sleep 0.05
     done

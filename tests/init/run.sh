@@ -146,6 +146,9 @@ else bad "init writes .env and keeps existing secrets"; cat "$work/real" "$work/
 "$bin" init --gpu-mem lots >/dev/null 2>"$work/err"; rc=$?
 if [ $rc -eq 2 ] && has "$work/err" "kanoa-mlops init: --gpu-mem 'lots' is not a size like 16G"; then
     ok "init bad --gpu-mem is a usage error"; else bad "init bad --gpu-mem ($rc)"; fi
+"$bin" init --gpus 2 >/dev/null 2>"$work/err"; rc=$?
+if [ $rc -eq 2 ] && has "$work/err" "kanoa-mlops init: --gpus needs --gpu-mem"; then
+    ok "init --gpus without --gpu-mem is a usage error"; else bad "init --gpus alone ($rc)"; fi
 "$bin" init --help >"$work/help" 2>&1; rc=$?
 if [ $rc -eq 0 ] && head -1 "$work/help" | grep -q "^usage: kanoa-mlops init"; then
     ok "init --help"; else bad "init --help"; fi

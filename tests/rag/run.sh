@@ -179,6 +179,11 @@ cid=$(sql "SELECT id FROM kanoa.collections WHERE name = 'corpus'")
 sql "SELECT chunk_id || '|' || embedding::text FROM kanoa.chunks WHERE collection_id = $cid" >"$tmp/vecs"
 topk() { "$BIN" rag query "$1" --collection "$K" -k "$2" --json "${@:3}" |
          "$PY" -c 'import json,sys; [print("%s %.6f" % (h["chunk_id"], h["score"])) for h in json.load(sys.stdin)["data"]]'; }
+hnsw_scans() { sql "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'chunks_hnsw_$cid'"; }
+before=$(hnsw_scans)
+topk "alpha" 3 >/dev/null
+for _ in $(seq 1 50); do [ "$(hnsw_scans)" != "$before" ] && break; sleep 0.1; done
+check "vector query uses the collection's HNSW index" test "$(hnsw_scans)" -gt "$before"
 for q in "alpha bravo charlie" "glacier harbor island jungle" "zulu"; do
     want=$("$PY" "$here/brute.py" 10 32 "$q" <"$tmp/vecs")
     eq "exact top-10 = brute force: $q" "$(topk "$q" 10 --exact)" "$want"
@@ -269,7 +274,7 @@ fake other --dim 8 --model other8
 pids="$pids $!"
 SP=""
 for _ in $(seq 1 100); do
-    SP=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/serve.log" | grep -o '[0-9]*$')
+    SP=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/serve.log" 2>/dev/null | grep -o '[0-9]*$')
     [ -n "$SP" ] && grep -q "upstream fake .* is healthy" "$tmp/serve.log" && break
     sleep 0.1
 done

@@ -1,0 +1,58 @@
+#!/usr/bin/python3
+"""latency.py - per-request latency direct vs through the gateway, measured
+in one run with the two paths interleaved (so both see the same machine
+load). usage: latency.py MODELS_PORT GATEWAY_PORT STREAM_PORT MODEL N
+(GET /v1/models is compared between MODELS_PORT and the gateway, streamed
+chat completions of MODEL between STREAM_PORT and the gateway)
+Prints p50/p99 for each path and the difference (the latency the gateway
+adds) for GET /v1/models and for a streamed chat completion (time to the
+last byte of the stream), one keep-alive connection per path."""
+import http.client
+import json
+import sys
+import time
+
+mport, gw, sport = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+model, n = sys.argv[4], int(sys.argv[5])
+BODY = json.dumps({"model": model, "stream": True, "max_tokens": 4,
+                   "temperature": 0, "ignore_eos": True,
+                   "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+
+def once(conn, stream):
+    t = time.perf_counter()
+    if stream:
+        conn.request("POST", "/v1/chat/completions", BODY,
+                     {"Content-Type": "application/json"})
+    else:
+        conn.request("GET", "/v1/models")
+    r = conn.getresponse()
+    data = r.read()
+    dt = time.perf_counter() - t
+    if r.status != 200 or (stream and not data.endswith(b"data: [DONE]\n\n")):
+        raise SystemExit("bad answer %d %r" % (r.status, data[-200:]))
+    return dt
+
+
+def pct(v, q):
+    v = sorted(v)
+    pos = q * (len(v) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
+for stream, name in ((False, "GET /v1/models"), (True, "streamed chat, 4 events")):
+    cd = http.client.HTTPConnection("127.0.0.1", sport if stream else mport)
+    cg = http.client.HTTPConnection("127.0.0.1", gw)
+    for _ in range(50):                 # warm up both paths
+        once(cd, stream)
+        once(cg, stream)
+    d, g = [], []
+    for _ in range(n):
+        d.append(once(cd, stream))
+        g.append(once(cg, stream))
+    for q, label in ((0.5, "p50"), (0.99, "p99")):
+        a, b = pct(d, q) * 1e3, pct(g, q) * 1e3
+        print("%-26s %s  direct %8.3f ms  gateway %8.3f ms  added %+8.3f ms"
+              % (name, label, a, b, b - a))
