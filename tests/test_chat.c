@@ -71,6 +71,8 @@ Test(chat, override_beats_detection)
     cr_expect_eq(f, CHAT_GEMMA);
     cr_assert_eq(chat_select("", "[INST]", &f, &err), KM_OK);
     cr_expect_eq(f, CHAT_MISTRAL);
+    cr_assert_eq(chat_select("{{ '<|im_start|>' + role }}", "<start_of_turn>", &f, &err), KM_OK);
+    cr_expect_eq(f, CHAT_CHATML);
     cr_assert_eq(chat_family_from_name("gemma3", &f, &err), KM_OK);
     cr_expect_eq(f, CHAT_GEMMA);
 }

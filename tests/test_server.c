@@ -556,7 +556,7 @@ Test(server, overload_gives_429_with_retry_after)
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS,
                      "{\"model\":\"scripted-chat\",\"messages\":[{\"role\":\"user\","
-                     "\"content\":\"[delay:600]\"}],\"max_tokens\":1}");
+                     "\"content\":\"[delay:2000]\"}],\"max_tokens\":1}");
     curl_multi_add_handle(m, h);
     int running = 1;
     struct scripted_stats st = {0};

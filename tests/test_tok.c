@@ -383,16 +383,18 @@ Test(tok, spm_special_bos_and_prefix)
 /* ---- pre-tokenizers ----------------------------------------------------- */
 
 /* Split UTF-8 text with a pre-tokenizer; returns the words joined by '|'. */
-static void split_words(const char *text, bool llama3, char *out, size_t cap)
+static void split_words(const char *text, int mode, char *out, size_t cap)
 {
     uint32_t cps[256];
-    size_t ends[256], n = 0, len = strlen(text);
+    size_t ends[256], tmp[256], n = 0, len = strlen(text);
     for (size_t off = 0; off < len; n++) {
         size_t k;
         cps[n] = uni_decode(text + off, len - off, &k);
         off += k;
     }
-    size_t nw = llama3 ? tok__split_llama3(cps, n, ends) : tok__split_gpt2(cps, n, ends);
+    size_t nw = mode == TOK_PRE_LLAMA3 ? tok__split_llama3(cps, n, ends)
+              : mode == TOK_PRE_GPT2 ? tok__split_gpt2(cps, n, ends)
+              : tok__split_default(cps, n, ends, tmp);
     size_t o = 0, start = 0;
     for (size_t w = 0; w < nw; w++) {
         if (w > 0)
@@ -421,7 +423,7 @@ Test(tok, pretokenizer_llama3_rules)
     };
     char got[512];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        split_words(cases[i].in, true, got, sizeof(got));
+        split_words(cases[i].in, TOK_PRE_LLAMA3, got, sizeof(got));
         cr_expect_str_eq(got, cases[i].want, "llama3 case %zu", i);
     }
 }
@@ -440,8 +442,24 @@ Test(tok, pretokenizer_gpt2_rules)
     };
     char got[512];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        split_words(cases[i].in, false, got, sizeof(got));
+        split_words(cases[i].in, TOK_PRE_GPT2, got, sizeof(got));
         cr_expect_str_eq(got, cases[i].want, "gpt-2 case %zu", i);
+    }
+}
+
+Test(tok, pretokenizer_default_rules)
+{
+    struct { const char *in, *want; } cases[] = {
+        {"Hello, world!!", "Hello|,| world|!!"},
+        {"a $12345.6", "a| |$|123|45|.|6"},
+        {"x1\xc2\xbd" "234y", "x|1\xc2\xbd|234|y"},
+        {"it's <ok>", "it|'|s| |<|ok|>"},
+        {"a  b\n\n c", "a| | b|\n\n| c"},
+    };
+    char got[512];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        split_words(cases[i].in, TOK_PRE_DEFAULT, got, sizeof(got));
+        cr_expect_str_eq(got, cases[i].want, "default case %zu", i);
     }
 }
 
@@ -680,4 +698,48 @@ Test(tok, unicode_classes_and_maps)
     cr_expect_eq(tok__byte_to_cp(' '), 0x120);
     cr_expect_eq(tok__byte_to_cp('\n'), 0x10A);
     cr_expect_eq(tok__byte_to_cp(0xAD), 0x143);
+}
+
+/* Every allocation of load, encode and decode may fail: the result is then
+ * KM_ENOMEM with nothing leaked, never a crash. */
+Test(tok, out_of_memory_is_an_error)
+{
+    char path[1024];
+    struct gguf_file *gf;
+    struct km_err err;
+    data_path(path, sizeof(path), "ggml-vocab-gpt-2.gguf");
+    cr_assert_eq(gguf_open(path, &gf, &err), KM_OK);
+    long live = km_mem_live();
+    int ok = 0;
+    for (long i = 0; i < 40 && !ok; i++) {
+        struct tok_vocab *v = NULL;
+        km_mem_fail_after(i);
+        int rc = tok_load(gf, &v, &err);
+        km_mem_fail_after(-1);
+        cr_assert(rc == KM_OK || rc == KM_ENOMEM, "alloc %ld: rc %d %s", i, rc, err.msg);
+        ok = rc == KM_OK;
+        if (!ok)
+            cr_expect_eq(km_mem_live(), live, "alloc %ld: tok_load leaks", i);
+        if (!ok)
+            continue;
+        const char *text = "Hello, world! \xf0\x9f\x98\x80 <|endoftext|>";
+        for (long j = 0; j < 40; j++) {
+            int32_t *ids = NULL;
+            size_t n;
+            long before = km_mem_live();
+            km_mem_fail_after(j);
+            rc = tok_encode(v, text, strlen(text), true, true, &ids, &n, &err);
+            km_mem_fail_after(-1);
+            cr_assert(rc == KM_OK || rc == KM_ENOMEM, "encode alloc %ld: rc %d", j, rc);
+            if (rc == KM_OK) {
+                km_free(ids);
+                break;
+            }
+            cr_expect_eq(km_mem_live(), before, "encode alloc %ld leaks", j);
+        }
+        tok_free(v);
+    }
+    cr_expect(ok, "tok_load never succeeded");
+    cr_expect_eq(km_mem_live(), live);
+    gguf_close(gf);
 }

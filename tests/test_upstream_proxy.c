@@ -729,3 +729,23 @@ Test(upstream_proxy, ten_thousand_requests_random_cancels_no_leak, .timeout = 24
         cr_assert(strstr(out, "\"open\":1,"), "upstream %d: %s", i, out);
     }
 }
+
+Test(upstream_proxy, slow_start_joins_at_first_pass)
+{
+    start_fake("a", NULL);
+    char url[128], out[256];
+    snprintf(url, sizeof url, "%s/control", fakes[0].url);
+    cr_assert_eq(gw_http("POST", url, "{\"health\":false}", out, sizeof out), 200);
+    struct ups_options o;
+    ups_options_default(&o);
+    o.probe_timeout_ms = 2000;
+    o.probe_interval_ms = 60000;
+    struct ups_pool *p = pool_over(1, NULL, &o);
+    cr_assert_eq(ups_pool_healthy(p), 0, "still loading: not in rotation");
+    ups_pool_probe_now(p);
+    cr_assert_eq(ups_pool_healthy(p), 0);
+    cr_assert_eq(gw_http("POST", url, "{\"health\":true}", out, sizeof out), 200);
+    ups_pool_probe_now(p);
+    cr_assert_eq(ups_pool_healthy(p), 1, "the first pass ever admits at once");
+    ups_pool_free(p);
+}

@@ -301,6 +301,7 @@ int main(int argc, char **argv)
         rag_exec(db, "DELETE FROM kanoa.collections WHERE name LIKE 'bench-%'", &e) != KM_OK ||
         rag_collection_ensure(db, name, "bench", dim, &c, &e) != KM_OK)
         die(&e);
+    setvbuf(stdout, NULL, _IOLBF, 0);
     double t_text, t_bin, t_rag;
     printf("rows %ld x %d dims\n", n, dim);
     load_plain(db, n, dim, false, &t_text);

@@ -34,7 +34,7 @@ export KANOA_DATABASE_URL=$("$KANOA" db start -q)
 echo "$KANOA_DATABASE_URL"
 
 echo "== 2. serve (embeddings${CHAT_MODEL:+ and chat} through upstreams, /v1/retrieve)"
-ups=(--upstream "embed=$EMBED_BASE,models=$EMBED_MODEL")
+ups=(--upstream "embed=$EMBED_BASE,embed=$EMBED_MODEL")
 [ -n "$CHAT_MODEL" ] && ups+=(--upstream "chat=$CHAT_BASE,models=$CHAT_MODEL")
 "$KANOA" serve --host 127.0.0.1 --port "$PORT" --database-url "$KANOA_DATABASE_URL" "${ups[@]}" &
 serve_pid=$!

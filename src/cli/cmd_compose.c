@@ -79,10 +79,12 @@ static int parse(int argc, char **argv, const struct compose_cmd *c,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int ch;
     long n;
     int is_logs = strcmp(c->name, "logs") == 0;
-    while ((ch = getopt_long(argc, argv, "d:f:Ft:h", longs, NULL)) != -1) {
+    for (;;) {
+        int ch = getopt_long(argc, argv, "d:f:Ft:h", longs, NULL);
+        if (ch == -1)
+            break;
         if (ch == 'd')
             o->dir = optarg;
         else if (ch == 'f')

@@ -49,8 +49,10 @@ static int parse(int argc, char **argv, struct init_opts *o)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int ch;
-    while ((ch = getopt_long(argc, argv, "d:g:n:r:h", longs, NULL)) != -1) {
+    for (;;) {
+        int ch = getopt_long(argc, argv, "d:g:n:r:h", longs, NULL);
+        if (ch == -1)
+            break;
         switch (ch) {
         case 'd': o->dir = optarg; break;
         case 'g':

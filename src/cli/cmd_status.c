@@ -139,9 +139,10 @@ static int parse(int argc, char **argv, struct status_ctx *s,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int ch;
-    while ((ch = getopt_long(argc, argv, "d:g:u:D:p:G:t:h", longs, NULL)) !=
-           -1) {
+    for (;;) {
+        int ch = getopt_long(argc, argv, "d:g:u:D:p:G:t:h", longs, NULL);
+        if (ch == -1)
+            break;
         int bad = 0;
         switch (ch) {
         case 'd': o->dir = optarg; break;

@@ -78,6 +78,8 @@ int chat_detect(const char *t, enum chat_family *out, struct km_err *err)
 int chat_select(const char *override_name, const char *template_text,
                 enum chat_family *out, struct km_err *err)
 {
+    if (override_name && (strstr(override_name, "{{") || strstr(override_name, "{%")))
+        return chat_detect(override_name, out, err); /* Jinja text given */
     if (override_name && *override_name)
         return chat_family_from_name(override_name, out, err);
     return chat_detect(template_text, out, err);

@@ -86,7 +86,9 @@ int chat_family_from_name(const char *name, enum chat_family *out,
 /* Family from a Jinja template's text (NULL = no template). */
 int chat_detect(const char *template_text, enum chat_family *out,
                 struct km_err *err);
-/* override_name when not NULL/empty, else chat_detect(template_text). */
+/* override_name when not NULL/empty, else chat_detect(template_text). An
+ * override that contains "{{" or "{%" is Jinja text and is detected like a
+ * model template. */
 int chat_select(const char *override_name, const char *template_text,
                 enum chat_family *out, struct km_err *err);
 

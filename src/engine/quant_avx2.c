@@ -149,42 +149,75 @@ static float dot_bf16(int64_t n, const void *w, const void *a)
     return s;
 }
 
-/* F16 / BF16 / F32 weights x up to MM_COLS f32 activation columns: each
- * 8-element weight vector is converted once and used for every column. */
-static void mm_float_rows(uint32_t t, int64_t k, const void *w, size_t rs,
-                          int64_t nr, const void *a, size_t as, int64_t na,
-                          float *out, int64_t os)
+static inline __attribute__((always_inline)) __m256 load_w8(uint32_t t, const uint8_t *x, int64_t i)
 {
-    for (int64_t j0 = 0; j0 < na; j0 += MM_COLS) {
-        int nc = na - j0 < MM_COLS ? (int)(na - j0) : MM_COLS;
-        for (int64_t r = 0; r < nr; r++) {
-            const uint8_t *x = (const uint8_t *)w + (size_t)r * rs;
-            __m256 acc[MM_COLS];
-            for (int j = 0; j < nc; j++)
-                acc[j] = _mm256_setzero_ps();
-            int64_t i = 0;
-            for (; i + 8 <= k; i += 8) {
-                __m256 wv = t == GGML_TYPE_F16 ? load_f16x8(x + 2 * i)
-                          : t == GGML_TYPE_BF16 ? load_bf16x8(x + 2 * i)
-                                                : _mm256_loadu_ps((const float *)x + i);
-                for (int j = 0; j < nc; j++) {
-                    const float *y = (const float *)((const uint8_t *)a + (size_t)(j0 + j) * as);
-                    acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(y + i), acc[j]);
-                }
-            }
-            for (int j = 0; j < nc; j++) {
-                const float *y = (const float *)((const uint8_t *)a + (size_t)(j0 + j) * as);
-                float s = hsum_ps(acc[j]);
-                for (int64_t e = i; e < k; e++) {
-                    uint16_t h;
-                    memcpy(&h, x + 2 * e, 2);
-                    float wf = t == GGML_TYPE_F16 ? f16(h)
-                             : t == GGML_TYPE_BF16 ? quant_bf16_to_f32(h)
-                                                   : ((const float *)x)[e];
-                    s += wf * y[e];
-                }
-                out[(j0 + j) * os + r] = s;
-            }
+    if (t == GGML_TYPE_F16)
+        return load_f16x8(x + 2 * i);
+    if (t == GGML_TYPE_BF16)
+        return load_bf16x8(x + 2 * i);
+    return _mm256_loadu_ps((const float *)x + i);
+}
+
+static inline float load_w1(uint32_t t, const uint8_t *x, int64_t e)
+{
+    uint16_t h;
+    if (t == GGML_TYPE_F32)
+        return ((const float *)x)[e];
+    memcpy(&h, x + 2 * e, 2);
+    return t == GGML_TYPE_F16 ? f16(h) : quant_bf16_to_f32(h);
+}
+
+/* F16 / BF16 / F32 weights x f32 activations, register-tiled: 2 rows x 6
+ * columns of accumulators, so each converted weight vector feeds 6 FMAs and
+ * each activation load feeds 2 (a partial tile re-reads row/column 0 and
+ * does not store it). */
+#define FT_ROWS 2
+#define FT_COLS 6
+
+static inline __attribute__((always_inline)) void
+float_tile(uint32_t t, int64_t k, const uint8_t *const *xr, const float *const *yp,
+           int nrt, int nct, float *out, int64_t os, int64_t r0, int64_t j0)
+{
+    __m256 acc[FT_ROWS][FT_COLS];
+    #pragma GCC unroll 8
+    for (int a = 0; a < FT_ROWS; a++)
+        for (int j = 0; j < FT_COLS; j++)
+            acc[a][j] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+        __m256 w0 = load_w8(t, xr[0], i), w1 = load_w8(t, xr[1], i);
+        #pragma GCC unroll 8
+        for (int j = 0; j < FT_COLS; j++) {
+            __m256 y = _mm256_loadu_ps(yp[j] + i);
+            acc[0][j] = _mm256_fmadd_ps(w0, y, acc[0][j]);
+            acc[1][j] = _mm256_fmadd_ps(w1, y, acc[1][j]);
+        }
+    }
+    for (int a = 0; a < nrt; a++) {
+        for (int j = 0; j < nct; j++) {
+            float s = hsum_ps(acc[a][j]);
+            for (int64_t e = i; e < k; e++)
+                s += load_w1(t, xr[a], e) * yp[j][e];
+            out[(j0 + j) * os + r0 + a] = s;
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void
+mm_float_rows(uint32_t t, int64_t k, const void *w, size_t rs, int64_t nr,
+              const void *a, size_t as, int64_t na, float *out, int64_t os)
+{
+    for (int64_t j0 = 0; j0 < na; j0 += FT_COLS) {
+        int nct = na - j0 < FT_COLS ? (int)(na - j0) : FT_COLS;
+        const float *yp[FT_COLS];
+        for (int j = 0; j < FT_COLS; j++)
+            yp[j] = (const float *)((const uint8_t *)a + (size_t)(j0 + (j < nct ? j : 0)) * as);
+        for (int64_t r0 = 0; r0 < nr; r0 += FT_ROWS) {
+            int nrt = nr - r0 < FT_ROWS ? (int)(nr - r0) : FT_ROWS;
+            const uint8_t *xr[FT_ROWS];
+            for (int q = 0; q < FT_ROWS; q++)
+                xr[q] = (const uint8_t *)w + (size_t)(r0 + (q < nrt ? q : 0)) * rs;
+            float_tile(t, k, xr, yp, nrt, nct, out, os, r0, j0);
         }
     }
 }
@@ -296,40 +329,90 @@ static float dot_q5_0(int64_t n, const void *w, const void *a) { return dot_lega
 static float dot_q5_1(int64_t n, const void *w, const void *a) { return dot_legacy(GGML_TYPE_Q5_1, n, w, a); }
 static float dot_q8_0(int64_t n, const void *w, const void *a) { return dot_legacy(GGML_TYPE_Q8_0, n, w, a); }
 
-/* Legacy weights x up to MM_COLS columns: each block unpacked once. */
+/* Eight int32 vectors -> one vector whose lane j is the sum of v[j]. */
+static inline __m256i hsum8_i32(const __m256i *v)
+{
+    __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
+    __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
+    __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                            _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+/* Column scales of one group of MM_COLS activation rows, per block, as
+ * floats (lane j = column j; unused columns 0). */
+#define MM_MAX_BLOCKS 512
+
+static void legacy_col_scales(uint32_t t, const uint8_t *ap, size_t as, int nc, int64_t nb,
+                              float (*dy)[MM_COLS], float (*sy)[MM_COLS])
+{
+    for (int64_t i = 0; i < nb; i++) {
+        for (int j = 0; j < MM_COLS; j++) {
+            float d = 0, s = 0;
+            if (j < nc)
+                act_block(t, ap + (size_t)j * as, i, &d, &s);
+            dy[i][j] = d;
+            sy[i][j] = s;
+        }
+    }
+}
+
+/* Legacy weights x MM_COLS activation columns: each weight block is unpacked
+ * once per row, multiplied with every column, and the per-column integer
+ * sums are reduced into the lanes of one vector, so the float scaling costs
+ * one convert + two FMAs per block for all columns together. */
+static inline __attribute__((always_inline)) void
+mm_legacy_group(uint32_t t, int64_t k, const uint8_t *w, size_t rs, int64_t nr,
+                const uint8_t *ap, size_t as, int nc, float *out, int64_t os)
+{
+    float dy[MM_MAX_BLOCKS][MM_COLS], sy[MM_MAX_BLOCKS][MM_COLS];
+    int64_t nb = k / 32;
+    legacy_col_scales(t, ap, as, nc, nb, dy, sy);
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *x = w + (size_t)r * rs;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            float dx, mx;
+            __m256i v = legacy_block(t, x, i, &dx, &mx);
+            __m256i u = legacy_signed(t) ? _mm256_sign_epi8(v, v) : v;
+            __m256i p[MM_COLS];
+            #pragma GCC unroll 8
+            for (int j = 0; j < MM_COLS; j++) {
+                const struct blk_q8_0 *y0 = (const struct blk_q8_0 *)(ap + (size_t)j * as);
+                const struct blk_q8_1 *y1 = (const struct blk_q8_1 *)(ap + (size_t)j * as);
+                const int8_t *q = legacy_signed(t) ? y0[i].qs : y1[i].qs;
+                __m256i y = j < nc ? _mm256_loadu_si256((const __m256i *)q) : _mm256_setzero_si256();
+                if (legacy_signed(t))
+                    y = _mm256_sign_epi8(y, v);
+                p[j] = dot_us(u, y);
+            }
+            __m256 sum = _mm256_cvtepi32_ps(hsum8_i32(p));
+            acc = _mm256_fmadd_ps(sum, _mm256_mul_ps(_mm256_set1_ps(dx), _mm256_loadu_ps(dy[i])), acc);
+            if (!legacy_signed(t))
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(mx), _mm256_loadu_ps(sy[i]), acc);
+        }
+        float lanes[MM_COLS];
+        _mm256_storeu_ps(lanes, acc);
+        for (int j = 0; j < nc; j++)
+            out[j * os + r] = lanes[j];
+    }
+}
+
 static inline __attribute__((always_inline)) void
 mm_legacy(uint32_t t, int64_t k, const void *w, size_t rs, int64_t nr,
           const void *a, size_t as, int64_t na, float *out, int64_t os)
 {
+    if (k / 32 > MM_MAX_BLOCKS) {
+        for (int64_t j = 0; j < na; j++)
+            for (int64_t r = 0; r < nr; r++)
+                out[j * os + r] = dot_legacy(t, k, (const uint8_t *)w + (size_t)r * rs,
+                                             (const uint8_t *)a + (size_t)j * as);
+        return;
+    }
     for (int64_t j0 = 0; j0 < na; j0 += MM_COLS) {
         int nc = na - j0 < MM_COLS ? (int)(na - j0) : MM_COLS;
-        const uint8_t *ap = (const uint8_t *)a + (size_t)j0 * as;
-        for (int64_t r = 0; r < nr; r++) {
-            const uint8_t *x = (const uint8_t *)w + (size_t)r * rs;
-            __m256 acc[MM_COLS];
-            float summ[MM_COLS];
-            for (int j = 0; j < nc; j++) {
-                acc[j] = _mm256_setzero_ps();
-                summ[j] = 0;
-            }
-            for (int64_t i = 0; i < k / 32; i++) {
-                float dx, mx;
-                __m256i v = legacy_block(t, x, i, &dx, &mx);
-                __m256i u = legacy_signed(t) ? _mm256_sign_epi8(v, v) : v;
-                for (int j = 0; j < nc; j++) {
-                    float dy, sy;
-                    const int8_t *q = act_block(t, ap + (size_t)j * as, i, &dy, &sy);
-                    __m256i y = _mm256_loadu_si256((const __m256i *)q);
-                    if (legacy_signed(t))
-                        y = _mm256_sign_epi8(y, v);
-                    acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy),
-                                             _mm256_cvtepi32_ps(dot_us(u, y)), acc[j]);
-                    summ[j] += mx * sy;
-                }
-            }
-            for (int j = 0; j < nc; j++)
-                out[(j0 + j) * os + r] = hsum_ps(acc[j]) + summ[j];
-        }
+        mm_legacy_group(t, k, w, rs, nr, (const uint8_t *)a + (size_t)j0 * as, as, nc,
+                        out + j0 * os, os);
     }
 }
 
@@ -556,27 +639,76 @@ static float dot_q6_k(int64_t n, const void *w, const void *a)
     return hsum_ps(acc);
 }
 
+/* K-quant weights x MM_COLS columns, lanes = columns (as mm_legacy_group):
+ * per super-block one unpack, one reduction of the scaled integer sums and
+ * one of the min/offset corrections. */
+static inline __attribute__((always_inline)) void
+mm_k_group(uint32_t t, int64_t k, const uint8_t *w, size_t rs, int64_t nr,
+           const uint8_t *ap, size_t as, int nc, float *out, int64_t os)
+{
+    float dy[MM_MAX_BLOCKS][MM_COLS];
+    int64_t nb = k / QK_K;
+    struct kblk kb;
+    for (int64_t i = 0; i < nb; i++)
+        for (int j = 0; j < MM_COLS; j++)
+            dy[i][j] = j < nc ? ((const struct blk_q8_k *)(ap + (size_t)j * as))[i].d : 0.0f;
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *x = w + (size_t)r * rs;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            unpack_k(t, x, i, &kb);
+            __m256i p[MM_COLS];
+            const int8_t *yq[MM_COLS];
+            #pragma GCC unroll 8
+            for (int j = 0; j < MM_COLS; j++) {
+                p[j] = _mm256_setzero_si256();
+                yq[j] = ((const struct blk_q8_k *)(ap + (size_t)(j < nc ? j : 0) * as))[i].qs;
+            }
+            /* sub-block outer, columns inner: the weights stay in registers */
+            #pragma GCC unroll 8
+            for (int c = 0; c < 8; c++) {
+                __m256i q = kb.q[c], sc = kb.s16[c];
+                #pragma GCC unroll 8
+                for (int j = 0; j < MM_COLS; j++) {
+                    __m256i yv = _mm256_loadu_si256((const __m256i *)(yq[j] + 32 * c));
+                    p[j] = _mm256_add_epi32(p[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q, yv), sc));
+                }
+            }
+            for (int j = nc; j < MM_COLS; j++)
+                p[j] = _mm256_setzero_si256();
+            __m256 sum = _mm256_cvtepi32_ps(hsum8_i32(p));
+            #pragma GCC unroll 8
+            for (int j = 0; j < MM_COLS; j++) {
+                const struct blk_q8_k *y = (const struct blk_q8_k *)(ap + (size_t)(j < nc ? j : 0) * as) + i;
+                p[j] = _mm256_madd_epi16(kb.coef, _mm256_loadu_si256((const __m256i *)y->bsums));
+            }
+            __m256 corr = _mm256_cvtepi32_ps(hsum8_i32(p));
+            __m256 dyv = _mm256_loadu_ps(dy[i]);
+            acc = _mm256_fmadd_ps(sum, _mm256_mul_ps(_mm256_set1_ps(kb.d), dyv), acc);
+            acc = _mm256_fnmadd_ps(corr, _mm256_mul_ps(_mm256_set1_ps(kb.cd), dyv), acc);
+        }
+        float lanes[MM_COLS];
+        _mm256_storeu_ps(lanes, acc);
+        for (int j = 0; j < nc; j++)
+            out[j * os + r] = lanes[j];
+    }
+}
+
 static inline __attribute__((always_inline)) void
 mm_k(uint32_t t, int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
      size_t as, int64_t na, float *out, int64_t os)
 {
-    struct kblk kb;
+    if (k / QK_K > MM_MAX_BLOCKS) {
+        for (int64_t j = 0; j < na; j++)
+            for (int64_t r = 0; r < nr; r++)
+                out[j * os + r] = dot_k(t, k, (const uint8_t *)w + (size_t)r * rs,
+                                        (const uint8_t *)a + (size_t)j * as);
+        return;
+    }
     for (int64_t j0 = 0; j0 < na; j0 += MM_COLS) {
         int nc = na - j0 < MM_COLS ? (int)(na - j0) : MM_COLS;
-        const uint8_t *ap = (const uint8_t *)a + (size_t)j0 * as;
-        for (int64_t r = 0; r < nr; r++) {
-            const uint8_t *x = (const uint8_t *)w + (size_t)r * rs;
-            __m256 acc[MM_COLS];
-            for (int j = 0; j < nc; j++)
-                acc[j] = _mm256_setzero_ps();
-            for (int64_t i = 0; i < k / QK_K; i++) {
-                unpack_k(t, x, i, &kb);
-                for (int j = 0; j < nc; j++)
-                    acc[j] = kblk_dot(&kb, (const struct blk_q8_k *)(ap + (size_t)j * as) + i, acc[j]);
-            }
-            for (int j = 0; j < nc; j++)
-                out[(j0 + j) * os + r] = hsum_ps(acc[j]);
-        }
+        mm_k_group(t, k, w, rs, nr, (const uint8_t *)a + (size_t)j0 * as, as, nc,
+                   out + j0 * os, os);
     }
 }
 

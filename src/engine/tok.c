@@ -279,12 +279,14 @@ static int load_model(struct tok_vocab *v, const struct gguf_file *f,
         return km_fail(err, KM_EUNSUPPORTED, "tokenizer: tokenizer.ggml.model \"%s\" is not supported (llama, gpt2, bert are)", model);
     if (v->model != TOK_MODEL_BPE)
         return KM_OK;
-    v->pre = TOK_PRE_GPT2;
+    v->pre = TOK_PRE_DEFAULT;
     if (gguf_get_str(f, "tokenizer.ggml.pre", &pre, NULL, &e2) != KM_OK)
         return KM_OK;
     if (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3") || !strcmp(pre, "llama-v3"))
         v->pre = TOK_PRE_LLAMA3;
-    else if (strcmp(pre, "gpt-2") != 0 && strcmp(pre, "default") != 0)
+    else if (strcmp(pre, "gpt-2") == 0)
+        v->pre = TOK_PRE_GPT2;
+    else if (strcmp(pre, "default") != 0)
         return km_fail(err, KM_EUNSUPPORTED, "tokenizer: pre-tokenizer tokenizer.ggml.pre \"%s\" is not supported (llama-bpe, llama3, gpt-2, default are)", pre);
     v->ignore_merges = v->pre == TOK_PRE_LLAMA3;
     return KM_OK;

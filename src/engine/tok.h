@@ -5,7 +5,9 @@
  * for the same GGUF vocabulary (checked against the ggml-vocab-* vectors):
  *   - tokenizer.ggml.model "gpt2": pre-tokenizer from tokenizer.ggml.pre:
  *     "llama-bpe"/"llama3"/"llama-v3" (Llama 3 rules, ignore_merges) or
- *     "gpt-2"/"default"/absent (GPT-2 rules), then ranked merges;
+ *     "gpt-2" (GPT-2 rules) or "default"/absent (llama.cpp's default set:
+ *     punctuation runs, GPT-2 rules, digit runs, 3-digit groups), then
+ *     ranked merges;
  *   - "llama": SentencePiece BPE over scores, "<0xXX>" byte fallback,
  *     ' ' -> U+2581, dummy space prefix when add_space_prefix (Llama 2) and
  *     none for Gemma;
@@ -60,8 +62,9 @@ enum tok_model {
 
 enum tok_pre {
     TOK_PRE_NONE = 0,   /* SPM and WPM: no regex pre-tokenizer */
-    TOK_PRE_GPT2 = 1,   /* "gpt-2", "default" or absent */
+    TOK_PRE_GPT2 = 1,   /* "gpt-2" */
     TOK_PRE_LLAMA3 = 2, /* "llama-bpe", "llama3", "llama-v3" */
+    TOK_PRE_DEFAULT = 3, /* "default" or absent: llama.cpp's default set */
 };
 
 /* Token attributes (bit set), from tokenizer.ggml.token_type, plus TOK_ATTR_EOG

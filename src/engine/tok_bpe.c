@@ -220,13 +220,24 @@ static int bpe_words(const struct tok_vocab *v, const uint32_t *cps,
     return rc;
 }
 
+static size_t split(const struct tok_vocab *v, const uint32_t *cps, size_t n,
+                    size_t *ends, size_t *tmp)
+{
+    if (v->pre == TOK_PRE_LLAMA3)
+        return tok__split_llama3(cps, n, ends);
+    if (v->pre == TOK_PRE_DEFAULT)
+        return tok__split_default(cps, n, ends, tmp);
+    return tok__split_gpt2(cps, n, ends);
+}
+
 int tok__bpe(const struct tok_vocab *v, const char *s, size_t len,
              struct tok__ids *out, struct km_err *err)
 {
     uint32_t *cps = km_mallocarray(len, sizeof(*cps));
     size_t *ends = km_mallocarray(len, sizeof(*ends));
+    size_t *tmp = v->pre == TOK_PRE_DEFAULT ? km_mallocarray(len, sizeof(*tmp)) : NULL;
     int rc = KM_OK;
-    if (!cps || !ends) {
+    if (!cps || !ends || (v->pre == TOK_PRE_DEFAULT && !tmp)) {
         rc = km_fail(err, KM_ENOMEM, "tokenizer: out of memory for %zu bytes of text", len);
         goto out;
     }
@@ -237,11 +248,11 @@ int tok__bpe(const struct tok_vocab *v, const char *s, size_t len,
         cps[n] = c == UNI_BAD ? UNI_REPLACEMENT : c;
         off += k;
     }
-    size_t n_words = v->pre == TOK_PRE_LLAMA3 ? tok__split_llama3(cps, n, ends)
-                                              : tok__split_gpt2(cps, n, ends);
+    size_t n_words = split(v, cps, n, ends, tmp);
     rc = bpe_words(v, cps, ends, n_words, out, err);
 out:
     km_free(cps);
     km_free(ends);
+    km_free(tmp);
     return rc;
 }

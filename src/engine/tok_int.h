@@ -76,6 +76,9 @@ int tok__wpm(const struct tok_vocab *v, const char *s, size_t len,
  * entries. */
 size_t tok__split_llama3(const uint32_t *cps, size_t n, size_t *ends);
 size_t tok__split_gpt2(const uint32_t *cps, size_t n, size_t *ends);
+/* llama.cpp's default set; tmp is scratch of n entries. */
+size_t tok__split_default(const uint32_t *cps, size_t n, size_t *ends,
+                          size_t *tmp);
 
 /* GPT-2 byte alphabet: code point of byte b, and the byte of a code point
  * (-1 when cp is not in the alphabet). */

@@ -182,3 +182,92 @@ size_t tok__split_gpt2(const uint32_t *cps, size_t n, size_t *ends)
         pos = gpt2_step(&s, pos);
     return s.n_words;
 }
+
+/* ---- llama.cpp's default BPE pre-tokenizer ------------------------------ */
+/* Four regexes applied in turn, each splitting every fragment the previous
+ * one produced into its matches and the text between them:
+ *   [\p{P}\$\+<=>\^~\|]+   then the GPT-2 rules   then \p{N}+   then [0-9]{3} */
+
+typedef size_t (*split_fn)(const uint32_t *cps, size_t n, size_t *ends);
+
+static bool is_p1(uint32_t c)
+{
+    return (uni_flags(c) & UNI_PUNCT) || c == '$' || c == '+' || c == '<' ||
+           c == '=' || c == '>' || c == '^' || c == '~' || c == '|';
+}
+
+static bool is_num(uint32_t c)
+{
+    return (uni_flags(c) & UNI_NUMBER) != 0;
+}
+
+/* Maximal runs of code points that do / do not satisfy pred. */
+static size_t split_runs(const uint32_t *cps, size_t n, size_t *ends,
+                         bool (*pred)(uint32_t))
+{
+    size_t k = 0;
+    for (size_t i = 1; i <= n; i++) {
+        if (i == n || pred(cps[i]) != pred(cps[i - 1]))
+            ends[k++] = i;
+    }
+    return k;
+}
+
+static size_t split_punct(const uint32_t *cps, size_t n, size_t *ends)
+{
+    return split_runs(cps, n, ends, is_p1);
+}
+
+static size_t split_numbers(const uint32_t *cps, size_t n, size_t *ends)
+{
+    return split_runs(cps, n, ends, is_num);
+}
+
+static bool ascii_digit(uint32_t c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Leftmost non-overlapping matches of three ASCII digits. */
+static size_t split_three_digits(const uint32_t *cps, size_t n, size_t *ends)
+{
+    size_t k = 0, prev = 0;
+    for (size_t i = 0; i + 3 <= n;) {
+        if (!(ascii_digit(cps[i]) && ascii_digit(cps[i + 1]) && ascii_digit(cps[i + 2]))) {
+            i++;
+            continue;
+        }
+        if (i > prev)
+            ends[k++] = i;
+        ends[k++] = i + 3;
+        i += 3;
+        prev = i;
+    }
+    if (n > prev)
+        ends[k++] = n;
+    return k;
+}
+
+/* Split every word of in[0..n_in) with fn; returns the new word count. */
+static size_t refine(const uint32_t *cps, const size_t *in, size_t n_in,
+                     size_t *out, split_fn fn)
+{
+    size_t n_out = 0, start = 0;
+    for (size_t w = 0; w < n_in; w++) {
+        size_t k = fn(cps + start, in[w] - start, out + n_out);
+        for (size_t j = 0; j < k; j++)
+            out[n_out + j] += start;
+        n_out += k;
+        start = in[w];
+    }
+    return n_out;
+}
+
+size_t tok__split_default(const uint32_t *cps, size_t n, size_t *ends,
+                          size_t *tmp)
+{
+    size_t k = split_punct(cps, n, tmp);
+    k = refine(cps, tmp, k, ends, tok__split_gpt2);
+    k = refine(cps, ends, k, tmp, split_numbers);
+    return refine(cps, tmp, k, ends, split_three_digits);
+}

@@ -252,11 +252,10 @@ int hub__lock(const char *cache, const char *folder, const char *etag,
     if (rc)
         return rc;
     snprintf(path, sizeof path, "%s/%s.lock", dir, etag);
-    mode_t old = umask(0);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0664);
-    umask(old);
     if (fd < 0)
         return km_fail(err, KM_EIO, "cannot open lock %s: %s", path, strerror(errno));
+    (void)!fchmod(fd, 0664); /* group-shared caches; fails harmlessly if not ours */
     /* Poll like Python's filelock so a crash of the holder (the kernel
      * drops its flock) lets us in at once; say so every 10 s. */
     for (long i = 0;; i++) {

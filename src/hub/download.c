@@ -9,7 +9,7 @@
  *   workers take '0' chunks, GET them with Range into the partial (pwrite),
  *   and flip the byte to '1' only after the last byte of the chunk is written.
  *   all '1' --> hash the whole partial (sha256 or git sha1) == etag ?
- *        yes: fsync, chmod (umask), rename -> <etag>, unlink ranges
+ *        yes: fsync, rename -> <etag> (created 0666 & ~umask), unlink ranges
  *        no:  unlink both (KM_EINTEGRITY), nothing under the final name
  *
  * A kill -9 at any point leaves either no blob or a verified one; the next
@@ -42,6 +42,8 @@
 #define CHUNK_MAX (64ull << 20)
 #define CHUNK_TRIES 6
 #define MAX_HOPS 10
+#define REFRESH_MAX 3    /* re-resolutions of an expired CDN URL per file */
+#define EXPIRED (-2)     /* attempt_result: CDN said 403, re-resolve */
 
 struct ranges {
     int fd;
@@ -53,7 +55,10 @@ struct ranges {
 
 struct job {
     struct hub__dl *d;
-    const char *url;          /* final (post-redirect) URL */
+    char *url;                /* final (post-redirect) URL, under mu */
+    char *old_urls[REFRESH_MAX];  /* replaced URLs, freed at the end */
+    int refreshed;
+    int cdn;                  /* url is on another host than the Hub */
     const char *token;        /* NULL if the URL is on another host */
     int part_fd;
     int ranges;               /* server serves byte ranges */
@@ -329,6 +334,11 @@ static int attempt_result(struct job *j, int rc, const struct hub__resp *resp,
         return RETRY;
     if (rc != KM_OK)
         return rc;
+    if (resp->status == 403 && j->cdn && j->refreshed < REFRESH_MAX) {
+        km_fail(e, KM_EAUTH, "%s: the CDN answered 403 (presigned URL expired?)",
+                d->file->path);
+        return EXPIRED;
+    }
     if (resp->status != 206 && resp->status != 200) {
         if (!hub__transient(resp))
             return hub__http_error(d->env, d->repo, rev, d->file->path, resp, e);
@@ -345,6 +355,31 @@ static int attempt_result(struct job *j, int rc, const struct hub__resp *resp,
     return KM_OK;
 }
 
+static int resolve_url(struct hub__dl *d, struct hub__http *h, char **final,
+                       int *use_token, int *ranges, struct km_err *err);
+
+/* The CDN refused a presigned URL (expired): resolve the file again, once
+ * for all workers (the first to notice does it), then retry. */
+static int refresh_url(struct job *j, struct hub__http *h, const char *used,
+                       struct km_err *e)
+{
+    int rc = RETRY;
+    pthread_mutex_lock(&j->mu);
+    if (j->url == used && j->refreshed < REFRESH_MAX) {
+        char *url = NULL;
+        int tok = 0, rng = 0;
+        if (resolve_url(j->d, h, &url, &tok, &rng, e) != KM_OK || tok) {
+            km_free(url);
+            rc = e->code ? e->code : KM_EHTTP;
+        } else {
+            j->old_urls[j->refreshed++] = j->url;
+            j->url = url;
+        }
+    }
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
 /* Fetch chunk i completely (resuming inside it after each failure). */
 static int fetch_chunk(struct job *j, struct hub__http *h, size_t i,
                        struct km_err *e)
@@ -358,7 +393,10 @@ static int fetch_chunk(struct job *j, struct hub__http *h, size_t i,
     while (s.pos < end && !job_stopped(j)) {
         uint64_t before = s.pos;
         int whole = !j->ranges || (s.pos == 0 && end == rg->size);
-        struct hub__req req = {.method = "GET", .url = j->url,
+        pthread_mutex_lock(&j->mu);
+        const char *url = j->url; /* stays allocated until the job ends */
+        pthread_mutex_unlock(&j->mu);
+        struct hub__req req = {.method = "GET", .url = url,
                                .token = j->token,
                                .range_from = whole ? -1 : (int64_t)s.pos,
                                .range_to = (int64_t)end - 1,
@@ -366,6 +404,8 @@ static int fetch_chunk(struct job *j, struct hub__http *h, size_t i,
                                .timeout_s = j->d->env->timeout_s};
         rc = hub__http_do(h, &req, &resp, e);
         rc = attempt_result(j, rc, &resp, &s, e);
+        if (rc == EXPIRED)
+            rc = refresh_url(j, h, url, e);
         if (rc != RETRY)
             break;
         if (!j->ranges && s.pos > 0) {
@@ -519,7 +559,7 @@ static int open_partial(struct hub__dl *d, const char *part, const char *side,
         ranges_close(rg); /* chunked partial, but no ranges now: restart */
         resumed = 0;
     }
-    *fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC | (resumed ? 0 : O_TRUNC), 0644);
+    *fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC | (resumed ? 0 : O_TRUNC), 0666);
     if (*fd < 0) {
         ranges_close(rg);
         return km_fail(err, KM_EIO, "cannot open %s: %s", part, strerror(errno));
@@ -598,10 +638,9 @@ static int finalize(struct job *j, const char *part, const char *final,
                        kind == HUB_HASH_SHA256 ? "sha256" : "git sha1",
                        d->file->etag, (unsigned long long)d->file->size, hex,
                        (unsigned long long)n);
-    mode_t um = umask(0);
-    umask(um);
-    if (fsync(j->part_fd) != 0 || fchmod(j->part_fd, 0666 & ~um) != 0 ||
-        rename(part, final) != 0)
+    /* The partial was created 0666 minus the umask: already the mode a
+     * fresh file gets in blobs/ (huggingface_hub's _chmod_and_move). */
+    if (fsync(j->part_fd) != 0 || rename(part, final) != 0)
         return km_fail(err, KM_EIO, "cannot move %s to %s: %s", part, final,
                        strerror(errno));
     int dfd = open(d->blobs_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -650,7 +689,9 @@ int hub__download(struct hub__dl *d, struct km_err *err)
     if (rc != KM_OK)
         goto out;
     j.url = url;
+    url = NULL; /* owned by the job now */
     j.token = use_token ? d->env->token : NULL;
+    j.cdn = !use_token;
     j.ranges = ranges_ok;
     uint64_t resumed = hub__partial_done(d->blobs_dir, etag, d->file->size);
     *d->all_done = base;
@@ -680,6 +721,9 @@ out:
     hub__hasher_free(j.hs);
     km_free(j.hbuf);
     km_free(url);
+    km_free(j.url);
+    for (int k = 0; k < j.refreshed; k++)
+        km_free(j.old_urls[k]);
     hub__http_free(h);
     pthread_mutex_destroy(&j.mu);
     pthread_cond_destroy(&j.cv);

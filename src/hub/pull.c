@@ -168,6 +168,15 @@ static int check_space(const char *dir, const struct plan *p, struct km_err *err
                    (unsigned long long)SPACE_MARGIN, (unsigned long long)avail);
 }
 
+static void drop_partial(const char *blobs, const char *etag)
+{
+    char p[8192];
+    snprintf(p, sizeof p, "%s/%s.kanoa-partial", blobs, etag);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/%s.kanoa-partial.ranges", blobs, etag);
+    unlink(p);
+}
+
 /* One file under its lock: re-check, download if needed, link. */
 static int do_file(const struct hub_env *env, const struct hub_pull_opts *o,
                    struct plan *p, size_t i, const char *folder,
@@ -187,7 +196,9 @@ static int do_file(const struct hub_env *env, const struct hub_pull_opts *o,
         return rc;
     snprintf(path, sizeof path, "%s/%s", blobs, f->etag);
     int fetched = 0;
-    if (!file_is(path, f->size)) {
+    if (file_is(path, f->size)) {
+        drop_partial(blobs, f->etag); /* killed between rename and cleanup */
+    } else {
         dl->file = f;
         rc = hub__download(dl, err);
         fetched = 1;

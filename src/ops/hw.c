@@ -78,8 +78,10 @@ static int read_text(const char *path, struct km_buf *b, struct km_err *err)
                        strerror(errno));
     int rc = KM_OK;
     char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+    for (;;) {
+        size_t n = fread(chunk, 1, sizeof chunk, f);
+        if (n == 0)
+            break;
         rc = km_buf_append(b, chunk, n);
         if (rc != KM_OK) {
             km_fail(err, rc, "%s: larger than %u bytes or out of memory",

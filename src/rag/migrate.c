@@ -85,6 +85,20 @@ static int apply_step(struct rag_db *db, int step, struct km_err *err)
     return rc;
 }
 
+/* Iterative index scans (hnsw.iterative_scan) need pgvector 0.8. */
+static int check_pgvector(struct rag_db *db, struct km_err *err)
+{
+    struct rag__res r;
+    int rc = rag__query(db, "SELECT extversion, string_to_array(split_part(extversion, '-', 1),"
+                            " '.')::int[] >= '{0,8}' FROM pg_extension WHERE extname = 'vector'",
+                        0, NULL, &r, err);
+    if (rc == KM_OK && r.ntuples == 1 && strcmp(rag__val(&r, 0, 1), "t") != 0)
+        rc = km_fail(err, KM_EUNSUPPORTED, "pgvector %s is installed; kanoa-mlops needs 0.8 "
+                     "or later (iterative index scans)", rag__val(&r, 0, 0));
+    rag__res_free(&r);
+    return rc;
+}
+
 int rag_migrate(struct rag_db *db, int *version, struct km_err *err)
 {
     int v = 0;
@@ -113,7 +127,7 @@ int rag_migrate(struct rag_db *db, int *version, struct km_err *err)
         return rc;
     }
     *version = N_MIGRATIONS;
-    return KM_OK;
+    return check_pgvector(db, err);
 }
 
 /* ---- collections -------------------------------------------------------- */

@@ -728,14 +728,19 @@ void srv__call_completed(struct srv_call *c, bool ok)
     c->gone = true;
     bool running = c->job && !c->terminal;
     if (running)
-        c->client_gone = true;
+        c->client_gone = c->cancel_pending = true; /* the ticker waits */
+    struct srv_backend *be = c->be;
+    struct srv_job *job = c->job;
     pthread_cond_broadcast(&c->space);
     pthread_mutex_unlock(&c->mu);
     if (!running)
         unlink_call(s, c);
     pthread_mutex_unlock(&s->mu);
     if (running) {
-        c->be->ops->cancel(c->be->impl, c->job); /* ticker frees it later */
+        be->ops->cancel(be->impl, job); /* the ticker frees the call later */
+        pthread_mutex_lock(&c->mu);
+        c->cancel_pending = false;
+        pthread_mutex_unlock(&c->mu);
         return;
     }
     if (c->job)
@@ -765,7 +770,7 @@ bool srv__call_tick(struct srv_call *c, double now)
     void *conn = NULL;
     pthread_mutex_lock(&c->mu);
     if (c->gone) {
-        bool done = c->terminal;
+        bool done = c->terminal && !c->cancel_pending;
         pthread_mutex_unlock(&c->mu);
         if (done)
             unlink_call(s, c);

@@ -261,6 +261,7 @@ struct srv_call {
     bool suspended, wake_pending, gone, terminal, released, timed_out;
     bool client_gone, canceled, sse, sse_ended, raw;
     bool dispatched, admitted, rejected, ka_due, raw_head, deferred;
+    bool cancel_pending;        /* completed() is canceling outside locks */
     int raw_status;
     char raw_ctype[128];
     struct km_buf out;          /* SSE bytes or raw bytes not yet sent */

@@ -675,8 +675,11 @@ void ups__mark(struct ups_pool *p, size_t up, bool ok)
     if (ok) {
         u->fails = 0;
         u->oks++;
+        /* the first pass ever (a slow start, e.g. vLLM loading) admits at
+         * once; after an ejection it takes `rise` passes in a row */
         if (!u->healthy && (!u->probed || u->oks >= p->opt.rise)) {
             u->healthy = true;
+            u->probed = true;
             km_log(KM_LOG_INFO, "upstream %s (%s) is healthy", u->spec.name,
                    u->spec.url);
         }
@@ -685,11 +688,11 @@ void ups__mark(struct ups_pool *p, size_t up, bool ok)
         u->fails++;
         if (u->healthy && u->fails >= p->opt.fall) {
             u->healthy = false;
+            u->probed = true;
             km_log(KM_LOG_WARN, "upstream %s (%s) ejected after %d failures",
                    u->spec.name, u->spec.url, u->fails);
         }
     }
-    u->probed = true;
     pthread_mutex_unlock(&p->mu);
 }
 

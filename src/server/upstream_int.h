@@ -54,7 +54,7 @@ struct ups_up {
     struct ups_spec spec;
     char auth[700];             /* "Authorization: Bearer ..." or "" */
     bool healthy;
-    bool probed;                /* some probe round completed */
+    bool probed;                /* was healthy once: recovery needs `rise` */
     int fails, oks;             /* consecutive, for fall/rise */
     long waiting;               /* -1 = unknown */
     struct srv_model_info *models;  /* discovered, km_malloc'd */

@@ -13,7 +13,7 @@ Control (on the Hub listener, for tests):
                 next N body GETs of file path P. Kinds: drop (after=bytes),
                 status (code, retry_after), flip (at=offset in file),
                 trickle (delay=s per piece, piece=bytes), stall (seconds),
-                norange.
+                norange, expired (CDN answers 403 as for an expired URL).
   GET  /_log    JSON list of requests {"listener","method","path","range","auth"}
   POST /_reset  clear faults and the log
 
@@ -395,6 +395,8 @@ class Handler(BaseHTTPRequestHandler):
         size = f.blob.size
         fault = self.st.take_fault(f.path) if self.command == "GET" else None
         kind = fault["kind"] if fault else None
+        if kind == "expired" and self.server.name == "cdn":
+            return self.reply(403, b"Request has expired", {}, "text/plain")
         if kind == "status":
             h = {}
             if "retry_after" in fault:

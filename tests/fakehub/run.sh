@@ -10,6 +10,7 @@ top=$(cd "$here/../.." && pwd)
 PY=/usr/bin/python3
 BIN=${KM_BIN:-$top/build/asan/kanoa-mlops}
 work=$(mktemp -d /tmp/kanoa-fakehub.XXXXXX)
+umask 022
 pass=0
 fail=0
 n=0
@@ -69,7 +70,9 @@ pull kanoa-test/tiny -q
 r=$(check kanoa-test/tiny main)
 if [ $rc = 0 ] && [ -z "$r" ] && [ "$out" = "$HF_HUB_CACHE/models--kanoa-test--tiny/snapshots/$C_MAIN" ] &&
    grep -q '^Signature: 8a477f597d28d172789f06886806bc55$' "$HF_HUB_CACHE/CACHEDIR.TAG" &&
-   [ -f "$HF_HUB_CACHE/.locks/models--kanoa-test--tiny/$MODEL_SHA.lock" ] && [ -z "$errout" ]; then
+   [ "$(stat -c %a "$HF_HUB_CACHE/.locks/models--kanoa-test--tiny/$MODEL_SHA.lock")" = 664 ] &&
+   [ "$(stat -c %a "$HF_HUB_CACHE/models--kanoa-test--tiny/blobs/$MODEL_SHA")" = 644 ] &&
+   [ -z "$errout" ]; then
     ok "full pull writes huggingface_hub's layout"
 else bad "full pull" "rc=$rc out=$out err=$errout $r"; fi
 
@@ -227,6 +230,15 @@ if [ $rc = 0 ] && [ "$rc_auth" = 1 ] && [ -z "$(check kanoa-test/relredir main)"
     ok "relative redirect followed on the same host, token kept"
 else bad "relative redirect" "rc=$rc auth=$rc_auth $errout"; fi
 
+# 16d. an expired presigned CDN URL (403) is resolved again, then resumed
+newcache expired; reset_hub
+fault '{"path": "model.safetensors", "kind": "expired", "count": 2}'
+pull kanoa-test/tiny model.safetensors -c 2 -q
+heads=$(count_req "r['method'] == 'HEAD' and r['path'].endswith('/model.safetensors')")
+if [ $rc = 0 ] && [ "$heads" -ge 2 ] && [ -z "$(check kanoa-test/tiny main model.safetensors)" ]; then
+    ok "CDN 403 (expired URL) triggers a new resolve and the pull completes"
+else bad "expired" "rc=$rc heads=$heads $errout"; fi
+
 # 17. wrong bytes: hash mismatch is an error and nothing corrupt remains
 newcache flip; reset_hub
 fault '{"path": "model.safetensors", "kind": "flip", "at": 2000000, "count": 100}'
@@ -281,6 +293,30 @@ first=$(count_req "r['listener'] == 'cdn' and r['method'] == 'GET' and (r['range
 if [ $rc = 0 ] && [ -z "$(check kanoa-test/tiny main model.safetensors)" ] && [ "$first" = 0 ]; then
     ok "re-run after kill -9 skips the finished chunk and ends correct"
 else bad "resume after kill" "rc=$rc first=$first $errout"; fi
+
+# 20b. kill -9 at several moments (4 connections), then a clean pull
+newcache killmany; reset_hub
+fault '{"path": "model.safetensors", "kind": "trickle", "delay": 0.01, "piece": 32768, "count": 1000}'
+for d in 0.05 0.2 0.4 0.7 1.0; do
+    "$BIN" pull kanoa-test/tiny -c 4 -q >/dev/null 2>&1 &
+    pid=$!
+    sleep $d
+    kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+done
+reset_hub
+pull kanoa-test/tiny -q
+if [ $rc = 0 ] && [ -z "$(check kanoa-test/tiny main)" ]; then
+    ok "five kill -9 at different moments, then pull: correct cache, no leftovers"
+else bad "kill many" "rc=$rc $errout $(check kanoa-test/tiny main)"; fi
+
+# 20c. killed after the rename but before the ranges file was deleted
+blobdir="$HF_HUB_CACHE/models--kanoa-test--tiny/blobs"
+printf 'kanoa-partial 1 3145851 1048576\n1111' >"$blobdir/$MODEL_SHA.kanoa-partial.ranges"
+rm "$HF_HUB_CACHE/models--kanoa-test--tiny/snapshots/$C_MAIN/model.safetensors"
+pull kanoa-test/tiny -q
+if [ $rc = 0 ] && [ -z "$(check kanoa-test/tiny main)" ]; then
+    ok "a stale ranges file beside a finished blob is removed"
+else bad "stale sidecar" "rc=$rc $(check kanoa-test/tiny main)"; fi
 
 # 21. offline: warm cache resolves via refs with no request; cold cache errors
 reset_hub

@@ -270,7 +270,7 @@ eq "new version in place" "$(sql "SELECT count(*) || ':' || sum((text LIKE 'Chan
 fake other --dim 8 --model other8
 "$BIN" rag ingest "$docs/b.txt" --collection "other" --embed-model other8 --embed-url "http://127.0.0.1:$port/v1" >/dev/null 2>&1
 "$BIN" serve --host 127.0.0.1 --port 0 --database-url "$URL" \
-    --upstream "fake=http://127.0.0.1:$(cat "$tmp/emb.port"),models=fake-embed" >"$tmp/serve.log" 2>&1 &
+    --upstream "fake=http://127.0.0.1:$(cat "$tmp/emb.port"),embed=fake-embed" >"$tmp/serve.log" 2>&1 &
 pids="$pids $!"
 SP=""
 for _ in $(seq 1 100); do
