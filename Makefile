@@ -56,11 +56,11 @@ $(BUILD)/.testdeps-ok: scripts/install-deps.sh
 
 deps: $(BUILD)/.deps-ok
 
-$(BUILD)/obj/%.o: %.c $(BUILD)/.deps-ok
+$(BUILD)/obj/%.o: %.c | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(CFLAGS) $(if $(findstring _avx2,$<),$(SIMDFLAGS)) -MMD -MP -c $< -o $@
 
-$(BUILD)/asan/obj/%.o: %.c $(BUILD)/.deps-ok
+$(BUILD)/asan/obj/%.o: %.c | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(ASANFLAGS) -DKM_UNITTEST $(if $(findstring _avx2,$<),$(SIMDFLAGS)) -MMD -MP -c $< -o $@
 

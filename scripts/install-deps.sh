@@ -22,6 +22,9 @@ TEST_PKGS="$TEST_PKGS nodejs wrk clang"
 # deploy: promtool (prometheus), yamllint, the compose schema check
 # (python3-jsonschema, python3-yaml), unzip for helm (install_deploy_tools)
 TEST_PKGS="$TEST_PKGS prometheus yamllint python3-jsonschema python3-yaml unzip"
+# gateway: rsvg-convert renders `kanoa-mlops bench --svg` charts in
+# tests/gateway (librsvg2-bin)
+TEST_PKGS="$TEST_PKGS librsvg2-bin"
 
 what=${1:-build}
 pkgs=$BUILD_PKGS

@@ -126,29 +126,32 @@ Test(hub_cache, refs_links_markers)
     long live = km_mem_live();
     struct km_err e = {0};
     const char *c = "0123456789abcdef0123456789abcdef01234567";
-    char p[512], t[512], back[41];
-    cr_assert_eq(hub__ref_write(tmpdir, "refs/pr/1", c, &e), KM_OK, "%s", e.msg);
-    snprintf(p, sizeof p, "%s/refs/refs/pr/1", tmpdir);
+    char p[512], t[512], back[41], rd[300];
+    snprintf(rd, sizeof rd, "%s/models--o--r", tmpdir);
+    cr_assert_eq(hub__ref_write(rd, "refs/pr/1", c, &e), KM_OK, "%s", e.msg);
+    snprintf(p, sizeof p, "%s/refs/refs/pr/1", rd);
     struct stat st;
     cr_assert_eq(stat(p, &st), 0);
     cr_assert_eq(st.st_size, 40); /* no newline */
-    cr_assert_eq(hub__ref_read(tmpdir, "refs/pr/1", back, &e), KM_OK);
+    cr_assert_eq(hub__ref_read(rd, "refs/pr/1", back, &e), KM_OK);
     cr_assert_str_eq(back, c);
-    cr_assert_eq(hub__link_snapshot(tmpdir, c, "a/b/x.gguf", "ff00", &e), KM_OK);
-    snprintf(p, sizeof p, "%s/snapshots/%s/a/b/x.gguf", tmpdir, c);
+    cr_assert_eq(hub__link_snapshot(rd, c, "a/b/x.gguf", "ff00", &e), KM_OK);
+    snprintf(p, sizeof p, "%s/snapshots/%s/a/b/x.gguf", rd, c);
     ssize_t n = readlink(p, t, sizeof t - 1);
     cr_assert_gt(n, 0);
     t[n] = '\0';
     cr_assert_str_eq(t, "../../../../blobs/ff00");
-    cr_assert_eq(hub__link_snapshot(tmpdir, c, "README.md", "aa", &e), KM_OK);
-    snprintf(p, sizeof p, "%s/snapshots/%s/README.md", tmpdir, c);
+    cr_assert_eq(hub__link_snapshot(rd, c, "README.md", "aa", &e), KM_OK);
+    snprintf(p, sizeof p, "%s/snapshots/%s/README.md", rd, c);
     n = readlink(p, t, sizeof t - 1);
     t[n] = '\0';
     cr_assert_str_eq(t, "../../blobs/aa");
-    cr_assert_eq(hub__mark_no_exist(tmpdir, c, "d/missing.json", &e), KM_OK);
-    snprintf(p, sizeof p, "%s/.no_exist/%s/d/missing.json", tmpdir, c);
+    cr_assert_eq(hub__mark_no_exist(rd, c, "d/missing.json", &e), KM_OK);
+    snprintf(p, sizeof p, "%s/.no_exist/%s/d/missing.json", rd, c);
     cr_assert_eq(stat(p, &st), 0);
     cr_assert_eq(st.st_size, 0);
+    snprintf(p, sizeof p, "%s/.locks/models--o--r", tmpdir); /* temp names */
+    cr_assert_eq(stat(p, &st), 0);
     cr_assert_eq(km_mem_live(), live);
     rm_tmp();
 }

@@ -557,6 +557,10 @@ Test(server, overload_gives_429_with_retry_after)
     curl_easy_setopt(h, CURLOPT_POSTFIELDS,
                      "{\"model\":\"scripted-chat\",\"messages\":[{\"role\":\"user\","
                      "\"content\":\"[delay:2000]\"}],\"max_tokens\":1}");
+    struct km_buf sink;
+    km_buf_init(&sink, 1 << 20);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
     curl_multi_add_handle(m, h);
     int running = 1;
     struct scripted_stats st = {0};
@@ -578,6 +582,8 @@ Test(server, overload_gives_429_with_retry_after)
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     cr_assert_eq(status, 200);
+    cr_assert_not_null(strstr(km_buf_str(&sink), "\"finish_reason\":\"length\""));
+    km_buf_free(&sink);
     curl_multi_remove_handle(m, h);
     curl_easy_cleanup(h);
     curl_multi_cleanup(m);

@@ -483,3 +483,37 @@ Test(synth, cli_synth_then_info)
     cr_assert_str_eq(r.err, want);
     unlink(path);
 }
+
+Test(synth, cli_explicit_shape_flags)
+{
+    struct run r;
+    char *path = tmp_path("flags");
+    char args[512];
+    snprintf(args, sizeof args,
+             "synth --dim 512 --layers 1 --heads 8 --kv-heads 2 --ffn 1024 --ctx 256 --vocab 600 "
+             "--type Q8_0 --tied --rope-scaling none --seed 7 --name custom -q -o %s", path);
+    run(&r, args);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    struct gguf_file *f = NULL;
+    cr_assert_eq(gguf_open(path, &f, &err), KM_OK, "%s", err.msg);
+    const char *s;
+    uint32_t u;
+    cr_assert_eq(gguf_get_str(f, "general.name", &s, NULL, &err), KM_OK);
+    cr_assert_str_eq(s, "custom");
+    cr_assert_eq(gguf_get_u32(f, "llama.context_length", &u, &err), KM_OK);
+    cr_assert_eq(u, 256);
+    cr_assert_eq(gguf_get_u32(f, "general.file_type", &u, &err), KM_OK);
+    cr_assert_eq(u, 7);
+    cr_assert_null(gguf_find_tensor(f, "output.weight"));
+    cr_assert_null(gguf_find_tensor(f, "rope_freqs.weight"));
+    cr_assert_eq(gguf_n_tensors(f), 1 + 9 + 1);
+    const struct gguf_tensor *k = gguf_find_tensor(f, "blk.0.attn_k.weight");
+    cr_assert_eq(k->ne[0], 512);
+    cr_assert_eq(k->ne[1], 128); /* 2 kv heads x 64 */
+    cr_assert_eq(k->type, GGML_TYPE_Q8_0);
+    cr_assert_eq(gguf_find_tensor(f, "token_embd.weight")->type, GGML_TYPE_Q8_0);
+    cr_assert_eq(gguf_find_tensor(f, "token_embd.weight")->ne[1], 600);
+    cr_assert_eq(gguf_find_tensor(f, "blk.0.ffn_down.weight")->ne[0], 1024);
+    gguf_close(f);
+    unlink(path);
+}

@@ -743,3 +743,37 @@ Test(tok, out_of_memory_is_an_error)
     cr_expect_eq(km_mem_live(), live);
     gguf_close(gf);
 }
+
+/* An unknown BPE pre-tokenizer falls back to llama.cpp's default set (with
+ * a warning on stderr), a missing one is the default set too. */
+Test(tok, unknown_pre_falls_back_to_default)
+{
+    const char *toks[] = {"a", "b", "ab"};
+    const char *merges[] = {"a b"};
+    const char *pres[] = {"qwen2", NULL};
+    for (int k = 0; k < 2; k++) {
+        struct gguf_writer *w;
+        struct km_err err;
+        void *mem;
+        size_t len;
+        struct gguf_file *gf;
+        struct tok_vocab *v;
+        cr_assert_eq(gguf_writer_new(&w, &err), KM_OK);
+        gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2", &err);
+        if (pres[k])
+            gguf_writer_add_str(w, "tokenizer.ggml.pre", pres[k], &err);
+        gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, 3, &err);
+        gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", merges, NULL, 1, &err);
+        cr_assert_eq(gguf_writer_write_mem(w, &mem, &len, &err), KM_OK);
+        gguf_writer_free(w);
+        cr_assert_eq(gguf_open_mem(mem, len, "pre", &gf, &err), KM_OK);
+        cr_assert_eq(tok_load(gf, &v, &err), KM_OK, "%s", err.msg);
+        cr_expect_eq(tok_pre(v), TOK_PRE_DEFAULT);
+        cr_expect(!tok_add_bos(v));
+        const int32_t want[] = {2, 0};
+        expect_ids(v, "aba", 3, true, false, want, 2);
+        tok_free(v);
+        gguf_close(gf);
+        km_free(mem);
+    }
+}

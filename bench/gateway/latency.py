@@ -14,21 +14,26 @@ import time
 
 mport, gw, sport = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 model, n = sys.argv[4], int(sys.argv[5])
-BODY = json.dumps({"model": model, "stream": True, "max_tokens": 4,
-                   "temperature": 0, "ignore_eos": True,
-                   "messages": [{"role": "user", "content": "hi"}]}).encode()
+def body(stream):
+    return json.dumps({"model": model, "stream": stream, "max_tokens": 4,
+                       "temperature": 0, "ignore_eos": True,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
 
 
-def once(conn, stream):
+BODIES = {"chat": body(False), "stream": body(True)}
+
+
+def once(conn, kind):
     t = time.perf_counter()
-    if stream:
-        conn.request("POST", "/v1/chat/completions", BODY,
+    if kind in BODIES:
+        conn.request("POST", "/v1/chat/completions", BODIES[kind],
                      {"Content-Type": "application/json"})
     else:
         conn.request("GET", "/v1/models")
     r = conn.getresponse()
     data = r.read()
     dt = time.perf_counter() - t
+    stream = kind == "stream"
     if r.status != 200 or (stream and not data.endswith(b"data: [DONE]\n\n")):
         raise SystemExit("bad answer %d %r" % (r.status, data[-200:]))
     return dt
@@ -42,16 +47,17 @@ def pct(v, q):
     return v[lo] + (v[hi] - v[lo]) * (pos - lo)
 
 
-for stream, name in ((False, "GET /v1/models"), (True, "streamed chat, 4 events")):
-    cd = http.client.HTTPConnection("127.0.0.1", sport if stream else mport)
+for kind, name in (("models", "GET /v1/models"), ("chat", "chat, not streamed"),
+                   ("stream", "streamed chat, 4 events")):
+    cd = http.client.HTTPConnection("127.0.0.1", mport if kind == "models" else sport)
     cg = http.client.HTTPConnection("127.0.0.1", gw)
     for _ in range(50):                 # warm up both paths
-        once(cd, stream)
-        once(cg, stream)
+        once(cd, kind)
+        once(cg, kind)
     d, g = [], []
     for _ in range(n):
-        d.append(once(cd, stream))
-        g.append(once(cg, stream))
+        d.append(once(cd, kind))
+        g.append(once(cg, kind))
     for q, label in ((0.5, "p50"), (0.99, "p99")):
         a, b = pct(d, q) * 1e3, pct(g, q) * 1e3
         print("%-26s %s  direct %8.3f ms  gateway %8.3f ms  added %+8.3f ms"

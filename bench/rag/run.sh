@@ -1,8 +1,10 @@
 #!/bin/bash
 # bench/rag/run.sh - build bench_rag against the release library and run it
 # on a throwaway cluster (or $KANOA_DATABASE_URL when set).
-#   bench/rag/run.sh [BUILD_DIR] [N] [DIM] [QUERIES]   (build-rag 100000 384 100)
-# Also measures `rag ingest` with embeddings included (fake_embed.py, a
+#   bench/rag/run.sh [BUILD_DIR] [N] [DIM] [QUERIES]   (build 100000 384 100)
+# Set BENCH_REUSE=1 (with KANOA_DATABASE_URL) to rerun only the queries on
+# an already loaded collection. Then POST /v1/retrieve latency (what the
+# server adds over the query), and `rag ingest` with embeddings included (fake_embed.py, a
 # Python server: the embedding share is the fake's cost, not a model's).
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,6 +29,21 @@ if [ -z "$url" ]; then
     url=$("$build/kanoa-mlops" db start --data-dir "$tmp/pg" -q 2>/dev/null)
 fi
 "$build/bench_rag" "$url" "$n" "$dim" "$nq"
+
+# POST /v1/retrieve over the same collection, embedding time subtracted
+/usr/bin/python3 tests/rag/fake_embed.py "$tmp/bport" --dim "$dim" --model bench 2>/dev/null &
+pids="$pids $!"
+for _ in $(seq 1 100); do [ -s "$tmp/bport" ] && break; sleep 0.1; done
+"$build/kanoa-mlops" serve --host 127.0.0.1 --port 0 --database-url "$url" \
+    --upstream "fake=http://127.0.0.1:$(cat "$tmp/bport"),embed=bench" >"$tmp/serve.log" 2>&1 &
+pids="$pids $!"
+sport=""
+for _ in $(seq 1 100); do
+    sport=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/serve.log" 2>/dev/null | grep -o '[0-9]*$')
+    [ -n "$sport" ] && grep -q "is healthy" "$tmp/serve.log" && break
+    sleep 0.1
+done
+/usr/bin/python3 bench/rag/retrieve_latency.py "$sport" "bench-$n-$dim" bench "$nq"
 
 # ingest with embeddings included: 500 one-chunk files (500), 384-d fake vectors
 /usr/bin/python3 tests/rag/fake_embed.py "$tmp/port" --dim "$dim" 2>/dev/null &

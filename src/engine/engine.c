@@ -85,7 +85,7 @@ static int load_arch(struct eng_model *m, struct km_err *err)
     int rc = gguf_get_str(m->gguf, "general.architecture", &arch, NULL, err);
     if (rc != KM_OK)
         return km_err_prefix(err, "%s", m->path);
-    if (strcmp(arch, "llama") != 0)
+    if (strcmp(arch, "llama") != 0 && !eng__is_bert_arch(arch))
         return km_fail(err, KM_EUNSUPPORTED, "%s: general.architecture is \"%s\"; "
                        "this engine runs \"llama\" models", m->path, arch);
     snprintf(m->arch, sizeof m->arch, "%s", arch);
@@ -99,18 +99,21 @@ static int do_load(struct eng_model *m, struct km_err *err)
     int rc = gguf_open(m->path, &m->gguf, err);
     rc = rc ? rc : load_arch(m, err);
     rc = rc ? rc : tok_load(m->gguf, &m->vocab, err);
-    rc = rc ? rc : eng__load_weights(m, err);
+    if (rc == KM_OK && eng__is_bert_arch(m->arch))   /* bert.c */
+        rc = eng__bert_load(m, err);
+    else
+        rc = rc ? rc : eng__load_weights(m, err);
     if (rc == KM_OK && tok_n_vocab(m->vocab) > m->hp.n_vocab)
         rc = km_fail(err, KM_EFORMAT, "%s: the tokenizer has %d tokens but "
                      "token_embd.weight only %d rows", m->path,
                      tok_n_vocab(m->vocab), m->hp.n_vocab);
     rc = rc ? rc : pick_sizes(m, err);
     rc = rc ? rc : eng_pool_new(m->n_threads, &m->pool, err);
-    rc = rc ? rc : eng__scratch_init(m, err);
+    rc = rc ? rc : m->bert ? eng__bert_scratch_init(m, err) : eng__scratch_init(m, err);
     if (rc != KM_OK)
         return rc;
     prefault(m);
-    rc = eng__sched_new(m, m->params.n_slots > 0 ? m->params.n_slots : DEFAULT_SLOTS,
+    rc = m->bert ? KM_OK : eng__sched_new(m, m->params.n_slots > 0 ? m->params.n_slots : DEFAULT_SLOTS,
                         &m->sched, err);
     if (rc != KM_OK)
         return rc;
@@ -217,6 +220,7 @@ void eng_model_close(struct eng_model *m)
     eng__scratch_free(&m->scratch);
     eng_pool_free(m->pool);
     eng__free_weights(m);
+    eng__bert_free(m);
     tok_free(m->vocab);
     gguf_close(m->gguf);
     pthread_mutex_destroy(&m->state_mu);
@@ -238,7 +242,7 @@ void eng_model_info(const struct eng_model *m, struct eng_model_info *out)
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s", m->name);
     snprintf(out->arch, sizeof out->arch, "%s", m->arch);
-    out->task = ENG_TASK_GENERATE;
+    out->task = m->bert ? ENG_TASK_EMBED : ENG_TASK_GENERATE;
     out->n_ctx = m->n_ctx;
     out->n_ctx_train = hp->n_ctx_train;
     out->n_vocab = hp->n_vocab;
@@ -353,6 +357,8 @@ int eng_seq_new(struct eng_model *m, int n_ctx, struct eng_seq **out,
                 struct km_err *err)
 {
     int rc = need_ready(m, err);
+    if (rc == KM_OK && m->bert)
+        rc = km_fail(err, KM_EUNSUPPORTED, "model %s (%s) is an encoder; use eng_embed", m->name, m->arch);
     return rc ? rc : eng__seq_new(m, n_ctx, out, err);
 }
 

@@ -161,4 +161,16 @@ int eng_seq_pos(const struct eng_seq *s);
 int eng_eval(struct eng_seq *s, const int32_t *tokens, size_t n,
              float *logits, struct km_err *err);
 
+/* Embedding models (task ENG_TASK_EMBED: arch bert, nomic-bert; see bert.c).
+ * ids[i] holds n_ids[i] token ids of input i, already framed ([CLS] .. [SEP]
+ * from eng_tokenize with add_special). Writes n vectors of info.n_embd floats
+ * to out (input i at out + i * n_embd), pooled as the file says (CLS or mean)
+ * and L2-normalized. Inputs are packed into forward passes of whole inputs;
+ * a vector is bit-identical whatever else shares its pass or came before.
+ * An empty input is KM_EINVAL, one over the context KM_ERANGE, a generation
+ * model KM_EUNSUPPORTED. Runs on the calling thread (forward passes are
+ * serialized per model). */
+int eng_embed(struct eng_model *m, const int32_t *const *ids, const size_t *n_ids,
+              size_t n, float *out, struct km_err *err);
+
 #endif

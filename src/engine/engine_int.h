@@ -122,6 +122,7 @@ struct eng_model {
     pthread_mutex_t state_mu;
     struct eng_sched *sched;
     char *chat_override;           /* --chat-template, or NULL */
+    struct eng_bert *bert;         /* bert.c: encoder weights + scratch (bert, nomic-bert), else NULL */
 };
 
 /* model.c */
@@ -138,5 +139,16 @@ void eng__seq_free(struct eng_seq *s);
 int eng__llama_forward(struct eng_model *m, struct eng_seq *s,
                        const int32_t *tokens, int n, bool want_logits,
                        struct km_err *err);
+
+/* bert.c (owned by "arch"): BERT-family encoders. eng__bert_load fills m->hp
+ * and m->bert (instead of eng__load_weights); eng__bert_scratch_init after
+ * pick_sizes/pool; eng__bert_free in close (accepts m->bert == NULL). */
+struct eng_bert;
+bool eng__is_bert_arch(const char *arch);
+int eng__bert_load(struct eng_model *m, struct km_err *err);
+int eng__bert_scratch_init(struct eng_model *m, struct km_err *err);
+void eng__bert_free(struct eng_model *m);
+int eng__bert_forward(struct eng_model *m, const int32_t *tokens, const int *seq_start,
+                      const int *seq_len, int n, struct km_err *err);
 
 #endif

@@ -17,6 +17,7 @@
 
 #define ROW_UNIT 64   /* matmul row split granularity (see the top comment) */
 #define MAX_MM 3
+#define ACT_TILE 64   /* activations per prefill matmul tile */
 
 /* Arguments of the parallel ops (one struct, filled per step). */
 struct fwd {
@@ -87,19 +88,38 @@ static void op_add_norm_quant(void *arg, int ith, int nth)
     }
 }
 
+/* Rows [lo, hi) of W times activations [0, n_act), tiled for prefill so a
+ * block of weight rows (~128 KiB) and of activations (64) stay in L2 while
+ * they are combined; decode (few activations) streams the rows once. Tiles
+ * start at multiples of ROW_UNIT, so results do not depend on the split. */
+static void matmul_rows(const struct eng_weight *w, int64_t lo, int64_t hi,
+                        const char *act, size_t act_row, int n_act, float *out)
+{
+    int64_t row_tile = hi - lo;                 /* decode: one pass over the rows */
+    if (n_act > 8) {
+        row_tile = (int64_t)(((size_t)128 << 10) / w->row_bytes) / ROW_UNIT * ROW_UNIT;
+        row_tile = row_tile < ROW_UNIT ? ROW_UNIT : row_tile;
+    }
+    for (int a0 = 0; a0 < n_act; a0 += ACT_TILE) {
+        int na = n_act - a0 < ACT_TILE ? n_act - a0 : ACT_TILE;
+        for (int64_t r0 = lo; r0 < hi; r0 += row_tile) {
+            int64_t nr = hi - r0 < row_tile ? hi - r0 : row_tile;
+            quant_matmul(w->type, (const char *)w->data + (size_t)r0 * w->row_bytes, nr, w->k,
+                         act + (size_t)a0 * act_row, na, out + (size_t)a0 * w->n + r0, w->n);
+        }
+    }
+}
+
 /* out[j][r] = W[r] . act[j] for this thread's rows of every matmul. */
 static void op_matmul(void *arg, int ith, int nth)
 {
     struct fwd *f = arg;
     const char *act = (const char *)f->m->scratch.act + (size_t)f->act_first * f->act_row;
     for (int i = 0; i < f->n_mm; i++) {
-        const struct eng_weight *w = f->w[i];
         int64_t lo, hi;
-        split(w->n, ith, nth, ROW_UNIT, &lo, &hi);
-        if (hi <= lo)
-            continue;
-        quant_matmul(w->type, (const char *)w->data + (size_t)lo * w->row_bytes, hi - lo,
-                     w->k, act, f->n_act, f->out[i] + lo, w->n);
+        split(f->w[i]->n, ith, nth, ROW_UNIT, &lo, &hi);
+        if (hi > lo)
+            matmul_rows(f->w[i], lo, hi, act, f->act_row, f->n_act, f->out[i]);
     }
 }
 

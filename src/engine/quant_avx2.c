@@ -602,7 +602,38 @@ static float dot_q4_k(int64_t n, const void *w, const void *a)
     return hsum_ps(_mm256_sub_ps(acc, accm));
 }
 
-static float dot_q5_k(int64_t n, const void *w, const void *a) { return dot_k(GGML_TYPE_Q5_K, n, w, a); }
+/* Decode path for Q5_K: as Q4_K plus the fifth bit from qh (bit 2c for the
+ * low nibbles of chunk c, bit 2c+1 for the high ones). */
+static float dot_q5_k(int64_t n, const void *w, const void *a)
+{
+    const struct blk_q5_k *x = w;
+    const struct blk_q8_k *y = a;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m128i sm = scales_mins_k4(x[i].scales);
+        __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+        __m256i coef = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
+            __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
+            __m256i q0 = _mm256_or_si256(_mm256_and_si256(v, m4), h0);
+            __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), h1);
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * c));
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * c + 32));
+            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, y0), _mm256_shuffle_epi8(sc, bcast16(2 * c)));
+            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, y1), _mm256_shuffle_epi8(sc, bcast16(2 * c + 1)));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        __m256i corr = _mm256_madd_epi16(coef, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(corr), accm);
+    }
+    return hsum_ps(_mm256_sub_ps(acc, accm));
+}
 /* Decode path for Q6_K: 6-bit levels assembled in registers per 32 values;
  * the -32 offset comes back through 32 * sum(scale * bsum). */
 static float dot_q6_k(int64_t n, const void *w, const void *a)

@@ -7,6 +7,7 @@
 #include "engine/tok_int.h"
 
 #include "base/mem.h"
+#include "base/log.h"
 #include "engine/gguf.h"
 #include "engine/unicode.h"
 
@@ -286,8 +287,10 @@ static int load_model(struct tok_vocab *v, const struct gguf_file *f,
         v->pre = TOK_PRE_LLAMA3;
     else if (strcmp(pre, "gpt-2") == 0)
         v->pre = TOK_PRE_GPT2;
-    else if (strcmp(pre, "default") != 0)
-        return km_fail(err, KM_EUNSUPPORTED, "tokenizer: pre-tokenizer tokenizer.ggml.pre \"%s\" is not supported (llama-bpe, llama3, gpt-2, default are)", pre);
+    else if (strcmp(pre, "default") != 0) /* as llama.cpp: warn, use default */
+        km_log(KM_LOG_WARN, "tokenizer: pre-tokenizer tokenizer.ggml.pre \"%s\" is not "
+               "known (llama-bpe, llama3, llama-v3, gpt-2, default are); using \"default\", "
+               "token ids may differ from the model's own tokenizer", pre);
     v->ignore_merges = v->pre == TOK_PRE_LLAMA3;
     return KM_OK;
 }

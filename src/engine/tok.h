@@ -20,9 +20,9 @@
  * Contract.
  *   - tok_load reads only the tokenizer.* keys through gguf.h; it copies
  *     everything it needs, so the gguf_file may be closed afterwards.
- *   - Input text may be any bytes: invalid UTF-8 is never a crash. BPE and
- *     WordPiece replace each invalid byte with U+FFFD (as llama.cpp does);
- *     SentencePiece keeps it and emits its <0xXX> byte token.
+ *   - Input text may be any bytes: invalid UTF-8 is never a crash. BPE
+ *     replaces each invalid byte with U+FFFD and WordPiece drops it (as
+ *     llama.cpp does); SentencePiece keeps it and emits its <0xXX> token.
  *   - Token ids out of range given to decoding functions fail with KM_ERANGE
  *     naming the id; attribute queries return 0/false for them.
  *   - Sizes are bounded: text longer than TOK_MAX_TEXT bytes fails with
@@ -84,7 +84,9 @@ struct tok_vocab; /* opaque, immutable after tok_load */
 /* ---- loading ------------------------------------------------------------ */
 
 /* Build the tokenizer from the tokenizer.* metadata of an open GGUF file.
- * KM_EUNSUPPORTED names an unknown tokenizer.ggml.model or .pre value;
+ * KM_EUNSUPPORTED names an unknown tokenizer.ggml.model; an unknown
+ * tokenizer.ggml.pre is logged as a warning and the default set is used (as
+ * llama.cpp does);
  * KM_EFORMAT names a missing/mistyped key or a bad entry (e.g. merge 12 has
  * no space, token_type array length differs from tokens). */
 int tok_load(const struct gguf_file *f, struct tok_vocab **out,

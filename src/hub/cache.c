@@ -14,8 +14,11 @@
 
 #include "base/mem.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -101,6 +104,49 @@ static int mkdirs_parent(const char *file, struct km_err *err)
     return rc;
 }
 
+/* Temp names live in <cache>/.locks/<folder>/ (every reader skips .locks),
+ * never beside refs or snapshot entries, so a kill -9 between create and
+ * rename cannot leave a stray ref or snapshot file. Same filesystem as the
+ * repo folder, so rename(2) is atomic. "<tag>.kanoa-tmp.<pid>". */
+static int tmp_path(const char *repo_dir, const char *tag, char *out, size_t cap,
+                    struct km_err *err)
+{
+    const char *slash = strrchr(repo_dir, '/');
+    if (!slash)
+        return km_fail(err, KM_EINVAL, "repo dir %s has no parent", repo_dir);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s/.locks/%s", (int)(slash - repo_dir), repo_dir,
+             slash + 1);
+    int rc = hub__mkdirs(dir, err);
+    if (rc == KM_OK)
+        snprintf(out, cap, "%s/%s.kanoa-tmp.%d", dir, tag, (int)getpid());
+    return rc;
+}
+
+void hub__tmp_sweep(const char *cache, const char *folder)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/.locks/%s", cache, folder);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    for (;;) {
+        struct dirent *e = readdir(d);
+        if (!e)
+            break;
+        const char *t = strstr(e->d_name, ".kanoa-tmp.");
+        if (!t)
+            continue;
+        int pid = atoi(t + strlen(".kanoa-tmp."));
+        if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) {
+            char p[8192];
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p); /* left by a killed process */
+        }
+    }
+    closedir(d);
+}
+
 int hub__ref_read(const char *repo_dir, const char *rev, char *commit,
                   struct km_err *err)
 {
@@ -132,8 +178,9 @@ int hub__ref_write(const char *repo_dir, const char *rev,
         return KM_OK;
     char path[4096], tmp[4200];
     snprintf(path, sizeof path, "%s/refs/%s", repo_dir, rev);
-    snprintf(tmp, sizeof tmp, "%s.kanoa-tmp.%d", path, (int)getpid());
-    int rc = mkdirs_parent(path, err);
+    int rc = tmp_path(repo_dir, "ref", tmp, sizeof tmp, err);
+    if (rc == KM_OK)
+        rc = mkdirs_parent(path, err);
     if (rc)
         return rc;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
@@ -184,7 +231,9 @@ int hub__link_snapshot(const char *repo_dir, const char *commit,
         if (strcmp(cur, target) == 0)
             goto out;
     }
-    snprintf(tmp, sizeof tmp, "%s.kanoa-tmp.%d", link, (int)getpid());
+    rc = tmp_path(repo_dir, "link", tmp, sizeof tmp, err);
+    if (rc)
+        goto out;
     unlink(tmp);
     if (symlink(target, tmp) != 0 || rename(tmp, link) != 0) {
         int e = errno;

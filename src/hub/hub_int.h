@@ -67,6 +67,8 @@ int hub__cachedir_tag(const char *cache, struct km_err *err);
 int hub__lock(const char *cache, const char *folder, const char *etag,
               const struct hub_pull_opts *o, int *fd, struct km_err *err);
 void hub__unlock(int fd);
+/* Remove temp files of dead processes from <cache>/.locks/<folder>/. */
+void hub__tmp_sweep(const char *cache, const char *folder);
 char *hub__path_join(const char *a, const char *b);     /* km_malloc'ed */
 
 /* ---- http.c (the only libcurl adapter) ---- */

@@ -340,8 +340,9 @@ static int prepare_dirs(const struct hub_env *env, const char *repo_dir,
 {
     char d[8192];
     int rc = hub__mkdirs(env->cache, err);
-    if (rc == KM_OK)
-        rc = hub__cachedir_tag(env->cache, err);
+    struct km_err ignored;
+    if (rc == KM_OK) /* best effort: a read-only, fully cached pull works */
+        hub__cachedir_tag(env->cache, &ignored);
     snprintf(d, sizeof d, "%s/blobs", repo_dir);
     if (rc == KM_OK)
         rc = hub__mkdirs(d, err);
@@ -358,6 +359,7 @@ static int fetch_all(const struct hub_env *env, const struct hub_pull_opts *o,
 {
     char blobs[4200];
     snprintf(blobs, sizeof blobs, "%s/blobs", repo_dir);
+    hub__tmp_sweep(env->cache, folder);
     uint64_t all_done = 0;
     struct hub__dl dl = {.env = env, .opts = o, .repo = o->repo,
                          .commit = commit, .blobs_dir = blobs,
@@ -367,6 +369,24 @@ static int fetch_all(const struct hub_env *env, const struct hub_pull_opts *o,
     int rc = KM_OK;
     for (size_t i = 0; i < p->tree.n && rc == KM_OK; i++)
         rc = do_file(env, o, p, i, folder, repo_dir, commit, &dl, err);
+    return rc;
+}
+
+/* Online tail: decide per file, check space, fetch, then write the ref. */
+static int fetch_plan(const struct hub_env *env, const struct hub_pull_opts *o,
+                      struct plan *p, const char *folder, const char *repo_dir,
+                      const char *rev, struct hub_pull_result *res, double t0,
+                      struct km_err *err)
+{
+    int rc = plan_state(p, repo_dir, res->commit, err);
+    if (rc == KM_OK)
+        rc = prepare_dirs(env, repo_dir, err);
+    if (rc == KM_OK)
+        rc = check_space(env->cache, p, err);
+    if (rc == KM_OK)
+        rc = fetch_all(env, o, p, folder, repo_dir, res->commit, res, t0, err);
+    if (rc == KM_OK && strcmp(rev, res->commit) != 0)
+        rc = hub__ref_write(repo_dir, rev, res->commit, err);
     return rc;
 }
 
@@ -395,22 +415,9 @@ int hub_pull(const struct hub_env *env, const struct hub_pull_opts *o,
                       : resolve_online(env, o, rev, res->commit, &all, err);
     if (rc == KM_OK)
         rc = select_files(o, &all, &p, repo_dir, res->commit, rev, err);
-    if (rc == KM_OK && env->offline) {
-        res->files = p.tree.n;
-        goto done;
-    }
-    if (rc == KM_OK)
-        rc = plan_state(&p, repo_dir, res->commit, err);
-    if (rc == KM_OK)
-        rc = prepare_dirs(env, repo_dir, err);
-    if (rc == KM_OK)
-        rc = check_space(env->cache, &p, err);
     res->files = p.tree.n;
-    if (rc == KM_OK)
-        rc = fetch_all(env, o, &p, folder, repo_dir, res->commit, res, t0, err);
-    if (rc == KM_OK && strcmp(rev, res->commit) != 0)
-        rc = hub__ref_write(repo_dir, rev, res->commit, err);
-done:
+    if (rc == KM_OK && !env->offline)
+        rc = fetch_plan(env, o, &p, folder, repo_dir, rev, res, t0, err);
     if (rc == KM_OK) {
         char snap[8192];
         snprintf(snap, sizeof snap, "%s/snapshots/%s", repo_dir, res->commit);

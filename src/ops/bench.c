@@ -285,9 +285,9 @@ static int drive(struct level_run *r, CURLM *m, struct xfer *xs, int conc,
     while (done < started) {
         int running = 0;
         curl_multi_perform(m, &running);
-        CURLMsg *msg;
         int left = 0;
-        while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+        for (CURLMsg *msg = curl_multi_info_read(m, &left); msg;
+             msg = curl_multi_info_read(m, &left)) {
             if (msg->msg != CURLMSG_DONE)
                 continue;
             struct xfer *x = NULL;

@@ -165,7 +165,8 @@ int rag_collection_get(struct rag_db *db, const char *name,
         return rc;
     const char *p[1] = {name};
     struct rag__res r;
-    rc = rag__query(db, "SELECT " COLLECTION_COLS
+    /* No counts here: this runs before every query. */
+    rc = rag__query(db, "SELECT c.id, c.name, c.embed_model, c.dim, -1, -1"
                         " FROM kanoa.collections c WHERE c.name = $1",
                     1, p, &r, err);
     if (rc == KM_OK && r.ntuples == 0)

@@ -71,8 +71,8 @@ struct rag_collection {
     char name[256];
     char embed_model[256];
     int dim;
-    long long n_documents;
-    long long n_chunks;
+    long long n_documents; /* rag_collection_list only; else -1 */
+    long long n_chunks;    /* rag_collection_list only; else -1 */
 };
 
 /* Look a collection up by name: KM_ENOTFOUND when absent. */

@@ -1,7 +1,7 @@
 /* backend_upstream.c - the "upstream" srv_backend: routes a request to a
  * replica of the pool (upstream.h) and passes the upstream's answer through
- * on_raw_head/on_raw. Health is ready while at least one upstream is
- * healthy. The pool is owned by the backend and freed by destroy. */
+ * on_raw_head/on_raw. Its health() is always ready (see ub_health). The
+ * pool is owned by the backend and freed by destroy. */
 #include "server/upstream.h"
 
 #include <string.h>
@@ -11,12 +11,17 @@ static size_t ub_list_models(void *impl, struct srv_model_info *out, size_t cap)
     return ups_pool_models(impl, out, cap);
 }
 
+/* Always ready: an upstream outage shows in kanoa_upstream_healthy and as
+ * 503s naming the upstream for its models, not as the gateway's own /health
+ * failing (which would take local models and other upstreams out of a load
+ * balancer too). The pool has run its first probe round before this
+ * backend exists. */
 static int ub_health(void *impl, double *progress)
 {
-    size_t healthy = ups_pool_healthy(impl);
+    (void)impl;
     if (progress)
-        *progress = healthy ? 1.0 : 0.0;
-    return healthy ? 0 : 1;
+        *progress = 1.0;
+    return 0;
 }
 
 static int ub_submit(void *impl, const struct srv_request *req,

@@ -212,27 +212,43 @@ static int setup_easy(struct srv_job *j, const struct ups_up *u)
     return KM_OK;
 }
 
-/* Choose a replica not tried yet; -1 when none. Fills why with a summary. */
+/* Why no replica is left: "a ejected, b failed" over those serving it. */
+static void explain_locked(const struct srv_job *j, char *why, size_t cap)
+{
+    struct ups_pool *p = j->pool;
+    size_t len = 0;
+    why[0] = '\0';
+    for (size_t i = 0; i < p->n && len + 1 < cap; i++) {
+        const struct ups_up *u = &p->ups[i];
+        if (!ups__serves_locked(u, j->req->model))
+            continue;
+        int n = snprintf(why + len, cap - len, "%s%s %s", len ? ", " : "",
+                         u->spec.name, (j->tried & (1ull << i)) ? "failed"
+                         : "ejected");
+        len += n > 0 ? (size_t)n : 0;
+    }
+    if (!why[0])
+        snprintf(why, cap, "no upstream serves it");
+}
+
+/* Choose a replica not tried yet; -1 when none, with the reason in why. */
 static int choose(struct srv_job *j, char *why, size_t cap)
 {
     struct ups_pool *p = j->pool;
     struct ups_cand c[UPS_MAX_UPSTREAMS];
-    size_t known = 0;
     pthread_mutex_lock(&p->mu);
     for (size_t i = 0; i < p->n; i++) {
         struct ups_up *u = &p->ups[i];
-        bool serves = ups__serves_locked(u, j->req->model);
-        known += serves;
         c[i].name = u->spec.name;
-        c[i].eligible = serves && u->healthy && !(j->tried & (1ull << i));
+        c[i].eligible = u->healthy && !(j->tried & (1ull << i)) &&
+                        ups__serves_locked(u, j->req->model);
         c[i].in_flight = atomic_load(&u->in_flight);
         c[i].waiting = u->waiting;
     }
     int k = ups_balance_pick(c, p->n, j->affinity, p->rr++);
-    pthread_mutex_unlock(&p->mu);
     if (k < 0)
-        snprintf(why, cap, "%s", known ? "every upstream serving it is "
-                 "ejected or already failed" : "no upstream serves it");
+        explain_locked(j, why, cap);
+    pthread_mutex_unlock(&p->mu);
     return k;
 }
 
@@ -253,14 +269,14 @@ static void end_attempt(struct srv_job *j)
 /* Start the next attempt; false when no replica is left. */
 static bool start_attempt(struct srv_job *j)
 {
-    char why[128];
+    char why[200];
     if (j->attempts >= j->pool->opt.max_attempts)
         return false;
     int k = choose(j, why, sizeof why);
     if (k < 0) {
         if (j->attempts == 0) {
             snprintf(j->last_err, sizeof j->last_err, "no healthy upstream "
-                     "for model `%s`: %s", j->req->model, why);
+                     "for model `%s` (%s)", j->req->model, why);
             j->last_http = 503;
         }
         return false;
@@ -281,7 +297,15 @@ static bool start_attempt(struct srv_job *j)
     j->head_seen = j->buffering = j->paused = j->aborted_timeout = false;
     km_buf_reset(&j->errbody);
     j->t_attempt = j->t_last_byte = ups__now();
-    curl_multi_add_handle(j->pool->multi, j->easy);
+    if (curl_multi_add_handle(j->pool->multi, j->easy) != CURLM_OK) {
+        snprintf(j->last_err, sizeof j->last_err, "cannot start the upstream "
+                 "request (libcurl multi handle refused it)");
+        j->last_http = 500;
+        curl_easy_cleanup(j->easy);
+        j->easy = NULL;
+        end_attempt(j);
+        return false;
+    }
     return true;
 }
 
@@ -433,11 +457,10 @@ static bool transfer_done(struct srv_job *j, CURLcode rc)
      * own doing (a long prompt, a load spike) and are left to the probes. */
     if (kind == UPS_ERR_CONNECT || kind == UPS_ERR_HTTP5XX)
         ups__mark(p, up, false);
-    long oserr = 0, nconn = 0;
+    long oserr = 0;
     curl_easy_getinfo(j->easy, CURLINFO_OS_ERRNO, &oserr);
-    curl_easy_getinfo(j->easy, CURLINFO_NUM_CONNECTS, &nconn);
-    km_log(KM_LOG_WARN, "request %s: %s (errno %ld, new connections %ld)",
-           j->req->request_id, j->last_err, oserr, nconn);
+    km_log(KM_LOG_WARN, "request %s: %s%s%s", j->req->request_id, j->last_err,
+           oserr ? " - " : "", oserr ? strerror((int)oserr) : "");
     return fail_or_retry(j);
 }
 
@@ -470,6 +493,21 @@ static void probe_setup(struct ups_probe *pr, const struct ups_up *u,
     }
 }
 
+static void probe_free(struct ups_pool *p, struct ups_probe *pr)
+{
+    struct ups_probe **pp = &p->probes;
+    while (*pp && *pp != pr)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = pr->next;
+    curl_multi_remove_handle(p->multi, pr->easy);
+    curl_easy_cleanup(pr->easy);
+    km_buf_free(&pr->body);
+    km_free(pr);
+    atomic_fetch_sub(&p->live, 1);
+    p->probes_out--;
+}
+
 static void probe_start(struct ups_pool *p, size_t up, enum probe_kind kind)
 {
     struct ups_probe *pr = km_calloc(1, sizeof *pr);
@@ -490,26 +528,15 @@ static void probe_start(struct ups_pool *p, size_t up, enum probe_kind kind)
     p->probes_out++;
     pr->next = p->probes;
     p->probes = pr;
+    if (curl_multi_add_handle(p->multi, pr->easy) != CURLM_OK) {
+        probe_free(p, pr);      /* this round goes without it */
+        return;
+    }
     pthread_mutex_lock(&p->mu);
     p->ups[up].round_pending++;
     pthread_mutex_unlock(&p->mu);
-    curl_multi_add_handle(p->multi, pr->easy);
 }
 
-static void probe_free(struct ups_pool *p, struct ups_probe *pr)
-{
-    struct ups_probe **pp = &p->probes;
-    while (*pp && *pp != pr)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = pr->next;
-    curl_multi_remove_handle(p->multi, pr->easy);
-    curl_easy_cleanup(pr->easy);
-    km_buf_free(&pr->body);
-    km_free(pr);
-    atomic_fetch_sub(&p->live, 1);
-    p->probes_out--;
-}
 
 static bool same_models(const struct ups_up *u, const struct srv_model_info *m,
                         size_t n)
@@ -708,9 +735,9 @@ static int sweep(struct ups_pool *p)
 
 static void read_done(struct ups_pool *p)
 {
-    CURLMsg *m;
     int left = 0;
-    while ((m = curl_multi_info_read(p->multi, &left)) != NULL) {
+    for (CURLMsg *m = curl_multi_info_read(p->multi, &left); m;
+         m = curl_multi_info_read(p->multi, &left)) {
         if (m->msg != CURLMSG_DONE)
             continue;
         char *priv = NULL;

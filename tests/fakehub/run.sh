@@ -363,6 +363,17 @@ if [ "$(id -u)" = 0 ] && mkdir -p "$work/small" && mount -t tmpfs -o size=2m tmp
     if [ -z "$(find "$HF_HUB_CACHE" -name '*partial*')" ]; then ok "disk full: no partial files"
     else bad "enospc leftovers" "$(find "$HF_HUB_CACHE")"; fi
     umount "$work/small"
+    # a read-only cache holding the snapshot: pull succeeds, writes nothing
+    mount -t tmpfs -o size=64m tmpfs "$work/small"
+    export HF_HUB_CACHE="$work/small/cache"
+    pull kanoa-test/tiny -q
+    rm -f "$HF_HUB_CACHE/CACHEDIR.TAG"   # caches made before huggingface_hub 1.9
+    mount -o remount,ro "$work/small"
+    pull kanoa-test/tiny -q
+    if [ $rc = 0 ] && [ "$out" = "$HF_HUB_CACHE/models--kanoa-test--tiny/snapshots/$C_MAIN" ]; then
+        ok "read-only cache with the snapshot present: pull succeeds"
+    else bad "read-only cache" "rc=$rc $errout"; fi
+    umount "$work/small"
 else
     echo "# skip: disk-full case needs root to mount a small tmpfs"
 fi

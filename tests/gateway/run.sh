@@ -169,6 +169,8 @@ check "  ... and kanoa_upstream_in_flight sums to 0" test "$inflight" = 0
 curl -s -d '{"health":false}' "http://127.0.0.1:$pa/control" >/dev/null
 check "failing /health ejects the replica" \
     wait_metric "$gw" 'kanoa_upstream_healthy{upstream="a"}' 0 100
+hs=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gw/health")
+check "the gateway's own /health stays 200 while a replica is ejected" test "$hs" = 200
 good=0
 for i in $(seq 1 10); do
     post "$gw" '{"model":"m1","messages":[{"role":"user","content":"x"}]}' | grep -q '"upstream":"b"' && good=$((good + 1))
@@ -208,6 +210,15 @@ check "  ... kanoa_gateway:time_to_first_token_seconds with model_name" \
     grep -q '^kanoa_gateway:time_to_first_token_seconds_count{model_name="m1",upstream="[ab]"} [1-9]' "$work/metrics"
 check "  ... kanoa_upstream_latency_seconds histogram" \
     grep -q '^kanoa_upstream_latency_seconds_bucket{upstream="a",le="+Inf"} [1-9]' "$work/metrics"
+
+# the same upstreams from a YAML config file (upstream: list)
+printf 'upstream:\n  - a=http://127.0.0.1:%s,models=m1\n  - "b=http://127.0.0.1:%s"\n' \
+    "$pa" "$pb" >"$work/gw.yaml"
+start_serve gwy gwypid "$work/gwy.log" "$bin" --config "$work/gw.yaml"
+post "$gwy" '{"model":"m1","messages":[{"role":"user","content":"x"}]}' >"$work/y"
+check "upstreams from the YAML config serve m1" \
+    test "$(cat "$work/status")" = 200 -a "$(grep -c '"upstream":"[ab]"' "$work/y")" = 1
+kill -TERM "$gwypid"; wait "$gwypid"
 
 # 10,000 requests, ~10% abandoned by their client, then a clean exit
 "$py" "$here/load_client.py" "$gw" 10000 8 10 >"$work/load.out" 2>&1
@@ -275,6 +286,13 @@ if command -v rsvg-convert >/dev/null; then
 else
     check "  ... the SVG parses as XML" "$py" -c "import sys,xml.dom.minidom as m; m.parse(sys.argv[1])" "$work/bench.svg"
 fi
+"$rel" bench --url "http://127.0.0.1:$gw2" --model tiny -c 1 -n 1 -t 2 -p 4 -q \
+    --svg "$work/no/such/dir/x.svg" >/dev/null 2>"$work/bench2.err"
+check "bench --svg to an unwritable path exits 1 naming it" \
+    test $? -eq 1 -a "$(cat "$work/bench2.err")" = "kanoa-mlops bench: cannot write $work/no/such/dir/x.svg"
+"$rel" bench --url "http://127.0.0.1:$gw2" --model nope -c 1 -n 2 -q >/dev/null 2>"$work/bench3.err"
+check "bench exits 1 when every request fails, with the reason" \
+    test $? -eq 1 -a "$(grep -c 'every request failed at concurrency 1: HTTP 404' "$work/bench3.err")" = 1
 kill -TERM "$gw2pid"; wait "$gw2pid"
 check "second gateway exits 0 with no sanitizer report" \
     bash -c "! grep -Eq 'LeakSanitizer|AddressSanitizer|runtime error' '$work/gw2.log'"
