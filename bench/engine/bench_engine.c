@@ -74,6 +74,21 @@ static double read_bandwidth(int threads)
     return best;
 }
 
+/* Resident set size of this process in MB (VmRSS). */
+static double rss_mb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kb = atof(line + 6);
+    }
+    if (f)
+        fclose(f);
+    return kb / 1024;
+}
+
 static double run_pp(struct eng_model *m, int n_vocab, int pp, float *logits)
 {
     struct eng_seq *s;
@@ -141,7 +156,7 @@ int main(int argc, char **argv)
     p.n_threads = threads;
     p.n_ctx = pp + 32 > tg + 32 ? pp + 32 : tg + 32;
     p.n_slots = 1;
-    p.n_batch = 512;
+    p.n_batch = 0;       /* the serving default */
     struct eng_model *m;
     struct km_err err;
     if (eng_model_open(&p, &m, &err) != KM_OK) {
@@ -158,8 +173,11 @@ int main(int argc, char **argv)
     double bytes = (double)info.weight_bytes + kv;
     double roof = bw * 1e9 / bytes;
     printf("%s threads=%d: pp%d %.1f tok/s, tg%d %.2f tok/s; read bandwidth %.1f GB/s, "
-           "%.0f MB/token -> roofline %.2f tok/s, decode at %.0f%% of roofline\n",
-           info.name, threads, pp, pps, tg, tgs, bw, bytes / 1e6, roof, 100 * tgs / roof);
+           "%.0f MB/token -> roofline %.2f tok/s, decode at %.0f%% of roofline; "
+           "RSS %.0f MB (file %.0f MB + KV %.0f MB + %.0f MB)\n",
+           info.name, threads, pp, pps, tg, tgs, bw, bytes / 1e6, roof, 100 * tgs / roof,
+           rss_mb(), info.file_size / 1048576.0, info.kv_bytes / 1048576.0,
+           rss_mb() - info.file_size / 1048576.0 - info.kv_bytes / 1048576.0);
     km_free(logits);
     eng_model_close(m);
     return 0;

@@ -18,7 +18,7 @@
 
 #define DEFAULT_CTX 4096
 #define DEFAULT_SLOTS 4
-#define DEFAULT_BATCH 512
+#define DEFAULT_BATCH 128
 
 void eng_load_params_default(struct eng_load_params *p)
 {

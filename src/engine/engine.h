@@ -51,7 +51,7 @@ struct eng_load_params {
     int n_threads;             /* 0 = physical cores */
     int n_ctx;                 /* per-sequence context; 0 = min(train, 4096) */
     int n_slots;               /* concurrent sequences; 0 = 4 */
-    int n_batch;               /* prefill tokens per forward; 0 = 512 */
+    int n_batch;               /* prefill tokens per forward; 0 = 128 */
     const char *chat_template; /* NULL = the file's template / built-in */
     bool background;           /* load on a thread; poll eng_model_state */
 };

@@ -217,7 +217,7 @@ static bool same_act(const struct eng_weight *a, const struct eng_weight *b)
 }
 
 /* q, k, v = Wq xb, Wk xb, Wv xb (requantizing when their formats differ). */
-static void qkv(struct fwd *f, const struct eng_layer *ly, const float *norm)
+static void qkv(struct fwd *f, const struct eng_layer *ly)
 {
     struct eng_scratch *sc = &f->m->scratch;
     int E = f->m->hp.n_embd;
@@ -225,7 +225,6 @@ static void qkv(struct fwd *f, const struct eng_layer *ly, const float *norm)
         matmul(f, 0, f->n, 3, &ly->wq, sc->q, &ly->wk, sc->k, &ly->wv, sc->v);
         return;
     }
-    (void)norm;
     matmul(f, 0, f->n, 1, &ly->wq, sc->q, NULL, NULL, NULL, NULL);
     prepare(f, sc->xb, NULL, NULL, NULL, E, &ly->wk);
     matmul(f, 0, f->n, 1, &ly->wk, sc->k, NULL, NULL, NULL, NULL);
@@ -257,7 +256,7 @@ static void block(struct fwd *f, const float *pending)
     /* x += pending; xb = RMSNorm(x) * attn_norm; quantized for Wq */
     prepare(f, sc->x, pending, ly->attn_norm, sc->xb, E, &ly->wq);
     /* q = Wq xb, k = Wk xb, v = Wv xb */
-    qkv(f, ly, ly->attn_norm);
+    qkv(f, ly);
     /* RoPE(q), RoPE(k); k, v -> cache[pos] */
     eng_pool_run(m->pool, op_rope_store, f);
     /* att = softmax(q k^T / sqrt(D), causal) v, per head (GQA) */

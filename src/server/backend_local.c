@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "engine/engine.h"
+#include "server/local_embed.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +21,7 @@ struct local_model {
     char name[256];
     long long created;
     int n_ctx_hint;
+    enum srv_task task;          /* from the file's architecture (local_embed.c) */
 };
 
 struct local {
@@ -46,6 +48,7 @@ struct srv_job {
     int err_code;
     char err_msg[KM_ERR_LEN];
     char *echo;                                 /* prompt text when echo */
+    struct local_embed *emb;                    /* /v1/embeddings job (local_embed.c) */
     struct choice ch[MAX_CHOICES];
 };
 
@@ -69,7 +72,7 @@ static size_t lb_list_models(void *impl, struct srv_model_info *out, size_t cap)
         snprintf(out[i].id, sizeof out[i].id, "%s", lm->name);
         snprintf(out[i].owned_by, sizeof out[i].owned_by, "kanoa-mlops");
         out[i].created = lm->created;
-        out[i].task = SRV_TASK_GENERATE;
+        out[i].task = lm->task;
         out[i].max_model_len = lm->n_ctx_hint;
         if (eng_model_state(lm->m, NULL, NULL) == ENG_READY) {
             struct eng_model_info info;
@@ -314,6 +317,7 @@ static void job_free(struct srv_job *j)
         km_buf_free(&j->ch[i].tokbuf);
     }
     km_free(j->echo);
+    local_embed_free(j->emb);
     km_free(j);
 }
 
@@ -350,6 +354,28 @@ static int start_choices(struct srv_job *j, const int32_t *ids, size_t n_ids,
     return KM_OK;
 }
 
+/* /v1/embeddings (or a generation request to an embedding model). */
+static int embed_submit(struct local_model *lm, const struct srv_request *req,
+                        const struct srv_sink *sink, struct srv_job **job,
+                        struct km_err *err)
+{
+    if (req->ep != SRV_EP_EMBEDDING)
+        return km_fail(err, KM_EUNSUPPORTED, "model `%s` has task `embed`; use "
+                       "/v1/embeddings", lm->name);
+    struct srv_job *j = km_calloc(1, sizeof *j);
+    if (!j)
+        return km_fail(err, KM_ENOMEM, "out of memory for a request");
+    j->lm = lm;
+    j->sink = sink;
+    int rc = local_embed_start(lm->m, lm->name, req, sink, &j->emb, err);
+    if (rc != KM_OK) {
+        km_free(j);
+        return rc;
+    }
+    *job = j;
+    return KM_OK;
+}
+
 static int lb_submit(void *impl, const struct srv_request *req,
                      const struct srv_sink *sink, struct srv_job **job,
                      struct km_err *err)
@@ -359,9 +385,8 @@ static int lb_submit(void *impl, const struct srv_request *req,
     int rc = ready_model(impl, req->model, &lm, err);
     if (rc != KM_OK)
         return rc;
-    if (req->ep == SRV_EP_EMBEDDING)
-        return km_fail(err, KM_EUNSUPPORTED, "model `%s` is a text-generation model; "
-                       "/v1/embeddings needs an embedding model", lm->name);
+    if (req->ep == SRV_EP_EMBEDDING || lm->task == SRV_TASK_EMBED)
+        return embed_submit(lm, req, sink, job, err);
     int n = req->n > 0 ? req->n : 1;
     if (n > MAX_CHOICES)
         return km_fail(err, KM_EINVAL, "n = %d is more than the %d choices supported",
@@ -493,6 +518,7 @@ static int open_one(const struct srv_config *cfg, size_t i, struct local_model *
                  (int)(bl > 5 && strcmp(base + bl - 5, ".gguf") == 0 ? bl - 5 : bl), base);
     lm->created = (long long)time(NULL);
     lm->n_ctx_hint = (int)cfg->ctx;
+    lm->task = local_embed_file_task(path);
     return KM_OK;
 }
 

@@ -101,6 +101,9 @@ json_t *srv__render_models(const struct srv_model_info *m, size_t n)
                                "root", m[i].id, "parent", json_null(),
                                "max_model_len", (json_int_t)m[i].max_model_len,
                                "permission");
+        if (it)   /* the model's task (arch): "generate" or "embed" */
+            json_object_set_new(it, "task", json_string(m[i].task == SRV_TASK_EMBED
+                                                        ? "embed" : "generate"));
         if (it)
             json_array_append_new(data, it);
     }
