@@ -119,6 +119,17 @@ Test(bench, run_counts_tokens_and_requests, .fini = stop, .timeout = 60)
     cr_assert(json_is_null(json_object_get(l1, "first_error")));
     json_decref(j);
     km_buf_free(&b);
+    /* ignore_eos is sent unless --no-ignore-eos */
+    char url[128], out[512];
+    snprintf(url, sizeof url, "%s/stats", fake.url);
+    cr_assert_eq(gw_http("GET", url, NULL, out, sizeof out), 200);
+    cr_assert(strstr(out, "\"last_ignore_eos\":true"), "%s", out);
+    o.no_ignore_eos = true;
+    o.n_levels = 1;
+    o.requests = 1;
+    cr_assert_eq(bench_run(&o, &r, &err), KM_OK, "%s", err.msg);
+    cr_assert_eq(gw_http("GET", url, NULL, out, sizeof out), 200);
+    cr_assert(strstr(out, "\"last_ignore_eos\":null"), "%s", out);
 }
 
 Test(bench, failures_are_counted_with_the_reason, .fini = stop, .timeout = 60)

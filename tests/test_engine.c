@@ -177,7 +177,8 @@ struct collect {
     long prompt_tokens, completion_tokens;
     int err_code;
     bool done;
-    struct eng_job *cancel_after_first;
+    bool cancel_first;               /* cancel at the first token ... */
+    struct eng_job *job;             /* ... once the test has set this */
 };
 
 static void on_token(void *ud, const char *text, size_t len, int32_t id,
@@ -194,8 +195,12 @@ static void on_token(void *ud, const char *text, size_t len, int32_t id,
         c->n_top[c->n] = lp ? lp->n_top : -1;
         c->n++;
     }
-    if (c->cancel_after_first)
-        eng_cancel(c->cancel_after_first);
+    pthread_mutex_lock(&c->mu);
+    while (c->cancel_first && !c->job)
+        pthread_cond_wait(&c->cv, &c->mu);   /* the worker waits: no race */
+    if (c->cancel_first)
+        eng_cancel(c->job);
+    pthread_mutex_unlock(&c->mu);
 }
 
 static void on_done(void *ud, const char *reason, long pt, long ct)
@@ -372,14 +377,19 @@ Test(engine, cancel_stops_within_a_step_and_queue_is_fair)
     struct collect c;
     struct eng_gen_params g = greedy(200);
     collect_init(&c);
+    c.cancel_first = true;
     struct eng_callbacks cb = {&c, on_token, on_done, on_error};
     struct eng_job *j;
     struct km_err err;
     cr_assert_eq(eng_generate(m, prompt, N_PROMPT, &g, &cb, &j, &err), KM_OK);
-    c.cancel_after_first = j;   /* racy set is fine: canceled by token 2 at most */
+    pthread_mutex_lock(&c.mu);
+    c.job = j;
+    pthread_cond_broadcast(&c.cv);
+    pthread_mutex_unlock(&c.mu);
     wait_done(&c);
     cr_assert_str_eq(c.reason, "abort");
-    cr_assert(c.completion_tokens <= 3, "stopped after %ld tokens", c.completion_tokens);
+    cr_assert_eq(c.completion_tokens, 1, "canceled before the second step, got %ld tokens",
+                 c.completion_tokens);
     eng_job_free(j);
     /* three concurrent requests over two slots all complete */
     struct collect r[3];

@@ -75,6 +75,13 @@ Test(server_config, bad_values_name_setting_and_value)
     cr_assert_str_eq(e.msg, "unknown setting 'nope'");
     cr_assert_eq(srv_config_set(&c, SRV_LAYER_FLAG, "max-body", "1M", &e), KM_OK);
     cr_assert_eq(c.max_body, 1048576ull);
+    /* strtod reads "nan" and "inf": neither is a size; the range is enforced */
+    cr_assert_eq(srv_config_set(&c, SRV_LAYER_FLAG, "max-body", "nan", &e), KM_EINVAL);
+    cr_assert_str_eq(e.msg, "setting max-body: 'nan' is not a size in [1024, 1000000000000] bytes");
+    cr_assert_eq(srv_config_set(&c, SRV_LAYER_FLAG, "max-body", "infK", &e), KM_EINVAL);
+    cr_assert_eq(srv_config_set(&c, SRV_LAYER_FLAG, "max-body", "2000G", &e), KM_EINVAL);
+    cr_assert_eq(srv_config_set(&c, SRV_LAYER_FLAG, "max-body", "1e30", &e), KM_EINVAL);
+    cr_assert_eq(c.max_body, 1048576ull);
     const char *path = write_tmp("port: [1, 2\n");
     cr_assert_eq(srv_config_load_yaml(&c, path, &e), KM_EFORMAT);
     cr_assert(strstr(e.msg, path));

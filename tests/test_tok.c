@@ -777,3 +777,41 @@ Test(tok, unknown_pre_falls_back_to_default)
         km_free(mem);
     }
 }
+
+/* SentencePiece byte fallback with neither a <0xXX> token nor a valid
+ * unknown token (unknown_token_id out of range) is an error naming the byte,
+ * never a token id of -1 handed to the engine. */
+Test(tok, spm_byte_fallback_without_unknown_token_fails)
+{
+    const char *toks[] = {"a", "b", "ab", "\xe2\x96\x81"};
+    struct gguf_writer *w;
+    struct km_err err;
+    void *mem;
+    size_t len;
+    struct gguf_file *gf;
+    struct tok_vocab *v;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    cr_assert_eq(gguf_writer_new(&w, &err), KM_OK);
+    gguf_writer_add_str(w, "tokenizer.ggml.model", "llama", &err);
+    gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, 4, &err);
+    gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 99, &err);
+    gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", false, &err);
+    cr_assert_eq(gguf_writer_write_mem(w, &mem, &len, &err), KM_OK);
+    gguf_writer_free(w);
+    cr_assert_eq(gguf_open_mem(mem, len, "spm-no-unk", &gf, &err), KM_OK);
+    cr_assert_eq(tok_load(gf, &v, &err), KM_OK, "%s", err.msg);
+    cr_assert_eq(tok_encode(v, "ab", 2, false, false, &ids, &n, &err), KM_OK, "%s", err.msg);
+    cr_expect_eq(n, 2); /* "▁" "ab" */
+    cr_expect_eq(ids[0], 3);
+    cr_expect_eq(ids[1], 2);
+    km_free(ids);
+    ids = NULL;
+    cr_expect_eq(tok_encode(v, "az", 2, false, false, &ids, &n, &err), KM_EFORMAT);
+    cr_expect_str_eq(err.msg, "tokenizer: byte 0x7A has no <0x7A> token and the "
+                     "vocabulary has no unknown token");
+    cr_expect_null(ids);
+    tok_free(v);
+    gguf_close(gf);
+    km_free(mem);
+}

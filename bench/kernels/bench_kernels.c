@@ -7,9 +7,13 @@
  *     speedup over the scalar reference.
  * Single-threaded; times are this thread's CPU time (CLOCK_THREAD_CPUTIME_ID)
  * so other processes on a shared machine distort them less; best of 3 runs.
- * Usage: bench_kernels [MiB]  */
+ * With a model file, also one pass of every 2-D weight of the model (tied
+ * token_embd counted once, as the LM head) as decode (1 activation) and
+ * prefill (64 activations): the kernel-only upper bound of tokens/s.
+ * Usage: bench_kernels [MiB [MODEL.gguf]]  */
 #include "base/mem.h"
 #include "engine/cpu.h"
+#include "engine/gguf.h"
 #include "engine/quant.h"
 
 #include <immintrin.h>
@@ -76,8 +80,67 @@ static double time_matmul(uint32_t t, const uint8_t *w, int64_t rows, int64_t k,
     return best;
 }
 
+/* Seconds for one pass over the model's matmul weights with n_act
+ * activations: the LM head (output.weight, else the tied token_embd) gets
+ * one activation (only the last position's logits are needed), an untied
+ * token_embd none (it is a row lookup). */
+static double model_pass(const struct gguf_file *f, int64_t n_act, const uint8_t *act, float *out)
+{
+    const struct gguf_tensor *head = gguf_find_tensor(f, "output.weight");
+    const struct gguf_tensor *embd = gguf_find_tensor(f, "token_embd.weight");
+    if (!head)
+        head = embd;
+    double t0 = now();
+    for (int64_t i = 0; i < gguf_n_tensors(f); i++) {
+        const struct gguf_tensor *t = gguf_tensor_at(f, i);
+        if (t->n_dims < 2 || !quant_supported(t->type) || (t == embd && t != head))
+            continue;
+        quant_matmul(t->type, t->data, (int64_t)t->n_rows, (int64_t)t->ne[0], act,
+                     t == head ? 1 : n_act, out, (int64_t)t->n_rows);
+    }
+    return now() - t0;
+}
+
+static int bench_model(const char *path)
+{
+    struct gguf_file *f = NULL;
+    struct km_err err;
+    if (gguf_open(path, &f, &err) != KM_OK) {
+        fprintf(stderr, "bench_kernels: %s\n", err.msg);
+        return 1;
+    }
+    enum { NA = 64 };
+    size_t kmax = 0, rmax = 0, wbytes = 0;
+    for (int64_t i = 0; i < gguf_n_tensors(f); i++) {
+        const struct gguf_tensor *t = gguf_tensor_at(f, i);
+        if (t->n_dims < 2)
+            continue;
+        kmax = t->ne[0] > kmax ? t->ne[0] : kmax;
+        rmax = t->n_rows > rmax ? t->n_rows : rmax;
+        wbytes += t->nbytes;
+    }
+    /* activations sized for the largest row and any type; zeros are fine */
+    uint8_t *act = km_calloc(NA, kmax * 4 + 4096);
+    float *out = km_malloc(rmax * NA * sizeof *out);
+    double td = 1e9, tp = 1e9;
+    for (int rep = 0; rep < 2; rep++) {
+        double d = model_pass(f, 1, act, out), p = model_pass(f, NA, act, out);
+        td = d < td ? d : td;
+        tp = p < tp ? p : tp;
+    }
+    printf("model %s: %.1f MiB of 2-D weights, 1 thread: decode %.2f tok/s (%.2f GB/s), "
+           "prefill(64) %.1f tok/s\n", path, (double)wbytes / 1048576.0, 1.0 / td,
+           (double)wbytes / td / 1e9, NA / tp);
+    km_free(act);
+    km_free(out);
+    gguf_close(f);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2)
+        return bench_model(argv[2]);
     size_t mib = argc > 1 ? (size_t)atoi(argv[1]) : 256;
     size_t bytes = mib << 20;
     const int64_t K = 4096, NA = 64, MM_ROWS = 256;

@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 
 int cli_fail(const char *cmd, const struct km_err *e)
@@ -32,7 +33,7 @@ int cli_parse_size(const char *s, unsigned long long *out)
     char *end = NULL;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || v < 0)
+    if (errno || end == s || !isfinite(v) || v < 0) /* "nan" parses */
         return -1;
     double mult = 1;
     switch (*end) {

@@ -30,6 +30,7 @@ static const char bench_usage[] =
     "                            at least 16)\n"
     "  -p, --prompt-tokens P     prompt length in words, ~tokens (default 128)\n"
     "  -t, --max-tokens T        tokens to generate, with ignore_eos (default 64)\n"
+    "      --no-ignore-eos       do not send ignore_eos (servers that reject it)\n"
     "      --timeout S           seconds per request (default 300)\n"
     "      --json                print the results as JSON\n"
     "      --svg FILE            write a chart of the sweep (SVG)\n"
@@ -74,6 +75,7 @@ static int parse_opt(int c, struct bench_args *a)
         a->o.timeout = (double)v;
         return 0;
     case 'J': a->json = 1; return 0;
+    case 'E': a->o.no_ignore_eos = true; return 0;
     case 'S': a->svg = optarg; return 0;
     case 'q': a->quiet = 1; return 0;
     case 'h': a->help = 1; return 0;
@@ -92,6 +94,7 @@ static int parse(int argc, char **argv, struct bench_args *a)
         {"max-tokens", required_argument, NULL, 't'},
         {"timeout", required_argument, NULL, 'T'},
         {"json", no_argument, NULL, 'J'},
+        {"no-ignore-eos", no_argument, NULL, 'E'},
         {"svg", required_argument, NULL, 'S'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},

@@ -475,6 +475,28 @@ static void op_bias_rope(void *arg, int ith, int nth)
     }
 }
 
+/* The attention kernels: scalar here, AVX2+FMA in bert_avx2.c, picked once
+ * per call of eng_embed from the quant kernel choice (same for every pass). */
+float eng__bert_dot_avx2(const float *a, const float *b, int n);
+void eng__bert_axpy_avx2(float *out, float s, const float *v, int n);
+
+static float dot_scalar(const float *a, const float *b, int n)
+{
+    float d = 0;
+    for (int t = 0; t < n; t++)
+        d += a[t] * b[t];
+    return d;
+}
+
+static void axpy_scalar(float *out, float s, const float *v, int n)
+{
+    for (int t = 0; t < n; t++)
+        out[t] += s * v[t];
+}
+
+static float (*attn_dot)(const float *, const float *, int) = dot_scalar;
+static void (*attn_axpy)(float *, float, const float *, int) = axpy_scalar;
+
 /* att[i][h] = softmax(q_i,h . k_j,h / sqrt(D)) v_j,h over j in i's sequence. */
 static void op_attention(void *arg, int ith, int nth)
 {
@@ -492,10 +514,7 @@ static void op_attention(void *arg, int ith, int nth)
         float mx = -INFINITY;
         for (int j = 0; j < len; j++) {
             const float *k = b->qkv + (size_t)(s0 + j) * 3 * E + E + (size_t)h * D;
-            float d = 0;
-            for (int t = 0; t < D; t++)
-                d += q[t] * k[t];
-            sc[j] = d * scale;
+            sc[j] = attn_dot(q, k, D) * scale;
             mx = sc[j] > mx ? sc[j] : mx;
         }
         float sum = 0;
@@ -507,9 +526,7 @@ static void op_attention(void *arg, int ith, int nth)
         memset(o, 0, (size_t)D * sizeof *o);
         for (int j = 0; j < len; j++) {
             const float *v = b->qkv + (size_t)(s0 + j) * 3 * E + 2 * E + (size_t)h * D;
-            float pj = sc[j] / sum;
-            for (int t = 0; t < D; t++)
-                o[t] += pj * v[t];
+            attn_axpy(o, sc[j] / sum, v, D);
         }
     }
 }
@@ -669,6 +686,9 @@ int eng_embed(struct eng_model *m, const int32_t *const *ids, const size_t *n_id
     if (rc != KM_OK)
         return rc;
     struct eng_bert *b = m->bert;
+    bool avx2 = quant_kernels_active() == QUANT_ISA_AVX2;
+    attn_dot = avx2 ? eng__bert_dot_avx2 : dot_scalar;   /* same value every call */
+    attn_axpy = avx2 ? eng__bert_axpy_avx2 : axpy_scalar;
     int32_t *tok = km_mallocarray((size_t)b->B, sizeof *tok);
     int *st = km_mallocarray((size_t)b->B, sizeof *st);
     int *ln = km_mallocarray((size_t)b->B, sizeof *ln);

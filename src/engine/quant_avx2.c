@@ -306,21 +306,33 @@ act_block(uint32_t t, const uint8_t *act, int64_t i, float *d, float *s)
     return y->qs;
 }
 
+static inline __attribute__((always_inline)) __m256
+legacy_step(uint32_t t, const void *w, const void *a, int64_t i, __m256 acc, float *summ)
+{
+    float dx, mx, dy, sy;
+    __m256i v = legacy_block(t, w, i, &dx, &mx);
+    const int8_t *q = act_block(t, a, i, &dy, &sy);
+    __m256i y = _mm256_loadu_si256((const __m256i *)q);
+    __m256i p = legacy_signed(t) ? dot_ss(v, y) : dot_us(v, y);
+    *summ += mx * sy;
+    return _mm256_fmadd_ps(_mm256_set1_ps(dx * dy), _mm256_cvtepi32_ps(p), acc);
+}
+
+/* Two independent accumulators so consecutive blocks do not wait on each
+ * other's FMA. */
 static inline __attribute__((always_inline)) float
 dot_legacy(uint32_t t, int64_t n, const void *w, const void *a)
 {
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     float summ = 0;
-    for (int64_t i = 0; i < n / 32; i++) {
-        float dx, mx, dy, sy;
-        __m256i v = legacy_block(t, w, i, &dx, &mx);
-        const int8_t *q = act_block(t, a, i, &dy, &sy);
-        __m256i y = _mm256_loadu_si256((const __m256i *)q);
-        __m256i p = legacy_signed(t) ? dot_ss(v, y) : dot_us(v, y);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy), _mm256_cvtepi32_ps(p), acc);
-        summ += mx * sy;
+    int64_t nb = n / 32, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        acc0 = legacy_step(t, w, a, i, acc0, &summ);
+        acc1 = legacy_step(t, w, a, i + 1, acc1, &summ);
     }
-    return hsum_ps(acc) + summ;
+    if (i < nb)
+        acc0 = legacy_step(t, w, a, i, acc0, &summ);
+    return hsum_ps(_mm256_add_ps(acc0, acc1)) + summ;
 }
 
 static float dot_q4_0(int64_t n, const void *w, const void *a) { return dot_legacy(GGML_TYPE_Q4_0, n, w, a); }

@@ -46,58 +46,13 @@ struct sym {
     int32_t prev, next;
 };
 
-struct pair {
-    int32_t rank;
-    int32_t left, right;
-    uint32_t llen, rlen;
-};
-
 struct work {
     char *enc;          /* the word in the byte alphabet */
     size_t enc_len;
     struct sym *syms;
-    struct pair *heap;
-    size_t n_heap;
+    struct tok__heap heap;
     size_t cap;         /* bytes of the longest word the arrays fit */
 };
-
-static bool pair_less(const struct pair *a, const struct pair *b)
-{
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static void heap_push(struct work *w, struct pair p)
-{
-    size_t i = w->n_heap++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!pair_less(&p, &w->heap[up]))
-            break;
-        w->heap[i] = w->heap[up];
-        i = up;
-    }
-    w->heap[i] = p;
-}
-
-static struct pair heap_pop(struct work *w)
-{
-    struct pair top = w->heap[0], last = w->heap[--w->n_heap];
-    size_t i = 0, n = w->n_heap;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && pair_less(&w->heap[c + 1], &w->heap[c]))
-            c++;
-        if (!pair_less(&w->heap[c], &last))
-            break;
-        w->heap[i] = w->heap[c];
-        i = c;
-    }
-    if (n > 0)
-        w->heap[i] = last;
-    return top;
-}
 
 static void try_pair(const struct tok_vocab *v, struct work *w, int32_t l,
                      int32_t r)
@@ -107,7 +62,7 @@ static void try_pair(const struct tok_vocab *v, struct work *w, int32_t l,
     const struct sym *a = &w->syms[l], *b = &w->syms[r];
     int32_t rank = tok__rank(v, w->enc + a->off, a->len, w->enc + b->off, b->len);
     if (rank >= 0)
-        heap_push(w, (struct pair){rank, l, r, a->len, b->len});
+        tok__heap_push(&w->heap, (struct tok__cand){rank, l, r, a->len, b->len});
 }
 
 static int emit_symbols(const struct tok_vocab *v, struct work *w,
@@ -144,11 +99,11 @@ static int merge_word(const struct tok_vocab *v, struct work *w,
         off += len;
     }
     w->syms[n - 1].next = -1;
-    w->n_heap = 0;
+    w->heap.n = 0;
     for (int32_t i = 1; i < n; i++)
         try_pair(v, w, i - 1, i);
-    while (w->n_heap > 0) {
-        struct pair p = heap_pop(w);
+    while (w->heap.n > 0) {
+        struct tok__cand p = tok__heap_pop(&w->heap);
         struct sym *l = &w->syms[p.left], *r = &w->syms[p.right];
         if (l->len != p.llen || r->len != p.rlen || l->next != p.right)
             continue; /* stale */
@@ -183,12 +138,12 @@ static int work_fit(struct work *w, size_t n_cps, struct km_err *err)
         return KM_OK;
     km_free(w->enc);
     km_free(w->syms);
-    km_free(w->heap);
+    km_free(w->heap.v);
     w->cap = 0;
     w->enc = km_malloc(bytes * 2);
     w->syms = km_mallocarray(bytes, sizeof(*w->syms));
-    w->heap = km_mallocarray(bytes * 3, sizeof(*w->heap));
-    if (!w->enc || !w->syms || !w->heap)
+    w->heap.v = km_mallocarray(bytes * 3, sizeof(*w->heap.v));
+    if (!w->enc || !w->syms || !w->heap.v)
         return km_fail(err, KM_ENOMEM, "tokenizer: out of memory for a %zu-byte word", bytes);
     w->cap = bytes;
     return KM_OK;
@@ -216,7 +171,7 @@ static int bpe_words(const struct tok_vocab *v, const uint32_t *cps,
     }
     km_free(w.enc);
     km_free(w.syms);
-    km_free(w.heap);
+    km_free(w.heap.v);
     return rc;
 }
 

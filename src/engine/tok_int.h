@@ -63,6 +63,25 @@ int32_t tok__find(const struct tok_vocab *v, const char *s, size_t len);
 int32_t tok__rank(const struct tok_vocab *v, const char *l, size_t ll,
                   const char *r, size_t rl);
 
+/* A merge candidate: adjacent symbols `left` and `right` (of lengths llen and
+ * rlen when it was pushed), ordered by key (smaller first), then leftmost.
+ * BPE keys by merge rank, SentencePiece by minus the merged token's score.
+ * The heap's array is the caller's, sized for every push (tok_heap.c). */
+struct tok__cand {
+    double key;
+    int32_t left, right;
+    uint32_t llen, rlen;
+};
+
+struct tok__heap {
+    struct tok__cand *v;
+    size_t n;
+};
+
+void tok__heap_push(struct tok__heap *h, struct tok__cand c);
+/* Remove and return the first candidate; h->n must be > 0. */
+struct tok__cand tok__heap_pop(struct tok__heap *h);
+
 /* Per-model tokenizers of one raw-text fragment (no specials inside). */
 int tok__bpe(const struct tok_vocab *v, const char *s, size_t len,
              struct tok__ids *out, struct km_err *err);

@@ -19,67 +19,24 @@ struct sym {
     int32_t prev, next;
 };
 
-struct cand {
-    float score;
-    int32_t left, right;
-    uint32_t size;
-};
-
 struct work {
     const char *text;
     struct sym *syms;
-    struct cand *heap;
-    size_t n_heap;
+    struct tok__heap heap;
 };
-
-static bool better(const struct cand *a, const struct cand *b)
-{
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static void heap_push(struct work *w, struct cand c)
-{
-    size_t i = w->n_heap++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!better(&c, &w->heap[up]))
-            break;
-        w->heap[i] = w->heap[up];
-        i = up;
-    }
-    w->heap[i] = c;
-}
-
-static struct cand heap_pop(struct work *w)
-{
-    struct cand top = w->heap[0], last = w->heap[--w->n_heap];
-    size_t i = 0, n = w->n_heap;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && better(&w->heap[c + 1], &w->heap[c]))
-            c++;
-        if (!better(&w->heap[c], &last))
-            break;
-        w->heap[i] = w->heap[c];
-        i = c;
-    }
-    if (n > 0)
-        w->heap[i] = last;
-    return top;
-}
 
 static void try_pair(const struct tok_vocab *v, struct work *w, int32_t l,
                      int32_t r)
 {
     if (l < 0 || r < 0)
         return;
-    uint32_t size = w->syms[l].len + w->syms[r].len;
-    int32_t id = tok__find(v, w->text + w->syms[l].off, size);
+    uint32_t llen = w->syms[l].len, rlen = w->syms[r].len;
+    int32_t id = tok__find(v, w->text + w->syms[l].off, llen + rlen);
     if (id == TOK_NULL)
         return;
-    heap_push(w, (struct cand){v->tok[id].score, l, r, size});
+    /* highest score first: the heap takes the smallest key */
+    tok__heap_push(&w->heap, (struct tok__cand){-(double)v->tok[id].score, l,
+                                                r, llen, rlen});
 }
 
 static int emit(const struct tok_vocab *v, const struct work *w,
@@ -94,8 +51,12 @@ static int emit(const struct tok_vocab *v, const struct work *w,
             continue;
         }
         for (uint32_t j = 0; j < s->len && rc == KM_OK; j++) {
-            int32_t b = v->byte_tok[(unsigned char)w->text[s->off + j]];
-            rc = tok__push(out, b != TOK_NULL ? b : v->unk, err);
+            unsigned char byte = (unsigned char)w->text[s->off + j];
+            int32_t b = v->byte_tok[byte] != TOK_NULL ? v->byte_tok[byte] : v->unk;
+            if (b == TOK_NULL) /* never hand the engine an id of -1 */
+                return km_fail(err, KM_EFORMAT, "tokenizer: byte 0x%02X has no <0x%02X> token "
+                               "and the vocabulary has no unknown token", byte, byte);
+            rc = tok__push(out, b, err);
         }
     }
     return rc;
@@ -115,10 +76,10 @@ static int run(const struct tok_vocab *v, struct work *w, size_t len,
     w->syms[n - 1].next = -1;
     for (int32_t i = 1; i < n; i++)
         try_pair(v, w, i - 1, i);
-    while (w->n_heap > 0) {
-        struct cand c = heap_pop(w);
+    while (w->heap.n > 0) {
+        struct tok__cand c = tok__heap_pop(&w->heap);
         struct sym *l = &w->syms[c.left], *r = &w->syms[c.right];
-        if (l->len == 0 || r->len == 0 || l->len + r->len != c.size)
+        if (l->len != c.llen || r->len != c.rlen || l->next != c.right)
             continue; /* stale */
         l->len += r->len;
         r->len = 0;
@@ -165,13 +126,13 @@ int tok__spm(const struct tok_vocab *v, const char *s, size_t len,
     char *t = escape_spaces(s, len, &n);
     w.text = t;
     w.syms = km_mallocarray(n, sizeof(*w.syms));
-    w.heap = km_mallocarray(n * 3, sizeof(*w.heap));
-    if (!t || !w.syms || !w.heap)
+    w.heap.v = km_mallocarray(n * 3, sizeof(*w.heap.v));
+    if (!t || !w.syms || !w.heap.v)
         rc = km_fail(err, KM_ENOMEM, "tokenizer: out of memory for %zu bytes of text", len);
     else
         rc = run(v, &w, n, out, err);
     km_free(t);
     km_free(w.syms);
-    km_free(w.heap);
+    km_free(w.heap.v);
     return rc;
 }

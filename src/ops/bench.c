@@ -365,13 +365,16 @@ static char *make_body(const struct bench_options *o, size_t *len)
     km_buf_init(&p, 64u << 20);
     for (long i = 0; i < o->prompt_tokens; i++)
         km_buf_printf(&p, "%s%s", i ? " " : "", WORDS[i % 18]);
-    json_t *j = json_pack("{s:s,s:[{s:s,s:s}],s:I,s:b,s:{s:b},s:f,s:b}",
+    json_t *j = json_pack("{s:s,s:[{s:s,s:s}],s:I,s:b,s:{s:b},s:f}",
                           "model", o->model, "messages", "role", "user",
                           "content", km_buf_str(&p), "max_tokens",
                           (json_int_t)o->max_tokens, "stream", 1,
                           "stream_options", "include_usage", 1,
-                          "temperature", 0.0, "ignore_eos", 1);
+                          "temperature", 0.0);
     km_buf_free(&p);
+    /* vLLM and kanoa-mlops: every answer runs to max_tokens */
+    if (j && !o->no_ignore_eos)
+        json_object_set_new(j, "ignore_eos", json_true());
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     char *out = s ? km_strdup(s) : NULL;

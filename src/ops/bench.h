@@ -35,7 +35,8 @@ struct bench_options {
     size_t n_levels;            /* 0 = {1, 4, 16} */
     long requests;              /* per level; 0 = 4 x concurrency, at least 16 */
     long prompt_tokens;         /* prompt length in words (~tokens), 128 */
-    long max_tokens;            /* 64; sent with ignore_eos so each answer is full */
+    long max_tokens;            /* 64 */
+    bool no_ignore_eos;         /* omit ignore_eos (strict OpenAI servers) */
     const char *api_key;        /* bearer token or NULL */
     double timeout;             /* seconds per request, 300 */
     /* Optional progress: called after each finished request. */

@@ -12,6 +12,8 @@
 
 struct rag_db {
     PGconn *conn;
+    bool cached;
+    struct rag_collection cache;
 };
 
 double rag__now(void)
@@ -239,4 +241,77 @@ int rag_resolve_url(const char *given, char **out, struct km_err *err)
                        "or run 'kanoa-mlops db start'");
     *out = km_strdup(st.url);
     return *out ? KM_OK : km_fail(err, KM_ENOMEM, "out of memory");
+}
+
+bool rag__cache_get(struct rag_db *db, const char *name, struct rag_collection *out)
+{
+    if (!db->cached || strcmp(db->cache.name, name) != 0)
+        return false;
+    *out = db->cache;
+    return true;
+}
+
+void rag__cache_put(struct rag_db *db, const struct rag_collection *c)
+{
+    db->cache = *c;
+    db->cached = true;
+}
+
+void rag__cache_drop(struct rag_db *db)
+{
+    db->cached = false;
+}
+
+/* Results of statement i: rows or a command status, then a NULL. */
+static int pipeline_read(struct rag_db *db, struct rag__res *res, int rc,
+                         struct km_err *err)
+{
+    PGresult *r = PQgetResult(db->conn);
+    int st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (rc == KM_OK && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        rc = result_error(db, r, err);
+    if (rc == KM_OK && st == PGRES_TUPLES_OK) {
+        res->pg = r;
+        res->ntuples = PQntuples(r);
+        r = NULL;
+    }
+    PQclear(r);
+    if (PQstatus(db->conn) == CONNECTION_BAD)
+        return rc == KM_OK ? conn_error(db, "a query", err) : rc;
+    PGresult *end = PQgetResult(db->conn); /* NULL after each statement */
+    PQclear(end);
+    return rc;
+}
+
+int rag__pipeline(struct rag_db *db, const struct rag__stmt *st, int n,
+                  struct rag__res *res, struct km_err *err)
+{
+    for (int i = 0; i < n; i++)
+        res[i] = (struct rag__res){NULL, 0};
+    if (PQenterPipelineMode(db->conn) != 1)
+        return conn_error(db, "a query pipeline", err);
+    int rc = KM_OK, sent = 0;
+    for (; sent < n; sent++)
+        if (PQsendQueryParams(db->conn, st[sent].sql, st[sent].n_params, NULL,
+                              st[sent].params, NULL, NULL, 0) != 1)
+            break;
+    if (sent < n || PQpipelineSync(db->conn) != 1)
+        rc = conn_error(db, "a query pipeline", err);
+    for (int i = 0; i < sent && PQstatus(db->conn) != CONNECTION_BAD; i++)
+        rc = pipeline_read(db, &res[i], rc, err);
+    for (int guard = 0; guard < 4 && PQstatus(db->conn) != CONNECTION_BAD; guard++) {
+        PGresult *r = PQgetResult(db->conn); /* the sync's PGRES_PIPELINE_SYNC */
+        ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+        PQclear(r);
+        if (s == PGRES_PIPELINE_SYNC)
+            break;
+    }
+    if (PQstatus(db->conn) != CONNECTION_BAD)
+        PQexitPipelineMode(db->conn);
+    if (rc == KM_OK && PQstatus(db->conn) == CONNECTION_BAD)
+        rc = conn_error(db, "a query pipeline", err);
+    if (rc != KM_OK)
+        for (int i = 0; i < n; i++)
+            rag__res_free(&res[i]);
+    return rc;
 }

@@ -243,28 +243,37 @@ static int fill_hits(const struct rag__res *r, bool text_rank, struct rag_hits *
     return KM_OK;
 }
 
-static int candidates(struct rag_db *db, const struct rag_collection *c,
-                      const struct rag_query *q, const char *vec, bool text,
-                      int limit, struct rag_hits *out, struct km_err *err)
+/* One candidate query, built but not yet run. */
+struct cand {
+    struct sql s;
+    char lim[16];
+    char *words;    /* text mode: the OR-ed words; "" = nothing to match */
+    bool text;
+};
+
+static int cand_build(struct cand *cd, const struct rag_collection *c,
+                      const struct rag_query *q, const char *vec, bool text, int limit)
 {
-    struct sql s = {0};
-    char lim[16], *words = text ? or_words(q->text) : NULL;
-    snprintf(lim, sizeof lim, "%d", limit);
-    km_buf_init(&s.b, 8192);
-    int rc = (text && !words) ? KM_ENOMEM : KM_OK;
-    if (rc == KM_OK)
-        rc = build(&s, c, vec, words, q->filter && q->filter->n ? q->filter->json : NULL, lim);
-    struct rag__res r = {0};
-    if (rc != KM_OK)
-        rc = km_fail(err, rc, "out of memory building a query");
-    else if (!(text && !words[0]))
-        rc = rag__query(db, km_buf_str(&s.b), s.n, s.p, &r, err);
-    if (rc == KM_OK && fill_hits(&r, text && !vec, out) != KM_OK)
-        rc = km_fail(err, KM_ENOMEM, "out of memory reading hits");
-    rag__res_free(&r);
-    km_buf_free(&s.b);
-    km_free(words);
-    return rc;
+    memset(cd, 0, sizeof *cd);
+    km_buf_init(&cd->s.b, 8192);
+    cd->text = text;
+    snprintf(cd->lim, sizeof cd->lim, "%d", limit);
+    cd->words = text ? or_words(q->text) : NULL;
+    if (text && !cd->words)
+        return KM_ENOMEM;
+    return build(&cd->s, c, vec, cd->words,
+                 q->filter && q->filter->n ? q->filter->json : NULL, cd->lim);
+}
+
+static bool cand_empty(const struct cand *cd)
+{
+    return cd->text && !cd->words[0];
+}
+
+static void cand_free(struct cand *cd)
+{
+    km_buf_free(&cd->s.b);
+    km_free(cd->words);
 }
 
 static int cmp_fused(const void *a, const void *b)
@@ -317,20 +326,6 @@ int rag__fuse(struct rag_hits *v, struct rag_hits *t, int k, struct rag_hits *ou
 }
 #endif
 
-/* BEGIN and the per-query knobs in one round trip. */
-static int begin_query(struct rag_db *db, const struct rag_query *q, struct km_err *err)
-{
-    char sql[256];
-    int ef = q->ef_search > 0 ? q->ef_search : RAG_DEFAULT_EF_SEARCH;
-    snprintf(sql, sizeof sql,
-             "BEGIN; SET LOCAL hnsw.ef_search = %d;"
-             " SET LOCAL hnsw.iterative_scan = strict_order;%s",
-             ef > 1000 ? 1000 : ef,
-             q->exact ? " SET LOCAL enable_indexscan = off;"
-                        " SET LOCAL enable_bitmapscan = off;" : "");
-    return rag_exec(db, sql, err);
-}
-
 static int check_query(const struct rag_query *q, const struct rag_collection *c,
                        struct km_err *err)
 {
@@ -344,21 +339,101 @@ static int check_query(const struct rag_query *q, const struct rag_collection *c
     return KM_OK;
 }
 
-static int run_mode(struct rag_db *db, const struct rag_collection *c,
-                    const struct rag_query *q, const char *vec, struct rag_hits *out,
-                    struct km_err *err)
+#define MAX_STMTS 10
+
+/* BEGIN, the knobs, a check that collection c is still what we think it
+ * is, the candidate queries and COMMIT: one pipeline, one round trip.
+ * res[i] gets candidate i's rows; *stale is set when the check failed. */
+static int run_pipeline(struct rag_db *db, const struct rag_collection *c,
+                        const struct rag_query *q, struct cand *cd, int n_cd,
+                        struct rag__res *res, bool *stale, struct km_err *err)
 {
-    if (q->mode != RAG_MODE_HYBRID)
-        return candidates(db, c, q, vec, q->mode == RAG_MODE_TEXT, q->k, out, err);
+    char ef[64], id[24], dim[16];
+    int e = q->ef_search > 0 ? q->ef_search : RAG_DEFAULT_EF_SEARCH;
+    snprintf(ef, sizeof ef, "SET LOCAL hnsw.ef_search = %d", e > 1000 ? 1000 : e);
+    snprintf(id, sizeof id, "%lld", c->id);
+    snprintf(dim, sizeof dim, "%d", c->dim);
+    const char *chk[2] = {id, dim};
+    struct rag__stmt st[MAX_STMTS];
+    struct rag__res r[MAX_STMTS];
+    int n = 0, check_at, at[2] = {-1, -1};
+    st[n++] = (struct rag__stmt){"BEGIN", 0, NULL};
+    st[n++] = (struct rag__stmt){ef, 0, NULL};
+    st[n++] = (struct rag__stmt){"SET LOCAL hnsw.iterative_scan = strict_order", 0, NULL};
+    if (q->exact) {
+        st[n++] = (struct rag__stmt){"SET LOCAL enable_indexscan = off", 0, NULL};
+        st[n++] = (struct rag__stmt){"SET LOCAL enable_bitmapscan = off", 0, NULL};
+    }
+    check_at = n;
+    st[n++] = (struct rag__stmt){"SELECT 1 FROM kanoa.collections WHERE id = $1::bigint"
+                                 " AND dim = $2::int", 2, chk};
+    for (int i = 0; i < n_cd; i++) {
+        if (cand_empty(&cd[i]))
+            continue;
+        at[i] = n;
+        st[n++] = (struct rag__stmt){km_buf_str(&cd[i].s.b), cd[i].s.n, cd[i].s.p};
+    }
+    st[n++] = (struct rag__stmt){"COMMIT", 0, NULL};
+    int rc = rag__pipeline(db, st, n, r, err);
+    if (rc != KM_OK)
+        return rc;
+    *stale = r[check_at].ntuples != 1;
+    for (int i = 0; i < n; i++) {
+        bool keep = i == at[0] || i == at[1];
+        if (keep)
+            res[i == at[0] ? 0 : 1] = r[i];
+        else
+            rag__res_free(&r[i]);
+    }
+    return KM_OK;
+}
+
+/* Build, run and turn into hits (fused in hybrid mode). */
+static int run_all(struct rag_db *db, const struct rag_collection *c,
+                   const struct rag_query *q, const char *vec, struct rag_hits *out,
+                   bool *stale, struct km_err *err)
+{
+    bool hybrid = q->mode == RAG_MODE_HYBRID;
     int cand = q->k * 2 < HYBRID_MIN_CANDIDATES ? HYBRID_MIN_CANDIDATES : q->k * 2;
-    struct rag_hits v = {0}, t = {0};
-    int rc = candidates(db, c, q, vec, false, cand, &v, err);
+    struct cand cd[2];
+    struct rag__res res[2] = {{0}, {0}};
+    struct rag_hits h[2] = {{0}, {0}};
+    int n_cd = hybrid ? 2 : 1, rc = KM_OK;
+    for (int i = 0; i < n_cd; i++) {
+        bool text = hybrid ? i == 1 : q->mode == RAG_MODE_TEXT;
+        int r2 = cand_build(&cd[i], c, q, vec, text, hybrid ? cand : q->k);
+        rc = rc == KM_OK ? r2 : rc;
+    }
+    if (rc != KM_OK)
+        rc = km_fail(err, KM_ENOMEM, "out of memory building a query");
     if (rc == KM_OK)
-        rc = candidates(db, c, q, vec, true, cand, &t, err);
-    if (rc == KM_OK && fuse(&v, &t, q->k, out) != KM_OK)
+        rc = run_pipeline(db, c, q, cd, n_cd, res, stale, err);
+    for (int i = 0; rc == KM_OK && i < n_cd; i++)
+        if (fill_hits(&res[i], cd[i].text && !vec, &h[i]) != KM_OK)
+            rc = km_fail(err, KM_ENOMEM, "out of memory reading hits");
+    if (rc == KM_OK && hybrid && fuse(&h[0], &h[1], q->k, out) != KM_OK)
         rc = km_fail(err, KM_ENOMEM, "out of memory fusing hits");
-    rag_hits_free(&v);
-    rag_hits_free(&t);
+    if (rc == KM_OK && !hybrid) {
+        *out = h[0];
+        h[0] = (struct rag_hits){0};
+    }
+    for (int i = 0; i < n_cd; i++) {
+        rag_hits_free(&h[i]);
+        rag__res_free(&res[i]);
+        cand_free(&cd[i]);
+    }
+    return rc;
+}
+
+/* The collection row: from the connection's cache, else looked up. */
+static int lookup(struct rag_db *db, const struct rag_query *q, bool use_cache,
+                  struct rag_collection *c, struct km_err *err)
+{
+    if (use_cache && rag__cache_get(db, q->collection, c))
+        return KM_OK;
+    int rc = rag_collection_get(db, q->collection, c, err);
+    if (rc == KM_OK)
+        rag__cache_put(db, c);
     return rc;
 }
 
@@ -368,23 +443,34 @@ int rag_query_run(struct rag_db *db, const struct rag_query *q,
     out->v = NULL;
     out->n = 0;
     struct rag_collection c;
-    int rc = rag_collection_get(db, q->collection, &c, err);
-    if (rc == KM_OK)
-        rc = check_query(q, &c, err);
-    if (rc != KM_OK)
-        return rc;
-    char *vec = q->mode != RAG_MODE_TEXT ? vector_literal(q->vec, q->dim) : NULL;
-    if (q->mode != RAG_MODE_TEXT && !vec)
-        return km_fail(err, KM_ENOMEM, "out of memory formatting the query vector");
-    rc = begin_query(db, q, err);
-    if (rc == KM_OK)
-        rc = run_mode(db, &c, q, vec, out, err);
-    if (rc == KM_OK)
-        rc = rag__commit(db, err);
-    if (rc != KM_OK) {
-        rag__rollback(db);
-        rag_hits_free(out);
+    bool stale = false;
+    char *vec = NULL;
+    int rc = KM_OK;
+    if (q->mode != RAG_MODE_TEXT && q->vec) {
+        vec = vector_literal(q->vec, q->dim);
+        if (!vec)
+            return km_fail(err, KM_ENOMEM, "out of memory formatting the query vector");
     }
+    /* Pass 1 may use the cached row; when the check finds it stale (the
+     * collection was dropped or recreated) pass 2 looks it up again. */
+    bool ran = false;
+    for (int pass = 0; pass < 2 && rc == KM_OK; pass++) {
+        rc = lookup(db, q, pass == 0, &c, err);
+        if (rc == KM_OK)
+            rc = check_query(q, &c, err);
+        ran = rc == KM_OK;
+        if (rc == KM_OK)
+            rc = run_all(db, &c, q, vec, out, &stale, err);
+        if (rc == KM_OK && !stale)
+            break;
+        rag__cache_drop(db);
+        if (rc == KM_OK)
+            rag_hits_free(out);
+        if (rc == KM_OK && pass == 1)
+            rc = km_fail(err, KM_ENOTFOUND, "collection '%s' does not exist", q->collection);
+    }
+    if (rc != KM_OK && ran)
+        rag__rollback(db); /* a failed pipeline leaves its transaction open */
     km_free(vec);
     return rc;
 }

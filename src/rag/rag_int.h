@@ -32,6 +32,26 @@ int rag__commit(struct rag_db *db, struct km_err *err);
 /* Best effort; ignores errors (the connection may be gone). */
 void rag__rollback(struct rag_db *db);
 
+/* One statement of a pipeline. */
+struct rag__stmt {
+    const char *sql;
+    int n_params;
+    const char *const *params;
+};
+
+/* Send every statement at once (libpq pipeline mode: one network round
+ * trip), then read one result per statement into res[i] (free each with
+ * rag__res_free). The first failure is reported; statements after it are
+ * skipped by the server. */
+int rag__pipeline(struct rag_db *db, const struct rag__stmt *st, int n,
+                  struct rag__res *res, struct km_err *err);
+
+/* A per-connection cache of one collection row (by name), so a repeated
+ * query skips the lookup; rag__cache_drop forgets it. */
+bool rag__cache_get(struct rag_db *db, const char *name, struct rag_collection *out);
+void rag__cache_put(struct rag_db *db, const struct rag_collection *c);
+void rag__cache_drop(struct rag_db *db);
+
 /* COPY ... FROM STDIN: begin, put bytes (any split), end (waits for the
  * server's verdict). rag__copy_abort cancels a COPY in progress. */
 int rag__copy_begin(struct rag_db *db, const char *sql, struct km_err *err);

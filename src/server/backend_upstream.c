@@ -41,6 +41,21 @@ static void ub_release(void *impl, struct srv_job *job)
     ups_job_release(impl, job);
 }
 
+static int ub_tokenize(void *impl, const char *model, const char *text,
+                       const struct srv_message *messages, size_t n_messages,
+                       bool add_special, bool add_generation_prompt,
+                       int32_t **ids, size_t *n_ids, struct km_err *err)
+{
+    return ups_tokenize(impl, model, text, messages, n_messages, add_special,
+                        add_generation_prompt, ids, n_ids, err);
+}
+
+static int ub_detokenize(void *impl, const char *model, const int32_t *ids,
+                         size_t n_ids, char **text, struct km_err *err)
+{
+    return ups_detokenize(impl, model, ids, n_ids, text, err);
+}
+
 static int ub_metrics(void *impl, struct km_buf *out)
 {
     return ups_pool_metrics(impl, out);
@@ -58,8 +73,8 @@ static const struct srv_backend_ops upstream_ops = {
     .submit = ub_submit,
     .cancel = ub_cancel,
     .release = ub_release,
-    .tokenize = NULL,
-    .detokenize = NULL,
+    .tokenize = ub_tokenize,
+    .detokenize = ub_detokenize,
     .kv_cache_usage = NULL,
     .destroy = ub_destroy,
     .metrics = ub_metrics,

@@ -183,7 +183,7 @@ static int parse_size(const char *v, unsigned long long *out)
         end++;
     if (*end == 'B')
         end++;
-    if (*end)
+    if (*end || !isfinite(d) || d * mult > 1.8e19) /* nan, inf: no size */
         return -1;
     *out = (unsigned long long)(d * mult);
     return 0;
@@ -224,12 +224,16 @@ static int set_value(struct srv_config *c, const struct setting *s,
             return km_fail(err, KM_EINVAL,
                            "setting %s: '%s' is not true or false", s->key, v);
         return KM_OK;
-    case K_SIZE:
-        if (parse_size(v, p) || *(unsigned long long *)p < (unsigned long long)s->min)
+    case K_SIZE: {
+        unsigned long long size = 0; /* a rejected value leaves the old one */
+        if (parse_size(v, &size) || size < (unsigned long long)s->min ||
+            size > (unsigned long long)s->max)
             return km_fail(err, KM_EINVAL,
-                           "setting %s: '%s' is not a size of at least 1K",
-                           s->key, v);
+                           "setting %s: '%s' is not a size in [%.0f, %.0f] bytes",
+                           s->key, v, s->min, s->max);
+        *(unsigned long long *)p = size;
         return KM_OK;
+    }
     case K_LIST:
         if (list_add(p, v))
             return km_fail(err, KM_ENOMEM, "setting %s: out of memory", s->key);

@@ -310,24 +310,39 @@ static double kv_usage(struct srv_server *s, const char *model)
     return isfinite(v) ? v : 0;
 }
 
+enum mm_field { MM_RUNNING, MM_WAITING, MM_PROMPT_TOKENS, MM_GEN_TOKENS };
+
+static long long mm_value(struct srv_mm *mm, enum mm_field f)
+{
+    switch (f) {
+    case MM_RUNNING: return atomic_load(&mm->running);
+    case MM_WAITING: return atomic_load(&mm->waiting);
+    case MM_PROMPT_TOKENS: return atomic_load(&mm->prompt_tokens);
+    default: return atomic_load(&mm->gen_tokens);
+    }
+}
+
+/* One whole-number family with a sample per model. */
+static void per_model(struct km_buf *o, struct srv_metrics *m,
+                      const char *name, const char *type, const char *help,
+                      enum mm_field f)
+{
+    char lb[700];
+    head(o, name, type, help);
+    for (struct srv_mm *mm = m->models; mm; mm = mm->next) {
+        labels_for(mm, lb, sizeof lb);
+        km_buf_printf(o, "%s{%s} %lld.0\n", name, lb, mm_value(mm, f));
+    }
+}
+
 static void render_gauges(struct km_buf *o, struct srv_metrics *m,
                           struct srv_server *s)
 {
     char lb[700], v[40];
-    head(o, "vllm:num_requests_running", "gauge",
-         "Number of requests in model execution batches.");
-    for (struct srv_mm *mm = m->models; mm; mm = mm->next) {
-        labels_for(mm, lb, sizeof lb);
-        km_buf_printf(o, "vllm:num_requests_running{%s} %ld.0\n", lb,
-                      atomic_load(&mm->running));
-    }
-    head(o, "vllm:num_requests_waiting", "gauge",
-         "Number of requests waiting to be processed.");
-    for (struct srv_mm *mm = m->models; mm; mm = mm->next) {
-        labels_for(mm, lb, sizeof lb);
-        km_buf_printf(o, "vllm:num_requests_waiting{%s} %ld.0\n", lb,
-                      atomic_load(&mm->waiting));
-    }
+    per_model(o, m, "vllm:num_requests_running", "gauge",
+              "Number of requests in model execution batches.", MM_RUNNING);
+    per_model(o, m, "vllm:num_requests_waiting", "gauge",
+              "Number of requests waiting to be processed.", MM_WAITING);
     head(o, "vllm:kv_cache_usage_perc", "gauge",
          "KV-cache usage. 1 means 100 percent usage.");
     for (struct srv_mm *mm = m->models; mm; mm = mm->next) {
@@ -340,20 +355,10 @@ static void render_gauges(struct km_buf *o, struct srv_metrics *m,
 static void render_counters(struct km_buf *o, struct srv_metrics *m)
 {
     char lb[700];
-    head(o, "vllm:prompt_tokens_total", "counter",
-         "Number of prefill tokens processed.");
-    for (struct srv_mm *mm = m->models; mm; mm = mm->next) {
-        labels_for(mm, lb, sizeof lb);
-        km_buf_printf(o, "vllm:prompt_tokens_total{%s} %lld.0\n", lb,
-                      atomic_load(&mm->prompt_tokens));
-    }
-    head(o, "vllm:generation_tokens_total", "counter",
-         "Number of generation tokens processed.");
-    for (struct srv_mm *mm = m->models; mm; mm = mm->next) {
-        labels_for(mm, lb, sizeof lb);
-        km_buf_printf(o, "vllm:generation_tokens_total{%s} %lld.0\n", lb,
-                      atomic_load(&mm->gen_tokens));
-    }
+    per_model(o, m, "vllm:prompt_tokens_total", "counter",
+              "Number of prefill tokens processed.", MM_PROMPT_TOKENS);
+    per_model(o, m, "vllm:generation_tokens_total", "counter",
+              "Number of generation tokens processed.", MM_GEN_TOKENS);
     head(o, "vllm:request_success_total", "counter",
          "Count of successfully processed requests.");
     for (struct srv_mm *mm = m->models; mm; mm = mm->next) {

@@ -180,6 +180,16 @@ int ups_job_submit(struct ups_pool *p, const struct srv_request *req,
 void ups_job_cancel(struct ups_pool *p, struct srv_job *job);
 void ups_job_release(struct ups_pool *p, struct srv_job *job);
 
+/* /tokenize and /detokenize of an upstream model: one blocking POST (30 s
+ * at most) to a healthy replica serving it. Same contract as the backend
+ * ops of those names (the caller frees *ids / *text with km_free). An
+ * upstream without the endpoint gives KM_EUNSUPPORTED. */
+int ups_tokenize(struct ups_pool *p, const char *model, const char *text,
+                 const struct srv_message *msgs, size_t n_msgs, bool add_special,
+                 bool add_gen, int32_t **ids, size_t *n_ids, struct km_err *err);
+int ups_detokenize(struct ups_pool *p, const char *model, const int32_t *ids,
+                   size_t n_ids, char **text, struct km_err *err);
+
 /* Jobs and probe transfers alive now (leak checks in tests). */
 long ups_pool_live_transfers(struct ups_pool *p);
 

@@ -28,6 +28,7 @@ Answers name this upstream (--name) and echo the X-Request-Id they got.
 """
 import argparse
 import json
+import select
 import socket
 import sys
 import threading
@@ -35,9 +36,23 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 STATE = {"health": True, "waiting": 0, "mode": "ok", "requests": 0,
-         "open": 0, "last_request_id": None}
+         "open": 0, "last_request_id": None, "last_ignore_eos": None}
 LOCK = threading.Lock()
 ARGS = None
+
+
+def wait_for_close(sock, limit):
+    """Stay silent until the client closes the connection (or limit s)."""
+    end = time.time() + limit
+    while time.time() < end:
+        r, _, _ = select.select([sock], [], [], 0.1)
+        if r:
+            try:
+                if not sock.recv(1, socket.MSG_PEEK):
+                    return
+            except OSError:
+                return
+            time.sleep(0.01)
 
 
 def chunk(wfile, data):
@@ -111,6 +126,9 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 STATE.update(json.loads(body or b"{}"))
             return self.send_json(200, {"ok": True})
+        if self.path not in ("/v1/chat/completions", "/v1/completions",
+                             "/v1/embeddings"):
+            return self.send_json(404, {"detail": "Not Found"})
         rid = self.headers.get("X-Request-Id")
         with LOCK:
             STATE["requests"] += 1
@@ -125,6 +143,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(400, {"error": {
                 "message": "bad json", "type": "BadRequestError",
                 "param": None, "code": 400}})
+        with LOCK:
+            STATE["last_ignore_eos"] = req.get("ignore_eos")
         self.answer(kind, req, rid, len(body))
 
     def error_env(self, code):
@@ -140,7 +160,8 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         if kind == "silent":
-            time.sleep(ARGS.lifetime)
+            self.close_connection = True
+            wait_for_close(self.connection, ARGS.lifetime)
             return
         if kind == "slow":
             time.sleep(ARGS.slow)
@@ -181,7 +202,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
             if kind == "hang":
-                time.sleep(ARGS.lifetime)
+                self.close_connection = True
+                wait_for_close(self.connection, ARGS.lifetime)
                 return
             if ARGS.token_delay:
                 time.sleep(ARGS.token_delay)

@@ -57,13 +57,14 @@ def normal(conn, i, rng):
                  {"Content-Type": "application/json"})
     r = conn.getresponse()
     data = r.read()
-    good = r.status == 200 and (data.endswith(b"data: [DONE]\n\n") if stream
-                                else data.startswith(b"{\"id\":"))
+    sse_err = b"data: {\"error\":" in data
+    good = r.status == 200 and (data.endswith(b"data: [DONE]\n\n") and not sse_err
+                                if stream else data.startswith(b"{\"id\":"))
     # a clear gateway error: 502-504 in the OpenAI envelope naming the upstream
     # (a loaded loopback fake may reset a connection now and then)
     clear = (500 < r.status < 505 and data.startswith(b"{\"error\":") and
              (b"upstream " in data))
-    if stream and data.endswith(b"data: [DONE]\n\n") and b"data: {\"error\":" in data:
+    if stream and data.endswith(b"data: [DONE]\n\n") and sse_err:
         clear = True
     return ("ok" if good else "clear" if clear else "bad"), "%d %r" % (r.status, data[-200:])
 

@@ -143,6 +143,10 @@ check "a stream dropped mid-way ends with an error event and [DONE]" \
     test "$(grep -c '^data: {"error":{"message":"upstream [ab] (http://127.0.0.1:[0-9]*) broke off the response' "$work/d")" -eq 1 \
          -a "$(tail -n 2 "$work/d" | head -n 1)" = "data: [DONE]"
 
+t=$(curl -s -H 'Content-Type: application/json' -d '{"model":"m1","prompt":"x"}' \
+    -w ' %{http_code}' "http://127.0.0.1:$gw/tokenize")
+check "/tokenize on an upstream without it: 400 naming the upstream's 404" \
+    grep -Eq '"message":"upstream [ab] \(http://127.0.0.1:[0-9]+/tokenize\) answered HTTP 404".* 400$' <<<"$t"
 post "$gw" '{"model":"nope","messages":[{"role":"user","content":"x"}]}' >"$work/n"
 check "unknown model -> 404" test "$(cat "$work/status")" = 404
 
@@ -239,7 +243,8 @@ for _ in $(seq 1 50); do
     [ "$opena" = 1 ] && break
     sleep 0.1
 done
-check "  ... and no upstream connection left open (only our /stats one)" test "$opena" = 1
+check "  ... and no upstream connection left open (only our /stats one; open=$opena)" \
+    test "$opena" = 1
 
 # ---- real upstreams: two `kanoa-mlops serve` replicas of a synthesized model
 "$rel" models synth -o "$work/tiny.gguf" -q >/dev/null 2>&1
@@ -262,6 +267,18 @@ sreq='{"model":"tiny","messages":[{"role":"user","content":"hello"}],"max_tokens
 post "$gw2" "$sreq" >"$work/s2"
 check "  ... streamed too (8 content events then [DONE])" \
     test "$(grep -c '"content":' "$work/s2")" -ge 8 -a "$(tail -n 2 "$work/s2" | head -n 1)" = "data: [DONE]"
+tok() { # tok PORT PATH JSON
+    curl -s -H 'Content-Type: application/json' --data-binary "$3" "http://127.0.0.1:$1$2"
+}
+same=0
+for q in '/tokenize|{"model":"tiny","prompt":"hello world"}' \
+         '/tokenize|{"model":"tiny","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}' \
+         '/detokenize|{"model":"tiny","tokens":[71,68,75,75,78]}'; do
+    a=$(tok "$r1" "${q%%|*}" "${q#*|}"); b=$(tok "$gw2" "${q%%|*}" "${q#*|}")
+    [ -n "$a" ] && [ "$a" = "$b" ] && grep -q '"tokens"\|"prompt"' <<<"$a" && same=$((same + 1))
+done
+check "/tokenize (prompt, messages) and /detokenize through the gateway match the upstream (3/3)" \
+    test $same -eq 3
 for i in $(seq 1 8); do post "$gw2" "$req" >/dev/null; done
 n1=$(metric "$gw2" 'kanoa_upstream_requests_total{upstream="r1",model="tiny",code="200"}')
 n2=$(metric "$gw2" 'kanoa_upstream_requests_total{upstream="r2",model="tiny",code="200"}')

@@ -294,6 +294,13 @@ eq "retrieve bad k" "$(retrieve '{"collection":"corpus","query":"x","k":0}')" \
     '{"error":{"message":"k must be an integer in 1..1000","type":"BadRequestError","param":"k","code":400}}'$'\n400'
 eq "retrieve model not served" "$(retrieve '{"collection":"other","query":"x"}' | tail -n 1)" "400"
 eq "retrieve missing query" "$(retrieve '{"collection":"corpus"}' | tail -n 1)" "400"
+# a pooled connection caches the collection row: drop and recreate it
+eq "retrieve text before recreate" "$(retrieve '{"collection":"other","query":"changed","mode":"text"}' | tail -n 1)" "200"
+sql "DELETE FROM kanoa.collections WHERE name = 'other'" >/dev/null
+"$BIN" rag ingest "$docs/a.md" --collection "other" --embed-model fake-embed >/dev/null 2>&1
+eq "retrieve after the collection was recreated" "$(retrieve '{"collection":"other","query":"pets","k":1}' | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["data"][0]["text"])')" "## Pets
+
+Cats and dogs are animals."
 
 # ---- CLI usage -------------------------------------------------------------
 "$BIN" rag --bogus >/dev/null 2>&1; eq "rag bad flag exits 2" "$?" "2"

@@ -96,5 +96,11 @@ for type in F32 F16 BF16 Q8_0 Q4_0 Q6_K Q4_K_M Q5_K_M; do
         bad "$type: reference with the engine's activation rounding: $out"
     fi
 done
+# ---- embeddings (bert, nomic-bert): tests/ref/run_embed.sh, owned by "arch" ----
+emb=$(tests/ref/run_embed.sh)
+echo "$emb" | sed '$d'
+read -r ep ef < <(echo "$emb" | tail -n 1 | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p')
+passed=$((passed + ${ep:-0})); failed=$((failed + ${ef:-1}))
+# ---- end of the embeddings block ----
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -182,8 +182,8 @@ check(st == 400, 'an out-of-vocabulary prompt id -> 400', e)
 socks = []
 for i in range(3):
     s = socket.create_connection(('127.0.0.1', PORT), timeout=60)
-    body = json.dumps({'model': 'tiny', 'prompt': 'Request %d' % i, 'max_tokens': 24,
-                       'temperature': 0, 'stream': True})
+    body = json.dumps({'model': 'tiny', 'prompt': 'Request %d' % i, 'max_tokens': 120,
+                       'temperature': 0, 'ignore_eos': True, 'stream': True})
     s.sendall(('POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
                'Content-Length: %d\r\nConnection: close\r\n\r\n%s' % (len(body), body)).encode())
     socks.append(s)
