@@ -174,9 +174,10 @@ Test(server, health_version_and_models)
         "{\"object\":\"list\",\"data\":[{\"id\":\"scripted-chat\",\"object\":"
         "\"model\",\"created\":1700000000,\"owned_by\":\"kanoa-test\",\"root\":"
         "\"scripted-chat\",\"parent\":null,\"max_model_len\":4096,\"permission\":"
-        "[]},{\"id\":\"scripted-embed\",\"object\":\"model\",\"created\":"
-        "1700000000,\"owned_by\":\"kanoa-test\",\"root\":\"scripted-embed\","
-        "\"parent\":null,\"max_model_len\":512,\"permission\":[]}]}");
+        "[],\"task\":\"generate\"},{\"id\":\"scripted-embed\",\"object\":\"model\","
+        "\"created\":1700000000,\"owned_by\":\"kanoa-test\",\"root\":"
+        "\"scripted-embed\",\"parent\":null,\"max_model_len\":512,\"permission\":"
+        "[],\"task\":\"embed\"}]}");
     resp_free(&r);
     stop();
 }

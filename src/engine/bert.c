@@ -58,6 +58,9 @@ struct eng_bert {
     float *emb_ln_w, *emb_ln_b;      /* token_embd_norm [E] */
     float *rope_inv_freq;            /* nomic: [D/2] base^(-2i/D) */
     struct bert_layer *layers;       /* [L] */
+    /* attention kernels, chosen at load (AVX2 when the quant kernels are) */
+    float (*dot)(const float *a, const float *b, int n);
+    void (*axpy)(float *out, float s, const float *v, int n);
     /* scratch for B tokens */
     int B;
     float *x;                        /* [B][E] residual */
@@ -70,6 +73,13 @@ struct eng_bert {
     void *act;                       /* quantized activation rows */
     size_t act_cap;
 };
+
+/* Attention kernels: scalar here, AVX2+FMA in bert_avx2.c. */
+float eng__bert_dot_avx2(const float *a, const float *b, int n);
+void eng__bert_axpy_avx2(float *out, float s, const float *v, int n);
+
+static float dot_scalar(const float *a, const float *b, int n);
+static void axpy_scalar(float *out, float s, const float *v, int n);
 
 /* ---- loading ---------------------------------------------------------------- */
 
@@ -240,6 +250,9 @@ int eng__bert_load(struct eng_model *m, struct km_err *err)
         return km_fail(err, KM_ENOMEM, "out of memory for a BERT model");
     m->bert = b;
     b->nomic = strcmp(m->arch, "nomic-bert") == 0;
+    bool avx2 = quant_kernels_active() == QUANT_ISA_AVX2;
+    b->dot = avx2 ? eng__bert_dot_avx2 : dot_scalar;
+    b->axpy = avx2 ? eng__bert_axpy_avx2 : axpy_scalar;
     int rc = read_hparams(m, b, err);
     rc = rc ? rc : map_globals(m, b, err);
     if (rc == KM_OK && b->nomic)
@@ -475,11 +488,6 @@ static void op_bias_rope(void *arg, int ith, int nth)
     }
 }
 
-/* The attention kernels: scalar here, AVX2+FMA in bert_avx2.c, picked once
- * per call of eng_embed from the quant kernel choice (same for every pass). */
-float eng__bert_dot_avx2(const float *a, const float *b, int n);
-void eng__bert_axpy_avx2(float *out, float s, const float *v, int n);
-
 static float dot_scalar(const float *a, const float *b, int n)
 {
     float d = 0;
@@ -493,9 +501,6 @@ static void axpy_scalar(float *out, float s, const float *v, int n)
     for (int t = 0; t < n; t++)
         out[t] += s * v[t];
 }
-
-static float (*attn_dot)(const float *, const float *, int) = dot_scalar;
-static void (*attn_axpy)(float *, float, const float *, int) = axpy_scalar;
 
 /* att[i][h] = softmax(q_i,h . k_j,h / sqrt(D)) v_j,h over j in i's sequence. */
 static void op_attention(void *arg, int ith, int nth)
@@ -514,7 +519,7 @@ static void op_attention(void *arg, int ith, int nth)
         float mx = -INFINITY;
         for (int j = 0; j < len; j++) {
             const float *k = b->qkv + (size_t)(s0 + j) * 3 * E + E + (size_t)h * D;
-            sc[j] = attn_dot(q, k, D) * scale;
+            sc[j] = b->dot(q, k, D) * scale;
             mx = sc[j] > mx ? sc[j] : mx;
         }
         float sum = 0;
@@ -526,7 +531,7 @@ static void op_attention(void *arg, int ith, int nth)
         memset(o, 0, (size_t)D * sizeof *o);
         for (int j = 0; j < len; j++) {
             const float *v = b->qkv + (size_t)(s0 + j) * 3 * E + 2 * E + (size_t)h * D;
-            attn_axpy(o, sc[j] / sum, v, D);
+            b->axpy(o, sc[j] / sum, v, D);
         }
     }
 }
@@ -686,9 +691,6 @@ int eng_embed(struct eng_model *m, const int32_t *const *ids, const size_t *n_id
     if (rc != KM_OK)
         return rc;
     struct eng_bert *b = m->bert;
-    bool avx2 = quant_kernels_active() == QUANT_ISA_AVX2;
-    attn_dot = avx2 ? eng__bert_dot_avx2 : dot_scalar;   /* same value every call */
-    attn_axpy = avx2 ? eng__bert_axpy_avx2 : axpy_scalar;
     int32_t *tok = km_mallocarray((size_t)b->B, sizeof *tok);
     int *st = km_mallocarray((size_t)b->B, sizeof *st);
     int *ln = km_mallocarray((size_t)b->B, sizeof *ln);

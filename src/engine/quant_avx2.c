@@ -646,6 +646,15 @@ static float dot_q5_k(int64_t n, const void *w, const void *a)
     }
     return hsum_ps(_mm256_sub_ps(acc, accm));
 }
+/* Shuffle that puts int16 scale 2k in the low 128-bit lane and 2k+1 in the
+ * high one (each lane holds the same 8 scales). */
+static inline __m256i q6_scale_shuffle(int k)
+{
+    __m128i lo = _mm_set1_epi16((short)(((4 * k + 1) << 8) | (4 * k)));
+    __m128i hi = _mm_set1_epi16((short)(((4 * k + 3) << 8) | (4 * k + 2)));
+    return _mm256_set_m128i(hi, lo);
+}
+
 /* Decode path for Q6_K: 6-bit levels assembled in registers per 32 values;
  * the -32 offset comes back through 32 * sum(scale * bsum). */
 static float dot_q6_k(int64_t n, const void *w, const void *a)
@@ -656,8 +665,11 @@ static float dot_q6_k(int64_t n, const void *w, const void *a)
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         __m256i sumi = _mm256_setzero_si256();
+        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
         for (int h = 0; h < 2; h++) {
-            const int8_t *sc = x[i].scales + 8 * h;
+            /* the 8 scales of this half, as int16, in both 128-bit lanes */
+            __m256i sch = h ? _mm256_permute2x128_si256(sc16, sc16, 0x11)
+                            : _mm256_permute2x128_si256(sc16, sc16, 0x00);
             const int8_t *yq = y[i].qs + 128 * h;
             __m256i l0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
             __m256i l1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
@@ -670,7 +682,7 @@ static float dot_q6_k(int64_t n, const void *w, const void *a)
                                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
             for (int k = 0; k < 4; k++) {
                 __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(yq + 32 * k)));
-                __m256i s16 = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+                __m256i s16 = _mm256_shuffle_epi8(sch, q6_scale_shuffle(k));
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s16));
             }
         }

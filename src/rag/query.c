@@ -431,6 +431,7 @@ static int lookup(struct rag_db *db, const struct rag_query *q, bool use_cache,
 {
     if (use_cache && rag__cache_get(db, q->collection, c))
         return KM_OK;
+    km_err_clear(err);
     int rc = rag_collection_get(db, q->collection, c, err);
     if (rc == KM_OK)
         rag__cache_put(db, c);
@@ -455,9 +456,15 @@ int rag_query_run(struct rag_db *db, const struct rag_query *q,
      * collection was dropped or recreated) pass 2 looks it up again. */
     bool ran = false;
     for (int pass = 0; pass < 2 && rc == KM_OK; pass++) {
-        rc = lookup(db, q, pass == 0, &c, err);
+        bool cached = pass == 0 && rag__cache_get(db, q->collection, &c);
+        rc = cached ? KM_OK : lookup(db, q, false, &c, err);
         if (rc == KM_OK)
             rc = check_query(q, &c, err);
+        if (rc != KM_OK && cached) { /* maybe the cached row is stale */
+            rc = KM_OK;
+            rag__cache_drop(db);
+            continue;
+        }
         ran = rc == KM_OK;
         if (rc == KM_OK)
             rc = run_all(db, &c, q, vec, out, &stale, err);
