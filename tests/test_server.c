@@ -846,3 +846,38 @@ Test(server, n_choices_and_completion_logprobs)
     resp_free(&r);
     stop();
 }
+
+/* The Authorization header is compared whole. Keys longer than
+ * SRV_MAX_API_KEY (503 bytes) are refused at start-up: the header buffer used
+ * to cut a long header, so a key of 504 bytes accepted "Bearer <key>JUNK".
+ * An over-long header is dropped (401), never cut to a prefix. */
+Test(server, long_api_keys_are_compared_whole)
+{
+    char key[600], hdr[700], v[128];
+    struct srv_config cfg;
+    struct srv_server *s = NULL;
+    struct km_err err;
+    memset(key, 'k', 504);
+    key[504] = '\0';
+    srv_config_init(&cfg);
+    cr_assert_eq(srv_config_set(&cfg, SRV_LAYER_FLAG, "api-key", key, &err), 0);
+    cr_assert_eq(srv_server_new(&cfg, &s, &err), KM_EINVAL);
+    cr_assert_str_eq(err.msg, "api key 1 is 504 bytes long (1 to 503 are accepted)");
+    cr_assert_null(s);
+    srv_config_free(&cfg);
+
+    key[503] = '\0';
+    start((const char *const[]){"api-key", key, NULL});
+    snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", key);
+    struct resp r = req("GET", "/v1/models", NULL, (const char *const[]){hdr, NULL});
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
+    /* two spaces + key fills the buffer exactly; the junk after it used to be
+     * cut off, leaving a valid "Bearer  <key>" */
+    snprintf(hdr, sizeof hdr, "Authorization: Bearer  %sJUNK", key);
+    r = req("GET", "/v1/models", NULL, (const char *const[]){hdr, NULL});
+    cr_assert_eq(r.status, 401);
+    cr_assert_str_eq(header(&r, "WWW-Authenticate", v, sizeof v), "Bearer");
+    resp_free(&r);
+    stop();
+}

@@ -23,5 +23,5 @@ declare -A ref=([1]=15.3 [8]=7.2 [32]=2.9)
 for b in 1 8 32; do
     line=$("$build/bench_embed" "$m" 2 128 "$b" "$secs")
     rate=$(sed -E 's/.*: ([0-9.]+) embeddings.*/\1/' <<<"$line")
-    echo "$line  (llama.cpp server ${ref[$b]}/s: x$(echo "scale=2; $rate / ${ref[$b]}" | bc))"
+    echo "$line  (llama.cpp server ${ref[$b]}/s: x$(awk -v r="$rate" -v b="${ref[$b]}" 'BEGIN { printf "%.2f", r / b }'))"
 done

@@ -39,7 +39,7 @@ for _ in $(seq 1 100); do [ -s "$tmp/bport" ] && break; sleep 0.1; done
 pids="$pids $!"
 sport=""
 for _ in $(seq 1 100); do
-    sport=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/serve.log" 2>/dev/null | grep -o '[0-9]*$')
+    sport=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/serve.log" 2>/dev/null | grep -o '[0-9]*$' || true)
     [ -n "$sport" ] && grep -q "is healthy" "$tmp/serve.log" && break
     sleep 0.1
 done

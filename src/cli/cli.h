@@ -1,7 +1,8 @@
 /* cli.h - shared helpers for the subcommands in src/cli/cmd_*.c.
  *
  * Contract: each subcommand is `int cmd_X(int argc, char **argv)` where
- * argv[0] is the subcommand name; it returns the process exit code (0 ok,
+ * argv[0] is "kanoa-mlops <cmd>" (or "kanoa-mlops models <sub>"), the prefix
+ * getopt gives its own messages; it returns the process exit code (0 ok,
  * 1 failure, 2 usage error) and never calls exit(). Subcommands parse with
  * getopt_long (optind is reset by the dispatcher), print results to stdout,
  * and errors to stderr as "kanoa-mlops <cmd>: <detail>". Every subcommand

@@ -43,11 +43,17 @@ int cmd_models(int argc, char **argv)
     }
     for (const struct models_sub *s = subs; s->name; s++) {
         if (strcmp(s->name, argv[1]) == 0) {
+            char name[64]; /* getopt's message prefix, as in main.c */
+            snprintf(name, sizeof name, "kanoa-mlops models %s", s->name);
+            argv[1] = name;
             optind = 0;
             return s->fn(argc - 1, argv + 1);
         }
     }
-    fprintf(stderr, "kanoa-mlops models: unknown subcommand '%s'\n\n", argv[1]);
+    if (argv[1][0] == '-')
+        fprintf(stderr, "kanoa-mlops models: unrecognized option '%s'\n", argv[1]);
+    else
+        fprintf(stderr, "kanoa-mlops models: unknown subcommand '%s'\n\n", argv[1]);
     models_usage(stderr);
     return CLI_EXIT_USAGE;
 }

@@ -25,7 +25,7 @@ static const char usage[] =
     "      unchanged files are skipped, changed ones replaced atomically;\n"
     "      --prune deletes documents under PATH whose files are gone\n"
     "  rag query \"TEXT\" --collection C [-k 5] [--mode vector|text|hybrid]\n"
-    "             [--filter key=value]... [--json] [--ef-search 100] [--exact]\n"
+    "             [--filter key=value]... [--json] [--ef-search 150] [--exact]\n"
     "      top-k chunks: text, score (0..1), source and chunk id; --json\n"
     "      prints {\"data\": [hits]} as POST /v1/retrieve does\n"
     "  rag list   collections with their model, dimension and sizes\n"

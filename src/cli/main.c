@@ -57,6 +57,10 @@ static const struct command *find_command(const char *name)
 
 static int run_command(const struct command *c, int argc, char **argv)
 {
+    char name[64];
+    /* getopt names argv[0] in its messages: "kanoa-mlops serve: ..." */
+    snprintf(name, sizeof name, "kanoa-mlops %s", c->name);
+    argv[0] = name;
     optind = 0; /* full getopt reset for the subcommand */
     opterr = 1;
     return c->fn(argc, argv);

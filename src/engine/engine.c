@@ -85,9 +85,9 @@ static int load_arch(struct eng_model *m, struct km_err *err)
     int rc = gguf_get_str(m->gguf, "general.architecture", &arch, NULL, err);
     if (rc != KM_OK)
         return km_err_prefix(err, "%s", m->path);
-    if (strcmp(arch, "llama") != 0 && !eng__is_bert_arch(arch))
+    if (strcmp(arch, "llama") != 0 && strcmp(arch, "gemma3") != 0 && !eng__is_bert_arch(arch))
         return km_fail(err, KM_EUNSUPPORTED, "%s: general.architecture is \"%s\"; "
-                       "this engine runs \"llama\" models", m->path, arch);
+                       "this engine runs llama, gemma3, bert and nomic-bert models", m->path, arch);
     snprintf(m->arch, sizeof m->arch, "%s", arch);
     return KM_OK;
 }
@@ -103,6 +103,8 @@ static int do_load(struct eng_model *m, struct km_err *err)
         rc = eng__bert_load(m, err);
     else
         rc = rc ? rc : eng__load_weights(m, err);
+    if (rc == KM_OK && strcmp(m->arch, "gemma3") == 0)   /* gemma3.c */
+        rc = eng__gemma3_load(m, err);
     if (rc == KM_OK && tok_n_vocab(m->vocab) > m->hp.n_vocab)
         rc = km_fail(err, KM_EFORMAT, "%s: the tokenizer has %d tokens but "
                      "token_embd.weight only %d rows", m->path,
@@ -221,6 +223,7 @@ void eng_model_close(struct eng_model *m)
     eng_pool_free(m->pool);
     eng__free_weights(m);
     eng__bert_free(m);
+    eng__gemma3_free(m);
     tok_free(m->vocab);
     gguf_close(m->gguf);
     pthread_mutex_destroy(&m->state_mu);
@@ -330,7 +333,8 @@ int eng_chat_prompt(struct eng_model *m, const char *const *roles,
     const char *tmpl = tok_chat_template(m->vocab);
     rc = chat_select(m->chat_override, tmpl, &fam, err);
     if (rc == KM_ENOTFOUND && !m->chat_override && !tmpl)
-        rc = chat_family_from_name("llama3", &fam, err);   /* llama arch default */
+        rc = chat_family_from_name(strcmp(m->arch, "gemma3") == 0 ? "gemma" : "llama3",
+                                   &fam, err);   /* the arch's default */
     if (rc != KM_OK)
         return rc;
     struct chat_msg *msgs = km_calloc(n ? n : 1, sizeof *msgs);

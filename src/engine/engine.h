@@ -6,7 +6,9 @@
  * arrays are allocated here, never per token). With params.background the call
  * returns at once and the load runs on its own thread: eng_model_state reports
  * ENG_LOADING with a progress in [0,1], then ENG_READY or ENG_FAILED (with the
- * error). Architectures: llama (Llama 3.x incl. rope_freqs scaling).
+ * error). Architectures: llama (Llama 3.x incl. rope_freqs scaling), gemma3
+ * (Gemma 3 text, gemma3.c), bert and nomic-bert (encoders, task
+ * ENG_TASK_EMBED: eng_embed only, no scheduler; bert.c).
  *
  * Generation. eng_generate queues a request on the model's scheduler: one
  * worker thread per model that serves up to params.n_slots sequences, each in

@@ -123,6 +123,7 @@ struct eng_model {
     struct eng_sched *sched;
     char *chat_override;           /* --chat-template, or NULL */
     struct eng_bert *bert;         /* bert.c: encoder weights + scratch (bert, nomic-bert), else NULL */
+    struct eng_gemma *gemma;       /* gemma3.c: Gemma 3 extra norms + RoPE tables, else NULL */
 };
 
 /* model.c */
@@ -150,5 +151,14 @@ int eng__bert_scratch_init(struct eng_model *m, struct km_err *err);
 void eng__bert_free(struct eng_model *m);
 int eng__bert_forward(struct eng_model *m, const int32_t *tokens, const int *seq_start,
                       const int *seq_len, int n, struct km_err *err);
+
+/* gemma3.c (owned by "arch"): Gemma 3 text. eng__gemma3_load runs after
+ * eng__load_weights; eng__llama_forward hands gemma3 models to
+ * eng__gemma3_forward (same contract); eng__gemma3_free accepts NULL. */
+struct eng_gemma;
+int eng__gemma3_load(struct eng_model *m, struct km_err *err);
+void eng__gemma3_free(struct eng_model *m);
+int eng__gemma3_forward(struct eng_model *m, struct eng_seq *s, const int32_t *tokens,
+                        int n, bool want_logits, struct km_err *err);
 
 #endif

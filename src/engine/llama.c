@@ -284,6 +284,8 @@ int eng__llama_forward(struct eng_model *m, struct eng_seq *s,
                        const int32_t *tokens, int n, bool want_logits,
                        struct km_err *err)
 {
+    if (m->gemma)   /* Gemma 3: gemma3.c */
+        return eng__gemma3_forward(m, s, tokens, n, want_logits, err);
     struct eng_scratch *sc = &m->scratch;
     if (n < 1 || n > sc->n_batch)
         return km_fail(err, KM_EINVAL, "batch of %d tokens is outside 1..%d", n, sc->n_batch);

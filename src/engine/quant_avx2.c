@@ -818,6 +818,70 @@ static void act_q8_0(const float *x, void *dst, int64_t n)
     }
 }
 
+/* Sign-carrying maximum of a Q8_K block, as the reference finds it: the
+ * first element (lowest index) whose |x| equals the block's amax. */
+static float q8k_signed_max(const float *xb, __m256 amaxv, float amax)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int j = 0; j < QK_K; j += 8) {
+        __m256 eq = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(xb + j)), amaxv, _CMP_EQ_OQ);
+        int m = _mm256_movemask_ps(eq);
+        if (m)
+            return xb[j + __builtin_ctz((unsigned)m)];
+    }
+    return amax;
+}
+
+/* 8 int32 vectors holding 4 partial sums per 128-bit lane (low lane: group
+ * 2v, high lane: group 2v+1 of vector v) -> the 8 group sums in order. */
+static inline __m256i q8k_group_sums(const __m256i *s)
+{
+    __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+    return _mm256_permutevar8x32_epi32(t, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* Q8_K activations (the k-quant partner), bit-exact with act_q8_k in
+ * quant_ref.c: cvtps rounds to nearest even like nearest_int, and the
+ * saturating packs clamp at 127 like the reference. */
+static void act_q8_k(const float *x, void *dst, int64_t n)
+{
+    struct blk_q8_k *y = dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i ones8 = _mm256_set1_epi8(1), perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float *xb = x + QK_K * i;
+        __m256 mx = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K; j += 8)
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(xb + j)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        memset(&y[i], 0, sizeof y[i]);
+        if (amax == 0.0f)
+            continue;
+        float iscale = -127.0f / q8k_signed_max(xb, _mm256_set1_ps(amax), amax);
+        __m256 isv = _mm256_set1_ps(iscale);
+        __m256i s[8];
+        for (int c = 0; c < 8; c++) {
+            const float *xc = xb + 32 * c;
+            __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(isv, _mm256_loadu_ps(xc)));
+            __m256i q1 = _mm256_cvtps_epi32(_mm256_mul_ps(isv, _mm256_loadu_ps(xc + 8)));
+            __m256i q2 = _mm256_cvtps_epi32(_mm256_mul_ps(isv, _mm256_loadu_ps(xc + 16)));
+            __m256i q3 = _mm256_cvtps_epi32(_mm256_mul_ps(isv, _mm256_loadu_ps(xc + 24)));
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
+            p = _mm256_permutevar8x32_epi32(p, perm);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + 32 * c), p);
+            /* |level| <= 127 so maddubs(1, q) pair sums are exact */
+            s[c] = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, p), ones16());
+        }
+        __m256i g = _mm256_packs_epi32(q8k_group_sums(s), q8k_group_sums(s + 4));
+        g = _mm256_permute4x64_epi64(g, 0xd8);
+        _mm256_storeu_si256((__m256i *)y[i].bsums, g);
+        y[i].d = 1.0f / iscale;
+    }
+}
+
 void quant__avx2_kernels(struct quant_kernels *k)
 {
     k->dot[GGML_TYPE_F32] = dot_f32;
@@ -843,4 +907,5 @@ void quant__avx2_kernels(struct quant_kernels *k)
     k->mm[GGML_TYPE_Q5_K] = mm_q5_k;
     k->mm[GGML_TYPE_Q6_K] = mm_q6_k;
     k->act[GGML_TYPE_Q8_0] = act_q8_0;
+    k->act[GGML_TYPE_Q8_K] = act_q8_k;
 }

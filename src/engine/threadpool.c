@@ -11,6 +11,7 @@
 
 #include <immintrin.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,6 +19,8 @@
 #include <unistd.h>
 
 #define SPIN_ROUNDS 200000
+#define YIELD_EVERY 1024   /* spinning threads yield now and then: on a busy
+                              machine the thread we wait for may need our core */
 
 struct worker {
     struct eng_pool *pool;
@@ -53,6 +56,8 @@ static unsigned wait_generation(struct eng_pool *p, unsigned seen)
         if (g != seen)
             return g;
         cpu_relax();
+        if (i % YIELD_EVERY == YIELD_EVERY - 1)
+            sched_yield();
     }
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->sleeping, 1);
@@ -129,8 +134,11 @@ void eng_pool_run(struct eng_pool *p, eng_pool_fn fn, void *arg)
     atomic_store(&p->pending, p->n - 1);
     publish(p);
     fn(arg, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
+    for (unsigned i = 1; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++) {
         cpu_relax();
+        if (i % YIELD_EVERY == 0)
+            sched_yield();
+    }
 }
 
 int eng_pool_size(const struct eng_pool *p)

@@ -12,6 +12,10 @@
 #include <string.h>
 #include <strings.h>
 
+_Static_assert(sizeof ((struct srv_call *)0)->authorization >
+                   SRV_MAX_API_KEY + sizeof "Bearer ",
+               "a whole \"Bearer <key>\" header must fit srv_call.authorization");
+
 static int sha256(const char *s, size_t n, unsigned char out[32])
 {
     unsigned int len = 0;
@@ -30,11 +34,13 @@ int srv__auth_init(struct srv_auth *a, const struct srv_strlist *keys,
     if (!a->digests)
         return km_fail(err, KM_ENOMEM, "api keys: out of memory");
     for (size_t i = 0; i < keys->n; i++) {
-        if (keys->v[i][0] == '\0') {
+        size_t len = strlen(keys->v[i]);
+        if (len == 0 || len > SRV_MAX_API_KEY) {
             srv__auth_free(a);
-            return km_fail(err, KM_EINVAL, "api key %zu is empty", i + 1);
+            return km_fail(err, KM_EINVAL, "api key %zu is %zu bytes long (1 to "
+                           "%d are accepted)", i + 1, len, SRV_MAX_API_KEY);
         }
-        if (sha256(keys->v[i], strlen(keys->v[i]), a->digests[i])) {
+        if (sha256(keys->v[i], len, a->digests[i])) {
             srv__auth_free(a);
             return km_fail(err, KM_EINVAL, "api key %zu: SHA-256 failed", i + 1);
         }

@@ -109,6 +109,9 @@ int srv__metrics_render(struct srv_metrics *m, struct srv_server *s,
 
 /* ---------------- auth, CORS, admission, access log ---------------- */
 
+/* Longest API key: "Bearer <key>" must fit srv_call.authorization. */
+#define SRV_MAX_API_KEY 503
+
 struct srv_auth {
     unsigned char (*digests)[32];
     size_t n;

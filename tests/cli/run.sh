@@ -9,7 +9,8 @@
 #   C --help          exit 0, usage on stdout, nothing on stderr
 #   C -h              same stdout as --help
 #   help C            same stdout and exit as `C --help`   (top-level only)
-#   C --no-such-flag  exit 2, usage on stderr, nothing on stdout
+#   C --no-such-flag  exit 2, usage on stderr, nothing on stdout, and a first
+#                     line "kanoa-mlops C: <detail naming '--no-such-flag-xyz'>"
 # plus the top-level rules: --help/-h, --version/-V, no arguments, unknown
 # command, `help <unknown>`, `models` with no / unknown subcommand.
 # Every run has a timeout and runs in a scratch directory with HOME, HF_HOME
@@ -59,6 +60,8 @@ check_bad_flag() {
     if [ $rc -ne 2 ]; then fail "$name --no-such-flag-xyz exits 2" "exit $rc"
     elif ! grep -qi 'usage' <<<"$err"; then fail "$name bad flag prints usage on stderr" "stderr: ${err:0:80}"
     elif [ -n "$out" ]; then fail "$name bad flag prints nothing on stdout" "stdout: ${out:0:80}"
+    elif ! grep -q "^kanoa-mlops $name: .*'--no-such-flag-xyz'" <<<"$(head -n 1 <<<"$err")"; then
+        fail "$name bad flag is named as 'kanoa-mlops $name: ...'" "stderr: $(head -n 1 <<<"$err")"
     else ok "$name bad flag"; fi
 }
 

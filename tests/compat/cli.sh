@@ -4,6 +4,7 @@
 # exit 0. usage: cli.sh KANOA_BIN WORKDIR. Prints ok/not ok lines and
 # "N passed, N failed" last.
 set -u
+. "$(dirname "$0")/lib.sh"
 bin=$1
 work=$2
 mkdir -p "$work"
@@ -33,12 +34,7 @@ t "bad value exits 1" $(( rc != 1 ))
 grep -q "^kanoa-mlops serve: setting port: '70000'" "$work/port.err"; t "bad value message" $?
 "$bin" serve --port 0 --log-format json --http-threads 1 2>"$work/serve.err" &
 pid=$!
-port=""
-for _ in $(seq 1 100); do
-    port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/serve.err")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
+port=$(wait_port "$work/serve.err" 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p')
 [ -n "$port" ]; t "serve starts with no backend" $?
 code=$(curl -s -o "$work/h.out" -w '%{http_code}' -H 'X-Request-Id: cli-1' "http://127.0.0.1:$port/health")
 [ "$code" = 200 ]; t "/health 200 without models" $?

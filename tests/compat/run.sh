@@ -5,6 +5,7 @@
 # Ends with "N passed, N failed".
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
 build=${KM_BUILD:-$here/../../build}
 npmdir="$build/compat-npm"
 mkdir -p "$npmdir"
@@ -19,12 +20,7 @@ bin=$("$here/build-scripted.sh") || { echo "0 passed, 1 failed"; exit 1; }
 out="$build/server-tests/compat.out"
 "$bin" api-key=compat-key >"$out" 2>"$build/server-tests/compat.err" &
 pid=$!
-port=""
-for _ in $(seq 1 100); do
-    port=$(sed -n 's/^port \([0-9]*\)$/\1/p' "$out")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
+port=$(wait_port "$out" "$SCRIPTED_PORT")
 if [ -z "$port" ]; then
     kill "$pid" 2>/dev/null; echo "compat: server did not start"; echo "0 passed, 1 failed"; exit 1
 fi

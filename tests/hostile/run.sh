@@ -5,18 +5,14 @@
 # exit cleanly (no sanitizer report) on SIGTERM. Ends with "N passed, N failed".
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../compat/lib.sh"
 build=${KM_BUILD:-$here/../../build}
 bin=$("$here/../compat/build-scripted.sh") || { echo "0 passed, 1 failed"; exit 1; }
 out="$build/server-tests/hostile.out"
 err="$build/server-tests/hostile.err"
 "$bin" max-body=1M conn-timeout=10 >"$out" 2>"$err" &
 pid=$!
-port=""
-for _ in $(seq 1 100); do
-    port=$(sed -n 's/^port \([0-9]*\)$/\1/p' "$out")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
+port=$(wait_port "$out" "$SCRIPTED_PORT")
 if [ -z "$port" ]; then
     kill "$pid" 2>/dev/null; echo "hostile: server did not start"; echo "0 passed, 1 failed"; exit 1
 fi

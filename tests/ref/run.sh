@@ -101,6 +101,11 @@ emb=$(tests/ref/run_embed.sh)
 echo "$emb" | sed '$d'
 read -r ep ef < <(echo "$emb" | tail -n 1 | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p')
 passed=$((passed + ${ep:-0})); failed=$((failed + ${ef:-1}))
-# ---- end of the embeddings block ----
+# gemma3 logits: tests/ref/run_gemma.sh, owned by "arch"
+gem=$(tests/ref/run_gemma.sh)
+echo "$gem" | sed '$d'
+read -r gp gf < <(echo "$gem" | tail -n 1 | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p')
+passed=$((passed + ${gp:-0})); failed=$((failed + ${gf:-1}))
+# ---- end of the embeddings / gemma3 block ----
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
