@@ -3,8 +3,8 @@
 #   make              build/kanoa-mlops (release, -O2)
 #   make test         sanitized build (ASan+UBSan) of the library, the binary
 #                     and every tests/test_*.c, then tests/run.sh
+#   make serve        build, then serve (MODEL=file.gguf or org/repo[:FILE])
 #   make fuzz         libFuzzer harnesses in tests/fuzz/ (clang)
-#   make bench        benchmarks in bench/
 #   make install PREFIX=/usr/local
 #
 # Sources are found, not listed: every src/**/*.c is part of the library
@@ -39,7 +39,7 @@ ASAN_OBJS := $(LIBSRCS:%.c=$(BUILD)/asan/obj/%.o)
 TESTBINS  := $(TESTSRCS:tests/%.c=$(BUILD)/asan/tests/%)
 HELPOBJS  := $(TESTHELP:%.c=$(BUILD)/asan/obj/%.o)
 
-.PHONY: all test install clean fuzz bench deps
+.PHONY: all serve test install clean fuzz deps
 .SECONDARY:
 all: $(BUILD)/kanoa-mlops
 
@@ -81,6 +81,11 @@ $(BUILD)/asan/kanoa-mlops: $(BUILD)/asan/obj/src/cli/main.o $(BUILD)/asan/libkan
 $(BUILD)/asan/tests/%: $(BUILD)/asan/obj/tests/%.o $(HELPOBJS) $(BUILD)/asan/libkanoa.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ASANFLAGS) -pthread -o $@ $< $(HELPOBJS) $(BUILD)/asan/libkanoa.a $(LDLIBS) $(TEST_LIBS)
+
+# The main job: build, then serve on 127.0.0.1:8000. MODEL= a GGUF file or a
+# cached Hub repo (org/repo[:FILE]); SERVE_ARGS= any other serve flags.
+serve: $(BUILD)/kanoa-mlops
+	$(BUILD)/kanoa-mlops serve $(if $(MODEL),--model $(MODEL)) $(SERVE_ARGS)
 
 test: $(BUILD)/.testdeps-ok $(BUILD)/kanoa-mlops $(BUILD)/asan/kanoa-mlops $(TESTBINS)
 	@tests/run.sh $(BUILD) $(T)

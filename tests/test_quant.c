@@ -305,3 +305,47 @@ Test(quant, env_forces_scalar)
     cr_assert_eq(quant_kernels_init(), QUANT_ISA_SCALAR);
     cr_assert_eq(quant_kernels_active(), QUANT_ISA_SCALAR);
 }
+
+/* The AVX2 Q8_K activation quantizer on the cases where the reference's
+ * choices matter: the first of two opposite-signed maxima sets the sign, an
+ * all-zero block is all zeros, a constant block and a single spike, and
+ * rounding ties (x * iscale = k + 0.5 rounds to even). Bit-exact. */
+Test(quant, avx2_q8_k_activation_edge_cases)
+{
+    if (!cpu_has_avx2_fma_f16c()) {
+        cr_skip_test("CPU without AVX2/FMA/F16C");
+        return;
+    }
+    enum { NB = 6, N = NB * 256 };
+    float *x = km_calloc(N, sizeof *x);
+    size_t as = quant_act_row_size(GGML_TYPE_Q4_K, N);
+    uint8_t *s = km_malloc(as), *v = km_malloc(as);
+    fill_random(x, 256, 0.3f);                   /* |x| <= 1.2 */
+    x[10] = -2.0f;                               /* block 0: -2 first, +2 later */
+    x[200] = 2.0f;
+    /* block 1 stays zero */
+    for (int i = 512; i < 768; i++)              /* block 2: constant */
+        x[i] = 0.25f;
+    x[768 + 255] = 5.0f;                         /* block 3: one spike at the end */
+    for (int i = 1024; i < 1280; i++)            /* block 4: ties at +-0.5 steps */
+        x[i] = (float)((i % 9) - 4) * 0.5f;
+    x[1024] = -127.0f;
+    fill_random(x + 1280, 256, 1e-3f);           /* block 5: tiny values */
+    cr_assert(quant_kernels_force(QUANT_ISA_SCALAR));
+    quant_quantize_act(GGML_TYPE_Q4_K, x, s, N);
+    cr_assert(quant_kernels_force(QUANT_ISA_AVX2));
+    quant_quantize_act(GGML_TYPE_Q4_K, x, v, N);
+    for (int b = 0; b < NB; b++)
+        cr_assert(memcmp(s + b * 292, v + b * 292, 292) == 0, "Q8_K block %d differs", b);
+    float d0;
+    memcpy(&d0, s, 4);
+    /* max = -2 -> iscale = -127 / -2 = 63.5, d = 1 / 63.5 (with +2: negative) */
+    cr_assert_eq(d0, 1.0f / 63.5f, "block 0 scale follows the first maximum (-2): %g", d0);
+    cr_assert_eq((int8_t)v[4 + 10], -127);
+    cr_assert_eq((int8_t)v[4 + 200], 127);
+    for (int i = 292; i < 584; i++)
+        cr_assert_eq(s[i], 0, "zero block byte %d", i - 292);
+    km_free(x);
+    km_free(s);
+    km_free(v);
+}

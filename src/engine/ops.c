@@ -1,6 +1,7 @@
 /* ops.c - scalar reference kernels and dispatch (see ops.h). */
 #include "engine/ops.h"
 
+#include "engine/cpu.h"
 #include "engine/quant.h"
 
 #include <math.h>
@@ -91,9 +92,7 @@ bool eng_ops_select(bool force_scalar)
 {
     const char *env = getenv("KANOA_KERNELS");
     bool scalar = force_scalar || (env && strcmp(env, "scalar") == 0);
-    __builtin_cpu_init();
-    bool have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                __builtin_cpu_supports("f16c");
+    bool have = cpu_has_avx2_fma_f16c(); /* clang 14 rejects "f16c" in the builtin */
     active = (!scalar && have) ? &avx2_kernels : &scalar_kernels;
     return active == &avx2_kernels;
 }

@@ -388,12 +388,15 @@ mm_legacy_group(uint32_t t, int64_t k, const uint8_t *w, size_t rs, int64_t nr,
             __m256i v = legacy_block(t, x, i, &dx, &mx);
             __m256i u = legacy_signed(t) ? _mm256_sign_epi8(v, v) : v;
             __m256i p[MM_COLS];
+            /* columns past nc re-read column 0: their lanes are scaled by
+             * dy = sy = 0 (legacy_col_scales), with no branch per column */
             #pragma GCC unroll 8
             for (int j = 0; j < MM_COLS; j++) {
-                const struct blk_q8_0 *y0 = (const struct blk_q8_0 *)(ap + (size_t)j * as);
-                const struct blk_q8_1 *y1 = (const struct blk_q8_1 *)(ap + (size_t)j * as);
+                size_t off = (size_t)(j < nc ? j : 0) * as;
+                const struct blk_q8_0 *y0 = (const struct blk_q8_0 *)(ap + off);
+                const struct blk_q8_1 *y1 = (const struct blk_q8_1 *)(ap + off);
                 const int8_t *q = legacy_signed(t) ? y0[i].qs : y1[i].qs;
-                __m256i y = j < nc ? _mm256_loadu_si256((const __m256i *)q) : _mm256_setzero_si256();
+                __m256i y = _mm256_loadu_si256((const __m256i *)q);
                 if (legacy_signed(t))
                     y = _mm256_sign_epi8(y, v);
                 p[j] = dot_us(u, y);
@@ -566,15 +569,16 @@ dot_k(uint32_t t, int64_t n, const void *w, const void *a)
  * (bytes), unpacked with 32-bit operations (facts §2.2 layout). */
 static inline __m128i scales_mins_k4(const uint8_t *s12)
 {
-    uint32_t u[4];
-    memcpy(u, s12, 12);
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s12, 4);
+    memcpy(&u1, s12 + 4, 4);
+    memcpy(&u2, s12 + 8, 4);
     const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
-    uint32_t mins_lo = u[1] & m6;
-    u[3] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);  /* m4..7 */
-    u[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);         /* sc4..7 */
-    u[0] &= m6;                                              /* sc0..3 */
-    u[2] = mins_lo;                                          /* m0..3 */
-    return _mm_loadu_si128((const __m128i *)u);
+    uint32_t m47 = ((u2 >> 4) & m4) | (((u1 >> 6) & m2) << 4);  /* m4..7 */
+    uint32_t s47 = (u2 & m4) | (((u0 >> 6) & m2) << 4);         /* sc4..7 */
+    /* built in registers: four scalar stores + a 16-byte load would miss
+     * store-to-load forwarding on every block */
+    return _mm_set_epi32((int)m47, (int)(u1 & m6), (int)s47, (int)(u0 & m6));
 }
 
 /* Lane pattern that broadcasts int16 element j of a 128-bit vector. */
@@ -583,69 +587,106 @@ static inline __m256i bcast16(int j)
     return _mm256_set1_epi16((short)(((2 * j + 1) << 8) | (2 * j)));
 }
 
-/* Decode path for Q4_K: stream each super-block straight from memory into
- * the products, two 32-element sub-blocks per 32-byte load. */
+/* One Q4_K super-block x Q8_K block: acc += d*dy*sum(scale*q.y),
+ * accm += dmin*dy*sum(min*bsum). Two 32-element sub-blocks per 32-byte load. */
+static inline __attribute__((always_inline)) void
+q4k_block(const struct blk_q4_k *x, const struct blk_q8_k *y, __m256 *acc, __m256 *accm)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m128i sm = scales_mins_k4(x->scales);
+    /* 8 scales as int16 in both halves; mins duplicated per bsum pair */
+    __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+    __m256i coef = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
+    __m256i sum0 = _mm256_setzero_si256(), sum1 = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * c));
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c));
+        __m256i y1 = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c + 32));
+        __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), y0);
+        __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), y1);
+        sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, bcast16(2 * c))));
+        sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, bcast16(2 * c + 1))));
+    }
+    __m256i corr = _mm256_madd_epi16(coef, _mm256_loadu_si256((const __m256i *)y->bsums));
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x->d) * y->d),
+                           _mm256_cvtepi32_ps(_mm256_add_epi32(sum0, sum1)), *acc);
+    *accm = _mm256_fmadd_ps(_mm256_set1_ps(f16(x->dmin) * y->d), _mm256_cvtepi32_ps(corr), *accm);
+}
+
+/* Decode path for Q4_K: two super-blocks per iteration into independent
+ * accumulators, weights prefetched a few blocks ahead. */
 static float dot_q4_k(int64_t n, const void *w, const void *a)
 {
     const struct blk_q4_k *x = w;
     const struct blk_q8_k *y = a;
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        __m128i sm = scales_mins_k4(x[i].scales);
-        /* 8 scales as int16 in both halves; mins duplicated per bsum pair */
-        __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
-        __m256i coef = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
-        __m256i sumi = _mm256_setzero_si256();
-        for (int c = 0; c < 4; c++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
-            __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * c));
-            __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * c + 32));
-            __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), y0);
-            __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), y1);
-            p0 = _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, bcast16(2 * c)));
-            p1 = _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, bcast16(2 * c + 1)));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
-        }
-        __m256i corr = _mm256_madd_epi16(coef, _mm256_loadu_si256((const __m256i *)y[i].bsums));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(corr), accm);
+    __m256 acc0 = _mm256_setzero_ps(), accm0 = _mm256_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps(), accm1 = _mm256_setzero_ps();
+    int64_t nb = n / QK_K, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        _mm_prefetch((const char *)(x + i + 6), _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i + 6) + 128, _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i + 7), _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i + 7) + 128, _MM_HINT_T0);
+        q4k_block(x + i, y + i, &acc0, &accm0);
+        q4k_block(x + i + 1, y + i + 1, &acc1, &accm1);
     }
-    return hsum_ps(_mm256_sub_ps(acc, accm));
+    if (i < nb)
+        q4k_block(x + i, y + i, &acc0, &accm0);
+    return hsum_ps(_mm256_sub_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(accm0, accm1)));
 }
 
-/* Decode path for Q5_K: as Q4_K plus the fifth bit from qh (bit 2c for the
+/* One Q5_K super-block: as Q4_K plus the fifth bit from qh (bit 2c for the
  * low nibbles of chunk c, bit 2c+1 for the high ones). */
+static inline __attribute__((always_inline)) void
+q5k_block(const struct blk_q5_k *x, const struct blk_q8_k *y, __m256 *acc, __m256 *accm)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f), b4 = _mm256_set1_epi8(0x10);
+    __m128i sm = scales_mins_k4(x->scales);
+    __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+    __m256i coef = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
+    __m256i qh = _mm256_loadu_si256((const __m256i *)x->qh);
+    __m256i sum0 = _mm256_setzero_si256(), sum1 = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * c));
+        /* bit 2c of qh moved to bit 4 (shift left 4-2c, or right 2c-4) */
+        __m256i h0 = c < 2 ? _mm256_slli_epi16(qh, 4 - 2 * c) : _mm256_srli_epi16(qh, 2 * c - 4);
+        __m256i h1 = c < 2 ? _mm256_slli_epi16(qh, 3 - 2 * c) : _mm256_srli_epi16(qh, 2 * c - 3);
+        __m256i q0 = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_and_si256(h0, b4));
+        __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_and_si256(h1, b4));
+        __m256i y0 = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c));
+        __m256i y1 = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c + 32));
+        sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(_mm256_maddubs_epi16(q0, y0),
+                                                         _mm256_shuffle_epi8(sc, bcast16(2 * c))));
+        sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(_mm256_maddubs_epi16(q1, y1),
+                                                         _mm256_shuffle_epi8(sc, bcast16(2 * c + 1))));
+    }
+    __m256i corr = _mm256_madd_epi16(coef, _mm256_loadu_si256((const __m256i *)y->bsums));
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x->d) * y->d),
+                           _mm256_cvtepi32_ps(_mm256_add_epi32(sum0, sum1)), *acc);
+    *accm = _mm256_fmadd_ps(_mm256_set1_ps(f16(x->dmin) * y->d), _mm256_cvtepi32_ps(corr), *accm);
+}
+
+/* Decode path for Q5_K: two super-blocks per iteration, as Q4_K. */
 static float dot_q5_k(int64_t n, const void *w, const void *a)
 {
     const struct blk_q5_k *x = w;
     const struct blk_q8_k *y = a;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        __m128i sm = scales_mins_k4(x[i].scales);
-        __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
-        __m256i coef = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
-        __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
-        __m256i sumi = _mm256_setzero_si256();
-        for (int c = 0; c < 4; c++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
-            __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
-            __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
-            __m256i q0 = _mm256_or_si256(_mm256_and_si256(v, m4), h0);
-            __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), h1);
-            __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * c));
-            __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * c + 32));
-            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, y0), _mm256_shuffle_epi8(sc, bcast16(2 * c)));
-            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, y1), _mm256_shuffle_epi8(sc, bcast16(2 * c + 1)));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
-        }
-        __m256i corr = _mm256_madd_epi16(coef, _mm256_loadu_si256((const __m256i *)y[i].bsums));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].dmin) * y[i].d), _mm256_cvtepi32_ps(corr), accm);
+    __m256 acc0 = _mm256_setzero_ps(), accm0 = _mm256_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps(), accm1 = _mm256_setzero_ps();
+    int64_t nb = n / QK_K, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        _mm_prefetch((const char *)(x + i + 6), _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i + 6) + 128, _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i + 7), _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i + 7) + 128, _MM_HINT_T0);
+        q5k_block(x + i, y + i, &acc0, &accm0);
+        q5k_block(x + i + 1, y + i + 1, &acc1, &accm1);
     }
-    return hsum_ps(_mm256_sub_ps(acc, accm));
+    if (i < nb)
+        q5k_block(x + i, y + i, &acc0, &accm0);
+    return hsum_ps(_mm256_sub_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(accm0, accm1)));
 }
+
 /* Shuffle that puts int16 scale 2k in the low 128-bit lane and 2k+1 in the
  * high one (each lane holds the same 8 scales). */
 static inline __m256i q6_scale_shuffle(int k)
@@ -655,43 +696,59 @@ static inline __m256i q6_scale_shuffle(int k)
     return _mm256_set_m128i(hi, lo);
 }
 
-/* Decode path for Q6_K: 6-bit levels assembled in registers per 32 values;
- * the -32 offset comes back through 32 * sum(scale * bsum). */
+/* One Q6_K super-block x Q8_K block: 6-bit levels assembled in registers
+ * per 32 values; the -32 offset comes back through 32 * sum(scale * bsum). */
+static inline __attribute__((always_inline)) __m256
+q6k_block(const struct blk_q6_k *x, const struct blk_q8_k *y, __m256 acc)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    __m256i sum0 = _mm256_setzero_si256(), sum1 = _mm256_setzero_si256();
+    __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+    for (int h = 0; h < 2; h++) {
+        /* the 8 scales of this half, as int16, in both 128-bit lanes */
+        __m256i sch = h ? _mm256_permute2x128_si256(sc16, sc16, 0x11)
+                        : _mm256_permute2x128_si256(sc16, sc16, 0x00);
+        const int8_t *yq = y->qs + 128 * h;
+        __m256i l0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
+        __m256i l1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+        __m256i q[4];
+        q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+        q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
+        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                               _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+        for (int k = 0; k < 4; k += 2) {
+            __m256i p0 = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(yq + 32 * k)));
+            __m256i p1 = _mm256_maddubs_epi16(q[k + 1], _mm256_loadu_si256((const __m256i *)(yq + 32 * k + 32)));
+            sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sch, q6_scale_shuffle(k))));
+            sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sch, q6_scale_shuffle(k + 1))));
+        }
+    }
+    __m256i corr = _mm256_madd_epi16(_mm256_slli_epi16(sc16, 5), _mm256_loadu_si256((const __m256i *)y->bsums));
+    __m256i sumi = _mm256_sub_epi32(_mm256_add_epi32(sum0, sum1), corr);
+    return _mm256_fmadd_ps(_mm256_set1_ps(f16(x->d) * y->d), _mm256_cvtepi32_ps(sumi), acc);
+}
+
+/* Decode path for Q6_K: two super-blocks per iteration into independent
+ * accumulators, weights prefetched a few blocks ahead. */
 static float dot_q6_k(int64_t n, const void *w, const void *a)
 {
     const struct blk_q6_k *x = w;
     const struct blk_q8_k *y = a;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        __m256i sumi = _mm256_setzero_si256();
-        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
-        for (int h = 0; h < 2; h++) {
-            /* the 8 scales of this half, as int16, in both 128-bit lanes */
-            __m256i sch = h ? _mm256_permute2x128_si256(sc16, sc16, 0x11)
-                            : _mm256_permute2x128_si256(sc16, sc16, 0x00);
-            const int8_t *yq = y[i].qs + 128 * h;
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-            for (int k = 0; k < 4; k++) {
-                __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(yq + 32 * k)));
-                __m256i s16 = _mm256_shuffle_epi8(sch, q6_scale_shuffle(k));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s16));
-            }
-        }
-        __m256i coef = _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales)), 5);
-        __m256i corr = _mm256_madd_epi16(coef, _mm256_loadu_si256((const __m256i *)y[i].bsums));
-        float d = f16(x[i].d) * y[i].d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi, corr)), acc);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t nb = n / QK_K, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        _mm_prefetch((const char *)(x + i + 6), _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i + 6) + 128, _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i + 7), _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i + 7) + 128, _MM_HINT_T0);
+        acc0 = q6k_block(x + i, y + i, acc0);
+        acc1 = q6k_block(x + i + 1, y + i + 1, acc1);
     }
-    return hsum_ps(acc);
+    if (i < nb)
+        acc0 = q6k_block(x + i, y + i, acc0);
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
 /* K-quant weights x MM_COLS columns, lanes = columns (as mm_legacy_group):
@@ -719,8 +776,10 @@ mm_k_group(uint32_t t, int64_t k, const uint8_t *w, size_t rs, int64_t nr,
                 p[j] = _mm256_setzero_si256();
                 yq[j] = ((const struct blk_q8_k *)(ap + (size_t)(j < nc ? j : 0) * as))[i].qs;
             }
-            /* sub-block outer, columns inner: the weights stay in registers */
-            #pragma GCC unroll 8
+            /* sub-block outer, columns inner: the weights stay in registers.
+             * Not unrolled: fully unrolled, GCC computes all 64 products
+             * first and spills them to the stack before summing. */
+            #pragma GCC unroll 1
             for (int c = 0; c < 8; c++) {
                 __m256i q = kb.q[c], sc = kb.s16[c];
                 #pragma GCC unroll 8

@@ -15,3 +15,18 @@ wait_port() {
 
 # The scripted server prints "port N" on stdout once it listens.
 SCRIPTED_PORT='s/^port \([0-9]*\)$/\1/p'
+
+# stop_scripted PID ERRFILE: SIGTERM the server and wait for it. Prints "ok"
+# and returns 0 when it exits 0 without a sanitizer report in ERRFILE; else
+# prints "not ok" with the report's first lines and returns 1.
+stop_scripted() {
+    kill -TERM "$1"
+    wait "$1"
+    local rc=$?
+    if [ $rc -ne 0 ] || grep -qE "Sanitizer|runtime error" "$2"; then
+        echo "not ok server exit status $rc or sanitizer report (see $2)"
+        grep -E "Sanitizer|runtime error" "$2" | head
+        return 1
+    fi
+    echo "ok server exited cleanly"
+}

@@ -29,12 +29,9 @@ sdk=$(timeout 120 node "$npmdir/compat.mjs" "http://127.0.0.1:$port" compat-key)
 echo "$sdk" | sed '$d'
 read -r p f < <(echo "$sdk" | summary)
 p=${p:-0}; f=${f:-1}
-kill -TERM "$pid"
-wait "$pid"
-src=$?
-if [ $src -ne 0 ] || grep -qE "Sanitizer|runtime error" "$build/server-tests/compat.err"; then
-    echo "not ok scripted server exited $src (see $build/server-tests/compat.err)"
-    grep -E "Sanitizer|runtime error" "$build/server-tests/compat.err" | head
+if stop_scripted "$pid" "$build/server-tests/compat.err"; then
+    p=$((p + 1))
+else
     f=$((f + 1))
 fi
 # the serve command itself (the sanitized binary when run from make test)

@@ -22,16 +22,10 @@ echo "$result" | sed '$d'
 p=$(echo "$result" | tail -n 1 | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
 f=$(echo "$result" | tail -n 1 | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
 p=${p:-0}; f=${f:-1}
-kill -TERM "$pid"
-wait "$pid"
-src=$?
-if [ $src -ne 0 ] || grep -qE "Sanitizer|runtime error" "$err"; then
-    echo "not ok server exit status $src or sanitizer report (see $err)"
-    grep -E "Sanitizer|runtime error" "$err" | head
-    f=$((f + 1))
-else
-    echo "ok server exited cleanly"
+if stop_scripted "$pid" "$err"; then
     p=$((p + 1))
+else
+    f=$((f + 1))
 fi
 echo "$p passed, $f failed"
 [ "$f" -eq 0 ]
