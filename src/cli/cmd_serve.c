@@ -260,6 +260,20 @@ static int attach_upstreams(struct srv_server *srv, const struct srv_config *cfg
     return rc;
 }
 
+/* Nothing to serve: say how to get a model (the server still runs, with an
+ * empty /v1/models, so the API can be explored). */
+static void no_model_hint(void)
+{
+    km_log(KM_LOG_WARN,
+           "serve: no model given. Download one into the Hugging Face cache "
+           "with 'kanoa-mlops pull bartowski/Llama-3.2-1B-Instruct-GGUF "
+           "--include \"*Q4_K_M.gguf\"' and serve it with '--model "
+           "bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M'; offline, try a "
+           "model with random weights: 'kanoa-mlops models synth --shape "
+           "tiny -o tiny.gguf' then '--model tiny.gguf'; or front a vLLM "
+           "server with '--upstream NAME=URL'");
+}
+
 /* Hook: backends, right after HTTP is up. engine: the local backend loads
  * cfg->models in the background (/health says loading meanwhile); gateway:
  * the upstream pool. The server owns and destroys both. */
@@ -276,6 +290,8 @@ static int attach_backends(struct srv_server *srv, const struct srv_config *cfg,
     }
     if (!rc && cfg->upstreams.n)
         rc = attach_upstreams(srv, cfg, err);
+    if (!rc && !cfg->models.n && !cfg->upstreams.n)
+        no_model_hint();
     return rc;
 }
 
