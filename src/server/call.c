@@ -726,6 +726,10 @@ void srv__call_completed(struct srv_call *c, bool ok)
     pthread_mutex_lock(&s->mu);
     pthread_mutex_lock(&c->mu);
     c->gone = true;
+    /* A call MHD completes while still waiting for admission must leave the
+     * queue now: srv__limits_release would otherwise hand out freed memory. */
+    if (c->st == SRV_C_QUEUED)
+        srv__limits_remove(&s->limits, c);
     bool running = c->job && !c->terminal;
     if (running)
         c->client_gone = c->cancel_pending = true; /* the ticker waits */
