@@ -457,6 +457,13 @@ Test(server, protect_metrics)
     r = req("GET", "/metrics", NULL, (const char *const[]){"Authorization: Bearer k1", NULL});
     cr_assert_eq(r.status, 200);
     resp_free(&r);
+    r = req("GET", "/health", NULL, NULL);
+    cr_assert_eq(r.status, 401);
+    cr_assert_not_null(strstr(km_buf_str(&r.body), "\"error\""), "401 uses the envelope: %s", km_buf_str(&r.body));
+    resp_free(&r);
+    r = req("GET", "/health", NULL, (const char *const[]){"Authorization: Bearer k1", NULL});
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
     stop();
 }
 

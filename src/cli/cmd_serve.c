@@ -51,7 +51,7 @@ static const char usage_text[] =
     "  --api-key KEY            require 'Authorization: Bearer KEY' (repeatable;\n"
     "                           also KANOA_API_KEY)\n"
     "  --api-key-file FILE      more keys, one per line\n"
-    "  --protect-metrics        require the API key for /metrics too\n"
+    "  --protect-metrics        require the API key for /health and /metrics too\n"
     "  --cors-origin ORIGIN     allow browser requests from ORIGIN (repeatable;\n"
     "                           '*' = any)\n"
     "  --log-format text|json   request log format (text)\n"

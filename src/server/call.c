@@ -125,11 +125,11 @@ static void fix_request_id(struct srv_call *c)
     }
 }
 
+/* /health and /metrics are public (probes, scrapers) unless
+ * --protect-metrics; everything else needs a key when keys are set. */
 static bool needs_auth(struct srv_server *s, int route)
 {
-    if (route == SRV_R_HEALTH)
-        return false;
-    if (route == SRV_R_METRICS)
+    if (route == SRV_R_HEALTH || route == SRV_R_METRICS)
         return s->cfg.protect_metrics;
     return true;
 }
