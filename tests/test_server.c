@@ -841,7 +841,8 @@ Test(server, n_choices_and_completion_logprobs)
     json_t *lp = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "logprobs");
     char *s = json_dumps(lp, JSON_COMPACT);
     cr_assert_str_eq(s, "{\"tokens\":[\"Hello\",\",\"],\"token_logprobs\":[-0.5,-1.0],"
-                        "\"top_logprobs\":[{\"alt\":-2.0,\"alt2\":-3.0},{\"alt\":-2.0,\"alt2\":-3.0}]}");
+                        "\"top_logprobs\":[{\"alt\":-2.0,\"alt2\":-3.0},{\"alt\":-2.0,\"alt2\":-3.0}],"
+                        "\"text_offset\":[0,5]}");
     free(s);
     json_decref(j);
     resp_free(&r);

@@ -276,6 +276,26 @@ static void flush_pending_locked(struct srv_call *c, int i, const char *finish)
     ch->pending = false;
 }
 
+/* Characters (not bytes) in a piece of UTF-8: OpenAI's text_offset unit. */
+static size_t utf8_chars(const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return k;
+}
+
+/* Under c->mu: one logprobs entry; completions also record where the token
+ * starts in the choice's text (echoed prompt included). */
+static void append_logprob_locked(struct srv_call *c, struct srv_choice *ch,
+                                  const struct srv_logprobs *lp)
+{
+    json_t *e = srv__logprob_entry(lp);
+    if (e && c->parsed.req.ep == SRV_EP_COMPLETION)
+        json_object_set_new(e, "text_offset", json_integer((json_int_t)ch->n_chars));
+    json_array_append_new(ch->lp, e);
+}
+
 static void on_text(void *ud, int index, const char *text, size_t len,
                     const struct srv_logprobs *lp)
 {
@@ -306,7 +326,8 @@ static void on_text(void *ud, int index, const char *text, size_t len,
         if (lp && !ch->lp)
             ch->lp = json_array();
         if (lp && ch->lp)
-            json_array_append_new(ch->lp, srv__logprob_entry(lp));
+            append_logprob_locked(c, ch, lp);
+        ch->n_chars += utf8_chars(text, len);
         if (c->parsed.req.stream)
             conn = wake_locked(c);
     }
@@ -545,8 +566,10 @@ static int pick_model(struct srv_call *c, struct srv_reply *r,
         return -1;
     }
     if (info->task != task) {
-        srv__reply_error(r, 400, "model", "The model `%s` does not support %s",
-                         c->model, c->path);
+        srv__reply_error(r, 400, "model",
+                         "The model `%s` does not support %s: its task is "
+                         "`%s`", c->model, c->path,
+                         info->task == SRV_TASK_EMBED ? "embed" : "generate");
         return -1;
     }
     return 0;

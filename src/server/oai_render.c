@@ -150,11 +150,14 @@ static json_t *choice_logprobs(const struct srv_call *c, json_t *entries)
     if (c->parsed.req.ep == SRV_EP_CHAT)
         return json_pack("{s:O}", "content", entries);
     json_t *tokens = json_array(), *lps = json_array(), *tops = json_array();
+    json_t *offs = json_array();
     size_t i;
     json_t *e;
     json_array_foreach(entries, i, e) {
         json_array_append(tokens, json_object_get(e, "token"));
         json_array_append(lps, json_object_get(e, "logprob"));
+        json_t *off = json_object_get(e, "text_offset");
+        json_array_append_new(offs, off ? json_incref(off) : json_integer(0));
         json_t *m = json_object(), *t;
         size_t k;
         json_array_foreach(json_object_get(e, "top_logprobs"), k, t)
@@ -162,8 +165,8 @@ static json_t *choice_logprobs(const struct srv_call *c, json_t *entries)
                             json_object_get(t, "logprob"));
         json_array_append_new(tops, m);
     }
-    return json_pack("{s:o,s:o,s:o}", "tokens", tokens, "token_logprobs", lps,
-                     "top_logprobs", tops);
+    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tokens, "token_logprobs",
+                     lps, "top_logprobs", tops, "text_offset", offs);
 }
 
 static json_t *finish_value(const char *f)

@@ -221,6 +221,7 @@ struct srv_choice {
     char finish[16];
     bool role_sent;
     bool pending;               /* stream: a held-back piece exists */
+    size_t n_chars;             /* characters delivered so far (text_offset) */
 };
 
 enum srv_cstate {

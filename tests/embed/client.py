@@ -147,10 +147,13 @@ def t_dimensions():
 
 def t_wrong_task():
     st, j = req("/v1/embeddings", {"model": "llama", "input": "x"})
-    assert st == 400 and "`llama`" in j["error"]["message"], j
+    assert st == 400 and j["error"]["message"] == (
+        "The model `llama` does not support /v1/embeddings: its task is `generate`"), j
+    assert j["error"]["param"] == "model", j
     st, j = req("/v1/chat/completions", {"model": "bert",
                                          "messages": [{"role": "user", "content": "x"}]})
-    assert st == 400 and "`bert`" in j["error"]["message"], j
+    assert st == 400 and j["error"]["message"] == (
+        "The model `bert` does not support /v1/chat/completions: its task is `embed`"), j
 
 
 def t_too_long():

@@ -131,6 +131,17 @@ if ok:
     good = good and all(abs(max(t.values()) - l) < 1e-5 for t, l in zip(L['top_logprobs'], L['token_logprobs']))
     check(good, 'greedy token logprob is the best of top_logprobs ({token: logprob})', L['top_logprobs'][:2])
     check(all(l <= 0 for l in L['token_logprobs']), 'logprobs are <= 0')
+    offs, at = [], 0
+    for t in L['tokens']:
+        offs.append(at)
+        at += len(t)
+    check(L.get('text_offset') == offs, 'text_offset: where each token starts in the text',
+          (L.get('text_offset'), offs))
+st, e = request('POST', '/v1/completions', dict(greedy, prompt='The quick brown fox', logprobs=1,
+                                                 echo=True, max_tokens=3))
+E = (e.get('choices') or [{}])[0].get('logprobs') or {}
+check(st == 200 and E.get('text_offset', [None])[0] == len('The quick brown fox'),
+      'text_offset counts the echoed prompt', E)
 chat = {'model': 'tiny', 'messages': [{'role': 'user', 'content': 'Hello there'}],
         'temperature': 0, 'max_tokens': 6}
 st, c = request('POST', '/v1/chat/completions', dict(chat, logprobs=True, top_logprobs=2))
