@@ -17,16 +17,19 @@ BUILD    := build
 PKGS     := libmicrohttpd libcurl jansson libpq yaml-0.1 libcrypto
 TESTPKGS := criterion
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-TEST_LIBS  := $(shell pkg-config --libs $(TESTPKGS) 2>/dev/null)
+# Recursive (=), not simple (:=): on a fresh machine the libraries are only
+# installed by the .deps-ok step, after this file was read, so the flags are
+# asked of pkg-config when a recipe runs.
+PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+TEST_LIBS   = $(shell pkg-config --libs $(TESTPKGS) 2>/dev/null)
 
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
-BASEFLAGS:= -std=gnu17 $(WARN) -Isrc -pthread -D_GNU_SOURCE $(PKG_CFLAGS)
+BASEFLAGS = -std=gnu17 $(WARN) -Isrc -pthread -D_GNU_SOURCE $(PKG_CFLAGS)
 CFLAGS   ?= -O2 -g
 ASANFLAGS:= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined
-LDLIBS   := $(PKG_LIBS) -lm -ldl -pthread
+LDLIBS    = $(PKG_LIBS) -lm -ldl -pthread
 SIMDFLAGS:= -mavx2 -mfma -mf16c
 
 SRCS     := $(shell find src -name '*.c' | sort)
@@ -87,6 +90,9 @@ $(BUILD)/asan/tests/%: $(BUILD)/asan/obj/tests/%.o $(HELPOBJS) $(BUILD)/asan/lib
 serve: $(BUILD)/kanoa-mlops
 	$(BUILD)/kanoa-mlops serve $(if $(MODEL),--model $(MODEL)) $(SERVE_ARGS)
 
+# Test objects include test-only headers (Criterion): install those first.
+$(TESTSRCS:%.c=$(BUILD)/asan/obj/%.o) $(HELPOBJS): | $(BUILD)/.testdeps-ok
+
 test: $(BUILD)/.testdeps-ok $(BUILD)/kanoa-mlops $(BUILD)/asan/kanoa-mlops $(TESTBINS)
 	@tests/run.sh $(BUILD) $(T)
 
@@ -94,7 +100,7 @@ test: $(BUILD)/.testdeps-ok $(BUILD)/kanoa-mlops $(BUILD)/asan/kanoa-mlops $(TES
 # libFuzzer + ASan/UBSan), linked with the modules it names below (rebuilt by
 # clang with coverage, archived so only what is referenced is linked).
 FUZZCC    ?= clang
-FUZZFLAGS := -std=gnu17 -Isrc -pthread -D_GNU_SOURCE $(PKG_CFLAGS) -w -g -O1 \
+FUZZFLAGS = -std=gnu17 -Isrc -pthread -D_GNU_SOURCE $(PKG_CFLAGS) -w -g -O1 \
              -fsanitize=fuzzer-no-link,address,undefined
 FUZZ_OBJS := $(LIBSRCS:%.c=$(BUILD)/fuzz/obj/%.o)
 FUZZBINS  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
