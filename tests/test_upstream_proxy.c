@@ -490,8 +490,12 @@ Test(upstream_proxy, cancel_aborts_and_frees)
     struct srv_job *job = NULL;
     struct km_err err = {0};
     cr_assert_eq(ups_job_submit(p, &req, &s, NULL, &job, &err), KM_OK);
-    usleep(200000);
+    /* wait (bounded: 5 s) for the transfer to start; a loaded machine may
+     * take longer than any fixed sleep */
+    for (int i = 0; i < 500 && ups_pool_live_transfers(p) != 1; i++)
+        usleep(10000);
     cr_assert_eq(ups_pool_live_transfers(p), 1);
+    usleep(100000); /* the upstream now holds the request open */
     ups_job_cancel(p, job);
     cr_assert(rec_wait(&r, 2000));
     cr_assert_eq(r.err_status, 499);
@@ -725,7 +729,7 @@ Test(upstream_proxy, ten_thousand_requests_random_cancels_no_leak, .timeout = 24
     char url[128], out[512];
     for (int i = 0; i < 2; i++) {
         snprintf(url, sizeof url, "%s/stats", fakes[i].url);
-        for (int k = 0; k < 50; k++) {
+        for (int k = 0; k < 250; k++) { /* bounded: 5 s */
             gw_http("GET", url, NULL, out, sizeof out);
             if (strstr(out, "\"open\":1,"))
                 break;
