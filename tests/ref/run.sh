@@ -18,37 +18,10 @@
 # 2-layer models amplify one flip to up to ~0.8% (seen with the AVX2
 # kernels on Q4_K_M; the scalar kernels then agree to 3e-8).
 set -u
-top=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$top"
-build=${KM_BUILD:-$top/build}
-shared=${KM_SHARED:-$top/../shared}
+source "$(dirname "$0")/lib.sh"
 export KM_SHARED=$shared
-py=/usr/bin/python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-bad() { echo "not ok - $1"; failed=$((failed + 1)); }
+ref_build_tool ref_tool
 
-lib=$build/asan/libkanoa.a
-flags="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer"
-if [ -f "$build/libkanoa.a" ]; then
-    lib=$build/libkanoa.a
-    flags="-O2 -g"
-fi
-pkgs="libmicrohttpd libcurl jansson libpq yaml-0.1 libcrypto"
-# shellcheck disable=SC2046,SC2086
-if ! cc -std=gnu17 $flags -Isrc -Itests -D_GNU_SOURCE -pthread -o "$work/ref_tool" \
-        tests/ref/ref_tool.c "$lib" \
-        $(pkg-config --libs $pkgs) -lm -ldl; then
-    bad "build ref_tool"
-    echo "$passed passed, $failed failed"
-    exit 1
-fi
-
-synth=${KM_BIN_RELEASE:-$build/kanoa-mlops}
-[ -x "$synth" ] || synth=${KM_BIN:-$build/asan/kanoa-mlops}
 ids="464 2068 7586 21831 18045 625 262 16931 3290 13 198 40 1101 257 1049"
 for type in F32 F16 BF16 Q8_0 Q4_0 Q6_K Q4_K_M Q5_K_M; do
     case $type in F32|F16|BF16) tol=1e-3 ;; *) tol=3e-2 ;; esac

@@ -11,34 +11,8 @@
 # engine's activation rounding (--act-quant). Prints ok/not ok lines and
 # "N passed, N failed".
 set -u
-top=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$top"
-build=${KM_BUILD:-$top/build}
-shared=${KM_SHARED:-$top/../shared}
-py=/usr/bin/python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-ok() { echo "ok - $1"; passed=$((passed + 1)); }
-bad() { echo "not ok - $1"; failed=$((failed + 1)); }
-
-lib=$build/asan/libkanoa.a
-flags="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer"
-if [ -f "$build/libkanoa.a" ]; then
-    lib=$build/libkanoa.a
-    flags="-O2 -g"
-fi
-pkgs="libmicrohttpd libcurl jansson libpq yaml-0.1 libcrypto"
-# shellcheck disable=SC2046,SC2086
-if ! cc -std=gnu17 $flags -Isrc -Itests -D_GNU_SOURCE -pthread -o "$work/embed_tool" \
-        tests/ref/embed_tool.c "$lib" $(pkg-config --libs $pkgs) -lm -ldl; then
-    bad "build embed_tool"
-    echo "$passed passed, $failed failed"
-    exit 1
-fi
-synth=${KM_BIN_RELEASE:-$build/kanoa-mlops}
-[ -x "$synth" ] || synth=${KM_BIN:-$build/asan/kanoa-mlops}
+source "$(dirname "$0")/lib.sh"
+ref_build_tool embed_tool
 # [CLS] hello world [SEP] -- [CLS] the quick brown fox ... [SEP] -- [CLS] a [SEP]
 ids="101 7592 2088 102 -- 101 1996 4248 2829 4419 14523 2058 1996 13971 3899 1012 102 -- 101 1037 102"
 for arch in bert nomic-bert; do
