@@ -52,6 +52,9 @@ struct quant_kernels {
 void quant__ref_kernels(struct quant_kernels *k);
 /* AVX2 kernels (quant_avx2.c): overrides entries of k it implements. */
 void quant__avx2_kernels(struct quant_kernels *k);
+/* AVX2 kernels for F32/F16/BF16 weights (quant_avx2_float.c); called by
+ * quant__avx2_kernels. */
+void quant__avx2_float_kernels(struct quant_kernels *k);
 
 /* Scalar quantizers (quant_ref.c). */
 void quant__quantize_ref(uint32_t t, const float *src, void *dst, int64_t n);
