@@ -126,6 +126,18 @@ static void metrics(struct srv_call *c, struct srv_reply *r)
 }
 
 /* Backend for /tokenize and /detokenize: by model, else the only one. */
+/* The model /tokenize uses when the request names none: the only generative
+ * model, or, on a server with no generative model, the only embedder. */
+static bool default_token_model(struct srv_call *c)
+{
+    c->model[0] = '\0';
+    if (srv__default_model(c->srv, SRV_TASK_GENERATE, c->model, sizeof c->model))
+        return true;
+    if (c->model[0])    /* several generative models: ambiguous */
+        return false;
+    return srv__default_model(c->srv, SRV_TASK_EMBED, c->model, sizeof c->model);
+}
+
 static struct srv_backend *token_backend(struct srv_call *c,
                                          const struct srv_parsed *p,
                                          struct srv_reply *r,
@@ -133,11 +145,9 @@ static struct srv_backend *token_backend(struct srv_call *c,
 {
     if (p->req.model) {
         snprintf(c->model, sizeof c->model, "%s", p->req.model);
-    } else if (!srv__default_model(c->srv, SRV_TASK_GENERATE, c->model,
-                                   sizeof c->model) &&
-               !srv__default_model(c->srv, SRV_TASK_EMBED, c->model,
-                                   sizeof c->model)) {
-        srv__reply_error(r, 400, "model", "model is required");
+    } else if (!default_token_model(c)) {
+        srv__reply_error(r, 400, "model",
+                         "model is required: this server has several models");
         return NULL;
     }
     struct srv_backend *be = srv__find_model(c->srv, c->model, info);

@@ -97,6 +97,9 @@ check(st == 200 and b['choices'][0]['text'] == text, 'a token-id prompt gives th
       (text, b))
 st, d = request('POST', '/detokenize', {'model': 'tiny', 'tokens': prompt_ids})
 check(st == 200 and d.get('prompt') == 'The quick brown fox', '/detokenize round-trips', d)
+st, e = request('POST', '/tokenize', {'prompt': 'The quick brown fox'})
+check(st == 400 and 'several models' in e.get('error', {}).get('message', ''),
+      '/tokenize without a model on a two-model server is a 400', (st, e))
 
 st, events = stream('/v1/completions', dict(greedy, prompt='The quick brown fox', stream=True,
                                             stream_options={'include_usage': True}))
