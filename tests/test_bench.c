@@ -64,18 +64,25 @@ static void stop(void)
     gw_fake_stop(&fake);
 }
 
+/* Options against the fake gateway: one level of conc clients. */
+static void fake_options(struct bench_options *o, const char *model, int conc, long requests)
+{
+    bench_options_default(o);
+    o->url = fake.url;
+    o->model = model;
+    o->concurrency[0] = conc;
+    o->n_levels = 1;
+    o->requests = requests;
+}
+
 Test(bench, run_counts_tokens_and_requests, .fini = stop, .timeout = 60)
 {
     const char *args[] = {"--tokens", "6", "--token-delay", "0.002", NULL};
     cr_assert_eq(gw_fake_start(&fake, args), 0);
     struct bench_options o;
-    bench_options_default(&o);
-    o.url = fake.url;
-    o.model = "m1";
-    o.concurrency[0] = 1;
+    fake_options(&o, "m1", 1, 9);
     o.concurrency[1] = 3;
     o.n_levels = 2;
-    o.requests = 9;
     o.prompt_tokens = 20;
     o.max_tokens = 6;
     struct bench_result r;
@@ -136,12 +143,7 @@ Test(bench, failures_are_counted_with_the_reason, .fini = stop, .timeout = 60)
 {
     cr_assert_eq(gw_fake_start(&fake, NULL), 0);
     struct bench_options o;
-    bench_options_default(&o);
-    o.url = fake.url;
-    o.model = "missing";
-    o.concurrency[0] = 2;
-    o.n_levels = 1;
-    o.requests = 4;
+    fake_options(&o, "missing", 2, 4);
     struct bench_result r;
     struct km_err err = {0};
     cr_assert_eq(bench_run(&o, &r, &err), KM_OK);

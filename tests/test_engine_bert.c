@@ -1,11 +1,16 @@
 /* test_engine_bert.c - BERT-family encoders (bert, nomic-bert) and eng_embed:
  * loading and task, exact tokenization framing, L2 norm, pooling, batch
- * independence (bit-exact), thread-count independence, input errors.
+ * independence (bit-exact, also for passes long enough to be cut into
+ * several matmul column blocks and attention query blocks, and for a
+ * one-token input), thread-count independence, input errors, and the AVX2
+ * encoder kernels against their scalar references.
  * Models are small random GGUFs written with synth_write (the bge tokenizer
  * from $KM_SHARED/data/tokenizer). Agreement with the NumPy reference is
  * checked by tests/ref (ref_bert.py). */
 #include "base/mem.h"
+#include "engine/bert_ops.h"
 #include "engine/engine.h"
+#include "engine/quant.h"
 #include "engine/synth.h"
 
 #include <criterion/criterion.h>
@@ -225,4 +230,172 @@ Test(engine_bert, input_errors)
     km_free(big);
     eng_model_close(m);
     unlink(path);
+}
+
+/* Inputs of 90, 30, 1, 5, 128 and 70 ids: passes of 90+30+1+5 = 126 and
+ * 128 tokens are cut into several column blocks and query blocks; every
+ * vector must equal the input's vector embedded alone (1 thread), with 1, 2
+ * and 3 threads. */
+static void check_long_passes(const char *arch, const char *ftype)
+{
+    static const size_t lens[] = {90, 30, 1, 5, 128, 70};
+    enum { N = sizeof lens / sizeof *lens };
+    int32_t *ids[N];
+    size_t n[N];
+    for (size_t s = 0; s < N; s++) {
+        ids[s] = km_calloc(lens[s], sizeof **ids);
+        n[s] = lens[s];
+        for (size_t i = 0; i < lens[s]; i++)
+            ids[s][i] = (int32_t)(1000 + (s * 7919 + i * 104729) % 20000);
+    }
+    char path[256];
+    float *alone = NULL;
+    struct km_err err;
+    for (int threads = 1; threads <= 3; threads++) {
+        struct eng_model *m = open_model(arch, ftype, threads, 0, path, sizeof path);
+        struct eng_model_info info;
+        eng_model_info(m, &info);
+        size_t E = (size_t)info.n_embd;
+        if (!alone) {
+            alone = km_calloc(N * E, sizeof *alone);
+            for (size_t s = 0; s < N; s++)
+                cr_assert_eq(eng_embed(m, (const int32_t *const *)ids + s, n + s, 1,
+                                       alone + s * E, &err), KM_OK, "%s", km_err_text(&err));
+        }
+        float *all = km_calloc(N * E, sizeof *all);
+        cr_assert_eq(eng_embed(m, (const int32_t *const *)ids, n, N, all, &err), KM_OK,
+                     "%s", km_err_text(&err));
+        for (size_t s = 0; s < N; s++) {
+            check_unit_norm(all + s * E, (int)E);
+            cr_assert_eq(memcmp(all + s * E, alone + s * E, E * sizeof *all), 0,
+                         "%s %s, %d threads: input %zu (%zu ids) differs in a batch",
+                         arch, ftype, threads, s, lens[s]);
+        }
+        km_free(all);
+        eng_model_close(m);
+        unlink(path);
+    }
+    km_free(alone);
+    for (size_t s = 0; s < N; s++)
+        km_free(ids[s]);
+}
+
+Test(engine_bert, long_passes_bert_f16) { check_long_passes("bert", "F16"); }
+Test(engine_bert, long_passes_bert_q8) { check_long_passes("bert", "Q8_0"); }
+Test(engine_bert, long_passes_nomic_q4k) { check_long_passes("nomic-bert", "Q4_K_M"); }
+
+/* A pass may not exceed the model's position table. */
+Test(engine_bert, context_longer_than_positions)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/km-bert-test-%d-ctx.gguf", (int)getpid());
+    write_model("bert", path, "F16");
+    struct eng_load_params p;
+    eng_load_params_default(&p);
+    p.path = path;
+    p.n_threads = 1;
+    p.n_ctx = 256;
+    struct eng_model *m = NULL;
+    struct km_err err;
+    cr_assert_eq(eng_model_open(&p, &m, &err), KM_EINVAL);
+    cr_assert(strstr(km_err_text(&err), "context 256 is longer than the model's 128 positions"),
+              "%s", km_err_text(&err));
+    unlink(path);
+}
+
+/* ---- AVX2 kernels against the scalar references ---------------------------- */
+
+static float frand(unsigned *s)
+{
+    *s = *s * 1103515245u + 12345u;
+    return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static bool have_avx2(void)
+{
+    return quant_kernels_force(QUANT_ISA_AVX2);
+}
+
+static void assert_close(const float *a, const float *b, int n, float tol, const char *what)
+{
+    for (int i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]);
+        cr_assert(d <= tol * (1.0f + fabsf(b[i])), "%s[%d]: %.9g vs %.9g", what, i, a[i], b[i]);
+    }
+}
+
+Test(engine_bert, avx2_elementwise_match_reference)
+{
+    if (!have_avx2())
+        return;
+    unsigned seed = 7;
+    static const int sizes[] = {1, 7, 8, 21, 384};
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+        int n = sizes[t];
+        float x[384], w[384], b[384], y0[384], y1[384];
+        for (int i = 0; i < n; i++) {
+            x[i] = 6.0f * frand(&seed);
+            w[i] = frand(&seed);
+            b[i] = frand(&seed);
+        }
+        eng__bert_layernorm_ref(y0, x, w, b, n, 1e-12f);
+        eng__bert_layernorm_avx2(y1, x, w, b, n, 1e-12f);
+        assert_close(y1, y0, n, 2e-5f, "layernorm");
+        memcpy(y0, x, sizeof x);
+        memcpy(y1, x, sizeof x);
+        eng__bert_gelu_ref(y0, b, n);
+        eng__bert_gelu_avx2(y1, b, n);
+        assert_close(y1, y0, n, 1e-6f, "gelu");
+        memcpy(y0, x, sizeof x);
+        memcpy(y1, x, sizeof x);
+        eng__bert_silu_mul_ref(y0, w, n);
+        eng__bert_silu_mul_avx2(y1, w, n);
+        assert_close(y1, y0, n, 1e-6f, "silu_mul");
+    }
+    /* far tails: exp underflow and overflow clamp, GELU's negative side */
+    float big[8] = {-100, -30, -9, -3.5f, 3.5f, 9, 30, 100}, g0[8], g1[8];
+    memcpy(g0, big, sizeof big);
+    memcpy(g1, big, sizeof big);
+    eng__bert_gelu_ref(g0, NULL, 8);
+    eng__bert_gelu_avx2(g1, NULL, 8);
+    for (int i = 0; i < 8; i++)
+        cr_assert(fabsf(g1[i] - g0[i]) <= 1e-6f * (1.0f + fabsf(g0[i])), "gelu(%g)", big[i]);
+    quant_kernels_init();
+}
+
+static void attend_case(int n_q, int n_k, int D, unsigned seed)
+{
+    int rows = n_k > n_q ? n_k : n_q, stride = 3 * D + 5;
+    float *qkv = km_calloc((size_t)rows * stride, sizeof(float));
+    float *o0 = km_calloc((size_t)n_q * D, sizeof(float));
+    float *o1 = km_calloc((size_t)n_q * D, sizeof(float));
+    float *scr = km_calloc(eng__bert_attn_scratch(n_k, D), sizeof(float));
+    for (int i = 0; i < rows * stride; i++)
+        qkv[i] = 2.0f * frand(&seed);
+    struct bert_attn a = {.q = qkv, .k = qkv + D, .v = qkv + 2 * D, .stride = (size_t)stride,
+                          .n_q = n_q, .n_k = n_k, .D = D, .scale = 1.0f / sqrtf((float)D),
+                          .out = o0, .out_stride = (size_t)D, .scratch = scr};
+    eng__bert_attend_ref(&a);
+    a.out = o1;
+    eng__bert_attend_avx2(&a);
+    char what[64];
+    snprintf(what, sizeof what, "attend q%d k%d D%d", n_q, n_k, D);
+    assert_close(o1, o0, n_q * D, 1e-5f, what);
+    km_free(qkv);
+    km_free(o0);
+    km_free(o1);
+    km_free(scr);
+}
+
+Test(engine_bert, avx2_attention_matches_reference)
+{
+    if (!have_avx2())
+        return;
+    static const int cases[][3] = {
+        {1, 1, 32}, {3, 5, 32}, {4, 17, 32}, {7, 128, 32}, {64, 128, 32},
+        {5, 33, 64}, {2, 16, 24}, {9, 100, 8},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        attend_case(cases[i][0], cases[i][1], cases[i][2], 100 + (unsigned)i);
+    quant_kernels_init();
 }

@@ -535,6 +535,13 @@ static struct gguf_file *open_shared(const char *name)
     return f;
 }
 
+static void assert_key_str(struct gguf_file *f, const char *key, const char *want)
+{
+    const char *s = NULL;
+    cr_assert_eq(gguf_get_str(f, key, &s, NULL, &err), KM_OK, "%s", err.msg);
+    cr_assert_str_eq(s, want, "%s", key);
+}
+
 static void assert_arr_str(struct gguf_file *f, const char *key, uint64_t j,
                            const char *want)
 {
@@ -552,11 +559,8 @@ Test(gguf, real_vocab_bert_bge)
     cr_assert_eq(gguf_version(f), 3);
     cr_assert_eq(gguf_n_tensors(f), 0);
     cr_assert_eq(gguf_n_kv(f), 20);
-    const char *s;
-    cr_assert_eq(gguf_get_str(f, "general.architecture", &s, NULL, &err), KM_OK);
-    cr_assert_str_eq(s, "bert");
-    cr_assert_eq(gguf_get_str(f, "tokenizer.ggml.model", &s, NULL, &err), KM_OK);
-    cr_assert_str_eq(s, "bert");
+    assert_key_str(f, "general.architecture", "bert");
+    assert_key_str(f, "tokenizer.ggml.model", "bert");
     uint32_t u;
     cr_assert_eq(gguf_get_u32(f, "bert.block_count", &u, &err), KM_OK);
     cr_assert_eq(u, 12);
@@ -580,9 +584,7 @@ Test(gguf, real_vocab_bert_bge)
 Test(gguf, real_vocab_gpt2_and_llama_spm)
 {
     struct gguf_file *f = open_shared("ggml-vocab-gpt-2.gguf");
-    const char *s;
-    cr_assert_eq(gguf_get_str(f, "tokenizer.ggml.model", &s, NULL, &err), KM_OK);
-    cr_assert_str_eq(s, "gpt2");
+    assert_key_str(f, "tokenizer.ggml.model", "gpt2");
     int64_t i = gguf_find_key(f, "tokenizer.ggml.merges");
     cr_assert_eq(gguf_kv_arr_type(f, i), GGUF_TYPE_STRING);
     cr_assert_eq(gguf_kv_arr_len(f, i), 50000);
@@ -591,8 +593,7 @@ Test(gguf, real_vocab_gpt2_and_llama_spm)
     gguf_close(f);
 
     f = open_shared("ggml-vocab-llama-spm.gguf");
-    cr_assert_eq(gguf_get_str(f, "tokenizer.ggml.model", &s, NULL, &err), KM_OK);
-    cr_assert_str_eq(s, "llama");
+    assert_key_str(f, "tokenizer.ggml.model", "llama");
     i = gguf_find_key(f, "tokenizer.ggml.scores");
     cr_assert_eq(gguf_kv_arr_type(f, i), GGUF_TYPE_FLOAT32);
     cr_assert_eq(gguf_kv_arr_len(f, i), 32000);

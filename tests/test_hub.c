@@ -1,6 +1,7 @@
-/* test_hub.c - unit tests of src/hub/: hashes, filters, path safety, env
- * precedence, tree parsing, cache layout helpers, quant names and
- * hub_resolve_model on a fixture cache. */
+/* test_hub.c - unit tests of src/hub/: hashes (and the hashing thread that
+ * follows a download), filters, path safety, env precedence, tree parsing,
+ * cache layout helpers, quant names, hub_resolve_model on a fixture cache,
+ * and models rm under the blob locks. */
 #include "base/mem.h"
 #include "hub/hub.h"
 #include "hub/hub_int.h"
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -188,10 +191,27 @@ Test(hub_api, tree_page_parsed_and_validated)
     cr_assert_eq(hub__tree_parse("{}", 2, &t, &e), KM_EFORMAT);
 }
 
+/* hub_env_load in the current environment gives cache, token (NULL: none)
+ * and offline. */
+static void expect_env(const char *cache, const char *token, int offline)
+{
+    struct hub_env env;
+    struct km_err e = {0};
+    cr_assert_eq(hub_env_load(&env, &e), KM_OK, "%s", e.msg);
+    cr_assert_str_eq(env.cache, cache);
+    if (token)
+        cr_assert_str_eq(env.token, token);
+    else
+        cr_assert_null(env.token);
+    cr_assert_eq(env.offline, offline);
+    cr_assert_str_eq(env.endpoint, "http://127.0.0.1:9"); /* '/' stripped */
+    hub_env_free(&env);
+}
+
 Test(hub_env, cache_precedence_and_token)
 {
     mk_tmp();
-    char home[512], tok[600];
+    char home[512], tok[600], want[600];
     snprintf(home, sizeof home, "%s/hfhome", tmpdir);
     mkdir(home, 0700);
     snprintf(tok, sizeof tok, "%s/token", home);
@@ -204,38 +224,21 @@ Test(hub_env, cache_precedence_and_token)
     unsetenv("HUGGINGFACE_HUB_CACHE");
     setenv("HF_ENDPOINT", "http://127.0.0.1:9/", 1);
     setenv("HF_HUB_OFFLINE", "yes", 1);
-    struct hub_env env;
-    struct km_err e = {0};
-    cr_assert_eq(hub_env_load(&env, &e), KM_OK);
-    char want[600];
     snprintf(want, sizeof want, "%s/hub", home);
-    cr_assert_str_eq(env.cache, want);
-    cr_assert_str_eq(env.token, "hf_file_token");
-    cr_assert_str_eq(env.endpoint, "http://127.0.0.1:9");
-    cr_assert_eq(env.offline, 1);
-    hub_env_free(&env);
+    expect_env(want, "hf_file_token", 1);
     setenv("HUGGINGFACE_HUB_CACHE", "/legacy", 1);
     setenv("HF_TOKEN", "hf_env\n", 1);
     setenv("HF_HUB_OFFLINE", "0", 1);
-    cr_assert_eq(hub_env_load(&env, &e), KM_OK);
-    cr_assert_str_eq(env.cache, "/legacy");
-    cr_assert_str_eq(env.token, "hf_env");
-    cr_assert_eq(env.offline, 0);
-    hub_env_free(&env);
+    expect_env("/legacy", "hf_env", 0);
     setenv("HF_HUB_CACHE", "/new", 1);
     setenv("HF_TOKEN", "", 1);
     unlink(tok);
-    cr_assert_eq(hub_env_load(&env, &e), KM_OK);
-    cr_assert_str_eq(env.cache, "/new");
-    cr_assert_null(env.token);
-    hub_env_free(&env);
+    expect_env("/new", NULL, 0);
     unsetenv("HF_HOME");
     unsetenv("HF_HUB_CACHE");
     unsetenv("HUGGINGFACE_HUB_CACHE");
     setenv("XDG_CACHE_HOME", "/xdg", 1);
-    cr_assert_eq(hub_env_load(&env, &e), KM_OK);
-    cr_assert_str_eq(env.cache, "/xdg/huggingface/hub");
-    hub_env_free(&env);
+    expect_env("/xdg/huggingface/hub", NULL, 0);
     rm_tmp();
 }
 
@@ -256,33 +259,37 @@ Test(hub_scan, quant_names)
     cr_assert_str_eq(q, "");
 }
 
-/* Cache fixture: org/multi with two quants and a split, org/one with one. */
-static void fixture_cache(void)
+/* One cached repo in <tmp>/cache: commit c, files[i] linked to blob
+ * "<tag><i>" holding the file's name. */
+static void fixture_repo(const char *folder, const char *c, const char *tag,
+                         const char *const *files, size_t n)
 {
-    const char *c = "0123456789abcdef0123456789abcdef01234567";
-    const char *files[] = {"m-Q4_K_M.gguf", "m-Q8_0.gguf", "mmproj-F16.gguf",
-                           "big/m-Q2_K-00001-of-00002.gguf",
-                           "big/m-Q2_K-00002-of-00002.gguf", "README.md"};
     char dir[512], p[1024];
     struct km_err e = {0};
-    snprintf(dir, sizeof dir, "%s/cache/models--org--multi", tmpdir);
+    snprintf(dir, sizeof dir, "%s/cache/%s", tmpdir, folder);
     cr_assert_eq(hub__ref_write(dir, "main", c, &e), KM_OK, "%s", e.msg);
     snprintf(p, sizeof p, "%s/blobs", dir);
     cr_assert_eq(hub__mkdirs(p, &e), KM_OK);
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        char etag[8];
-        snprintf(etag, sizeof etag, "b%zu", i);
-        snprintf(p, sizeof p, "%s/blobs/%s", dir, etag);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(p, sizeof p, "%s/blobs/%s%zu", dir, tag, i);
         write_file(p, files[i]);
-        cr_assert_eq(hub__link_snapshot(dir, c, files[i], etag, &e), KM_OK);
+        snprintf(p, sizeof p, "%s%zu", tag, i);
+        cr_assert_eq(hub__link_snapshot(dir, c, files[i], p, &e), KM_OK);
     }
-    snprintf(dir, sizeof dir, "%s/cache/models--org--one", tmpdir);
-    cr_assert_eq(hub__ref_write(dir, "main", c, &e), KM_OK);
-    snprintf(p, sizeof p, "%s/blobs", dir);
-    hub__mkdirs(p, &e);
-    snprintf(p, sizeof p, "%s/blobs/x", dir);
-    write_file(p, "GGUF");
-    hub__link_snapshot(dir, c, "one-Q4_0.gguf", "x", &e);
+}
+
+static const char fix_commit[] = "0123456789abcdef0123456789abcdef01234567";
+
+/* Cache fixture: org/multi with two quants and a split, org/one with one. */
+static void fixture_cache(void)
+{
+    const char *multi[] = {"m-Q4_K_M.gguf", "m-Q8_0.gguf", "mmproj-F16.gguf",
+                           "big/m-Q2_K-00001-of-00002.gguf",
+                           "big/m-Q2_K-00002-of-00002.gguf", "README.md"};
+    const char *one[] = {"one-Q4_0.gguf"};
+    char p[512];
+    fixture_repo("models--org--multi", fix_commit, "b", multi, 6);
+    fixture_repo("models--org--one", fix_commit, "x", one, 1);
     snprintf(p, sizeof p, "%s/cache", tmpdir);
     setenv("HF_HUB_CACHE", p, 1);
 }
@@ -366,7 +373,166 @@ Test(hub_scan, scan_reads_fixture)
     hub_scan_free(&s);
     uint64_t freed = 0;
     cr_assert_eq(hub_cache_rm(p, "org/one", NULL, &freed, &e), KM_OK);
-    cr_assert_eq(freed, 4);
+    cr_assert_eq(freed, 13); /* "one-Q4_0.gguf" */
     cr_assert_eq(hub_cache_rm(p, "org/one", NULL, &freed, &e), KM_ENOTFOUND);
+    rm_tmp();
+}
+
+/* flock a lock file of the cache as another pull would; fd to close. */
+static int hold_lock(const char *folder, const char *name)
+{
+    char p[1024];
+    struct km_err e = {0};
+    snprintf(p, sizeof p, "%s/cache/.locks/%s", tmpdir, folder);
+    cr_assert_eq(hub__mkdirs(p, &e), KM_OK);
+    snprintf(p, sizeof p, "%s/cache/.locks/%s/%s", tmpdir, folder, name);
+    int fd = open(p, O_RDWR | O_CREAT, 0664);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+    return fd;
+}
+
+static int exists(const char *rel)
+{
+    char p[1024];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/cache/%s", tmpdir, rel);
+    return lstat(p, &st) == 0;
+}
+
+Test(hub_rm, held_lock_fails_and_removes_nothing)
+{
+    mk_tmp();
+    fixture_cache();
+    long live = km_mem_live();
+    char cache[512], want[1024];
+    snprintf(cache, sizeof cache, "%s/cache", tmpdir);
+    int fd = hold_lock("models--org--one", "partial-etag.lock");
+    uint64_t freed = 7;
+    struct km_err e = {0};
+    cr_assert_eq(hub_cache_rm(cache, "org/one", NULL, &freed, &e), KM_EBUSY);
+    snprintf(want, sizeof want, "org/one is being downloaded by another process "
+             "(it holds the lock %s/.locks/models--org--one/partial-etag.lock); "
+             "nothing was removed: try again when that pull finishes", cache);
+    cr_assert_str_eq(e.msg, want);
+    cr_assert_eq(freed, 0);
+    cr_assert(exists("models--org--one/blobs/x0"));
+    cr_assert(exists("models--org--one/refs/main"));
+    close(fd);
+    cr_assert_eq(hub_cache_rm(cache, "org/one", NULL, &freed, &e), KM_OK, "%s", e.msg);
+    cr_assert_not(exists("models--org--one"));
+    cr_assert_not(exists(".locks/models--org--one"));
+    cr_assert_eq(km_mem_live(), live);
+    rm_tmp();
+}
+
+Test(hub_rm, revision_takes_only_its_blob_locks)
+{
+    mk_tmp();
+    fixture_cache();
+    /* a second revision of org/one shares nothing with the first */
+    const char *c2 = "fedcba9876543210fedcba9876543210fedcba98";
+    const char *two[] = {"two-Q8_0.gguf"};
+    fixture_repo("models--org--one", c2, "y", two, 1);
+    char cache[512];
+    snprintf(cache, sizeof cache, "%s/cache", tmpdir);
+    int other = hold_lock("models--org--one", "x0.lock"); /* first rev's blob */
+    int mine = hold_lock("models--org--one", "y0.lock");
+    uint64_t freed = 0;
+    struct km_err e = {0};
+    cr_assert_eq(hub_cache_rm(cache, "org/one", c2, &freed, &e), KM_EBUSY);
+    cr_assert(strstr(e.msg, "/.locks/models--org--one/y0.lock); nothing was removed"),
+              "%s", e.msg);
+    cr_assert(exists("models--org--one/blobs/y0"));
+    close(mine);
+    cr_assert_eq(hub_cache_rm(cache, "org/one", c2, &freed, &e), KM_OK, "%s", e.msg);
+    cr_assert_eq(freed, 13); /* "two-Q8_0.gguf" */
+    cr_assert_not(exists("models--org--one/blobs/y0"));
+    cr_assert_not(exists("models--org--one/snapshots/fedcba9876543210fedcba9876543210fedcba98"));
+    cr_assert(exists("models--org--one/blobs/x0"));
+    close(other);
+    rm_tmp();
+}
+
+/* Hash n bytes of `data` written into a file chunk by chunk, out of order,
+ * each chunk in two steps, the hashing thread running meanwhile. */
+static void feed_file(const unsigned char *data, size_t n, size_t chunk,
+                      char *hex, int *rc)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/feed", tmpdir);
+    int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, (off_t)n), 0);
+    struct hub__hashfeed *f = NULL;
+    cr_assert_eq(hub__hashfeed_new(HUB_HASH_SHA256, fd, n, chunk, &f), KM_OK);
+    cr_assert_eq(hub__hashfeed_start(f), KM_OK);
+    size_t nch = (n + chunk - 1) / chunk;
+    for (size_t k = 0; k < nch; k++) {
+        size_t i = (k * 5 + 3) % nch; /* nch = 6: 3, 2, 1, 0, 5, 4 */
+        size_t a = i * chunk, len = a + chunk > n ? n - a : chunk;
+        cr_assert_eq(pwrite(fd, data + a, len / 2, (off_t)a), (ssize_t)(len / 2));
+        hub__hashfeed_landed(f, i, len / 2);
+        cr_assert_eq(pwrite(fd, data + a + len / 2, len - len / 2, (off_t)(a + len / 2)),
+                     (ssize_t)(len - len / 2));
+        hub__hashfeed_landed(f, i, len);
+    }
+    *rc = hub__hashfeed_end(f, hex);
+    hub__hashfeed_free(f);
+    close(fd);
+}
+
+Test(hub_hash, hashfeed_follows_the_written_prefix)
+{
+    mk_tmp();
+    long live = km_mem_live();
+    size_t n = (5u << 20) + 12345, chunk = 1u << 20;
+    unsigned char *data = km_malloc(n);
+    for (size_t i = 0; i < n; i++)
+        data[i] = (unsigned char)(i * 2654435761u >> 13);
+    char hex[130], want[130];
+    int rc = -1;
+    feed_file(data, n, chunk, hex, &rc);
+    cr_assert_eq(rc, KM_OK);
+    hub__hash_mem(data, n, HUB_HASH_SHA256, want);
+    cr_assert_str_eq(hex, want);
+    km_free(data);
+    cr_assert_eq(km_mem_live(), live);
+    rm_tmp();
+}
+
+Test(hub_hash, hashfeed_missing_bytes_and_cancel)
+{
+    mk_tmp();
+    long live = km_mem_live();
+    char p[512], hex[130];
+    snprintf(p, sizeof p, "%s/f", tmpdir);
+    write_file(p, "abcdefgh");
+    int fd = open(p, O_RDONLY);
+    struct hub__hashfeed *f = NULL;
+    cr_assert_eq(hub__hashfeed_new(HUB_HASH_GITSHA1, fd, 8, 4, &f), KM_OK);
+    hub__hashfeed_landed(f, 1, 4); /* chunk 0 never lands */
+    cr_assert_eq(hub__hashfeed_start(f), KM_OK);
+    cr_assert_eq(hub__hashfeed_end(f, hex), KM_ECANCELED);
+    hub__hashfeed_free(f);
+    cr_assert_eq(hub__hashfeed_new(HUB_HASH_GITSHA1, fd, 8, 4, &f), KM_OK);
+    cr_assert_eq(hub__hashfeed_start(f), KM_OK);
+    hub__hashfeed_free(f); /* cancels a waiting thread */
+    cr_assert_eq(hub__hashfeed_new(HUB_HASH_GITSHA1, fd, 8, 4, &f), KM_OK);
+    hub__hashfeed_landed(f, 0, 4);
+    hub__hashfeed_landed(f, 1, 4);
+    cr_assert_eq(hub__hashfeed_start(f), KM_OK);
+    cr_assert_eq(hub__hashfeed_end(f, hex), KM_OK);
+    uint64_t bytes = 0;
+    double secs = -1;
+    hub__hashfeed_stats(f, &bytes, &secs);
+    cr_assert_eq(bytes, 8);
+    cr_assert_geq(secs, 0);
+    hub__hashfeed_free(f);
+    char want[130];
+    hub__hash_mem("abcdefgh", 8, HUB_HASH_GITSHA1, want);
+    cr_assert_str_eq(hex, want);
+    close(fd);
+    cr_assert_eq(km_mem_live(), live);
     rm_tmp();
 }

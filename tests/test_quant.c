@@ -286,6 +286,60 @@ Test(quant, avx2_kernels_match_scalar)
     km_free(aq_v);
 }
 
+/* The batched int8 kernels work on groups of 8 rows, NC columns, 64-column
+ * chunks and chunks of k: 19 rows (a partial group), 70 columns (a partial
+ * chunk and group) and k = 2560 (a partial k chunk) against the scalar dots. */
+Test(quant, avx2_tile_matmul_matches_scalar)
+{
+    if (!cpu_has_avx2_fma_f16c()) {
+        cr_skip_test("CPU without AVX2/FMA/F16C");
+        return;
+    }
+    enum { K = 2560, ROWS = 19, COLS = 70 };
+    static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
+    float *w = km_malloc(ROWS * K * sizeof *w), *a = km_malloc(COLS * K * sizeof *a);
+    float *got = km_malloc(COLS * ROWS * sizeof *got), *mag = km_malloc(COLS * ROWS * sizeof *mag);
+    uint8_t *wq = km_malloc(ROWS * K * 2), *aq = km_malloc(COLS * K * 2);
+    fill_random(w, ROWS * K, 0.3f);
+    fill_random(a, COLS * K, 3.0f);
+    for (int j = 0; j < COLS; j++)
+        for (int r = 0; r < ROWS; r++) {
+            double m = 0;
+            for (int64_t i = 0; i < K; i++)
+                m += fabs((double)w[r * K + i] * a[j * K + i]);
+            mag[j * ROWS + r] = (float)m;
+        }
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        uint32_t t = types[ti];
+        size_t rs = quant_row_size(t, K), as = quant_act_row_size(t, K);
+        for (int r = 0; r < ROWS; r++)
+            quant_quantize_row(t, w + r * K, wq + r * rs, K);
+        for (int j = 0; j < COLS; j++)
+            quant_quantize_act(t, a + j * K, aq + j * as, K);
+        cr_assert(quant_kernels_force(QUANT_ISA_AVX2));
+        /* output stride > ROWS: the kernel must not write past its rows */
+        memset(got, 0, COLS * ROWS * sizeof *got);
+        quant_matmul(t, wq, ROWS - 1, K, aq, COLS, got, ROWS);
+        quant_matmul(t, wq + (ROWS - 1) * rs, 1, K, aq, COLS, got + ROWS - 1, ROWS);
+        cr_assert(quant_kernels_force(QUANT_ISA_SCALAR));
+        for (int j = 0; j < COLS; j++) {
+            for (int r = 0; r < ROWS; r++) {
+                float want = quant_vec_dot(t, K, wq + r * rs, aq + j * as);
+                double tol = 1e-5 * mag[j * ROWS + r] + 1e-6;
+                cr_assert_leq(fabs(got[j * ROWS + r] - want), tol, "%s r%d c%d: avx2 %.8g scalar %.8g",
+                              quant_type_name(t), r, j, got[j * ROWS + r], want);
+            }
+        }
+    }
+    quant_kernels_force(QUANT_ISA_AVX2);
+    km_free(w);
+    km_free(a);
+    km_free(got);
+    km_free(mag);
+    km_free(wq);
+    km_free(aq);
+}
+
 Test(quant, kernel_selection)
 {
     enum quant_isa isa = quant_kernels_init();
@@ -348,4 +402,124 @@ Test(quant, avx2_q8_k_activation_edge_cases)
     km_free(x);
     km_free(s);
     km_free(v);
+}
+
+/* ---- float-weight GEMM (gemm_avx2.c, owner "fgemm") --------------------- */
+
+/* Largest |got - scalar dot| allowed: the summation-order tolerance. */
+static double float_tol(const float *w, const float *a, int64_t k)
+{
+    double m = 0;
+    for (int64_t i = 0; i < k; i++)
+        m += fabs((double)w[i] * a[i]);
+    return 1e-5 * m + 1e-6;
+}
+
+/* One (type, nr, k, na) case: quant_matmul (AVX2) into an output with
+ * stride nr + 3 whose gaps hold a sentinel, against the scalar dots. */
+static void check_float_gemm(uint32_t t, int nr, int64_t k, int na)
+{
+    size_t rs = quant_row_size(t, k), as = quant_act_row_size(t, k);
+    int64_t os = nr + 3;
+    float *w = km_malloc((size_t)nr * k * sizeof *w), *a = km_malloc((size_t)na * k * sizeof *a);
+    uint8_t *wq = km_malloc((size_t)nr * rs), *aq = km_malloc((size_t)na * as);
+    float *got = km_malloc((size_t)na * os * sizeof *got);
+    fill_random(w, (int64_t)nr * k, 0.3f);
+    fill_random(a, (int64_t)na * k, 3.0f);
+    for (int r = 0; r < nr; r++)
+        quant_quantize_row(t, w + r * k, wq + r * rs, k);
+    for (int j = 0; j < na; j++)
+        quant_quantize_act(t, a + j * k, aq + j * as, k);
+    for (int64_t i = 0; i < na * os; i++)
+        got[i] = -12345.0f;
+    cr_assert(quant_kernels_force(QUANT_ISA_AVX2));
+    quant_matmul(t, wq, nr, k, aq, na, got, os);
+    cr_assert(quant_kernels_force(QUANT_ISA_SCALAR));
+    for (int j = 0; j < na; j++) {
+        for (int r = 0; r < os; r++) {
+            float g = got[j * os + r];
+            if (r >= nr) {
+                cr_assert_eq(g, -12345.0f, "%s nr=%d k=%lld na=%d: wrote row %d of col %d",
+                             quant_type_name(t), nr, (long long)k, na, r, j);
+                continue;
+            }
+            float want = quant_vec_dot(t, k, wq + r * rs, aq + j * as);
+            cr_assert_leq(fabs(g - want), float_tol(w + r * k, a + j * k, k),
+                          "%s nr=%d k=%lld na=%d r%d c%d: avx2 %.8g scalar %.8g",
+                          quant_type_name(t), nr, (long long)k, na, r, j, g, want);
+        }
+    }
+    quant_kernels_force(QUANT_ISA_AVX2);
+    km_free(w);
+    km_free(a);
+    km_free(wq);
+    km_free(aq);
+    km_free(got);
+}
+
+/* The GEMM tiles 16 rows x 6 activations, blocks k by 256 and activations by
+ * 120: partial row panels (1, 15, 17, 33 rows), every activation remainder
+ * (2..7, 13), a partial activation block (121), k not a multiple of 8
+ * (1, 7, 255, 257) and several k blocks with a partial last one (520). */
+Test(quant, avx2_float_gemm_shapes)
+{
+    if (!cpu_has_avx2_fma_f16c()) {
+        cr_skip_test("CPU without AVX2/FMA/F16C");
+        return;
+    }
+    static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16};
+    static const int rows[] = {1, 15, 16, 17, 33};
+    static const int64_t ks[] = {1, 7, 8, 255, 256, 257, 520};
+    for (size_t ti = 0; ti < 3; ti++) {
+        for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++)
+            for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+                check_float_gemm(types[ti], rows[ri], ks[ki], 2 + (int)((ri + ki) % 6));
+        check_float_gemm(types[ti], 17, 300, 13);
+        check_float_gemm(types[ti], 33, 40, 121);
+    }
+}
+
+/* Each output of the float GEMM is the same float whatever else is in the
+ * call: rows split anywhere and activations grouped any way (n_act >= 2)
+ * give bit-identical results (the encoders' batch independence). */
+Test(quant, avx2_float_gemm_split_invariant)
+{
+    if (!cpu_has_avx2_fma_f16c()) {
+        cr_skip_test("CPU without AVX2/FMA/F16C");
+        return;
+    }
+    enum { NR = 37, K = 700, NA = 130 };
+    static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16};
+    float *w = km_malloc(NR * K * sizeof *w), *a = km_malloc(NA * K * sizeof *a);
+    uint8_t *wq = km_malloc(NR * K * 4);
+    float *all = km_malloc(NA * NR * sizeof *all), *part = km_malloc(NA * NR * sizeof *part);
+    fill_random(w, NR * K, 0.3f);
+    fill_random(a, NA * K, 3.0f);
+    cr_assert(quant_kernels_force(QUANT_ISA_AVX2));
+    for (size_t ti = 0; ti < 3; ti++) {
+        uint32_t t = types[ti];
+        size_t rs = quant_row_size(t, K), as = quant_act_row_size(t, K);
+        for (int r = 0; r < NR; r++)
+            quant_quantize_row(t, w + r * K, wq + r * rs, K);
+        const uint8_t *aq = (const uint8_t *)a; /* float weights take f32 activations */
+        quant_matmul(t, wq, NR, K, aq, NA, all, NR);
+        /* rows 0..4 and 5..36, activations in groups of 2, 3, 5, 7, ... */
+        int j = 0, g = 2;
+        while (j < NA) {
+            int n = NA - j < g ? NA - j : g;
+            n = n < 2 ? 2 : n;
+            j = j + n > NA ? NA - n : j;
+            quant_matmul(t, wq, 5, K, aq + j * as, n, part + j * NR, NR);
+            quant_matmul(t, wq + 5 * rs, NR - 5, K, aq + j * as, n, part + j * NR + 5, NR);
+            j += n;
+            g = g * 3 / 2 + 1;
+        }
+        cr_assert(memcmp(all, part, NA * NR * sizeof *all) == 0, "%s: split changes results",
+                  quant_type_name(t));
+    }
+    km_free(w);
+    km_free(a);
+    km_free(wq);
+    km_free(all);
+    km_free(part);
 }

@@ -33,7 +33,9 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud)
     return sz * n;
 }
 
-static void start(const char *const *settings)
+/* A server on a free loopback port (keepalive 0.3 s) with no backend yet;
+ * settings are name/value pairs ending in NULL. */
+static void create(const char *const *settings)
 {
     struct srv_config cfg;
     struct km_err err;
@@ -45,10 +47,23 @@ static void start(const char *const *settings)
                                     settings[i + 1], &err), 0, "%s", err.msg);
     cr_assert_eq(srv_server_new(&cfg, &srv, &err), 0, "%s", err.msg);
     srv_config_free(&cfg);
-    be = scripted_backend_new();
-    cr_assert_eq(srv_server_add_backend(srv, be, &err), 0);
+}
+
+static void serve(void)
+{
+    struct km_err err;
     cr_assert_eq(srv_server_start(srv, &err), 0, "%s", err.msg);
     snprintf(base, sizeof base, "http://127.0.0.1:%d", srv_server_port(srv));
+}
+
+/* create + the scripted backend + serve */
+static void start(const char *const *settings)
+{
+    struct km_err err;
+    create(settings);
+    be = scripted_backend_new();
+    cr_assert_eq(srv_server_add_backend(srv, be, &err), 0);
+    serve();
 }
 
 static void stop(void)
@@ -147,6 +162,36 @@ static const char *header(const struct resp *r, const char *name, char *out,
         }
     }
     return NULL;
+}
+
+/* An easy handle that POSTs body (JSON, header list hl) to the chat
+ * endpoint, writing the response into sink when it is not NULL. */
+static CURL *chat_handle(const char *body, struct curl_slist *hl, struct km_buf *sink)
+{
+    char url[128];
+    CURL *h = curl_easy_init();
+    snprintf(url, sizeof url, "%s/v1/chat/completions", base);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    if (sink) {
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, sink);
+    }
+    return h;
+}
+
+/* Drive m until the scripted backend has a job in flight (2 s at most);
+ * returns how many are active. */
+static long run_until_active(CURLM *m, int *running)
+{
+    struct scripted_stats st = {0};
+    for (int i = 0; i < 200 && st.active == 0; i++) {
+        curl_multi_perform(m, running);
+        curl_multi_poll(m, NULL, 0, 10, NULL);
+        scripted_get_stats(&be, &st);
+    }
+    return st.active;
 }
 
 #define CHAT(extra) "{\"model\":\"scripted-chat\",\"messages\":[{\"role\":" \
@@ -488,24 +533,23 @@ Test(server, metrics_from_real_events)
     cr_assert_str_eq(header(&r, "Content-Type", ct, sizeof ct),
                      "text/plain; version=0.0.4; charset=utf-8");
     const char *t = km_buf_str(&r.body);
-    const char *lb = "{engine=\"0\",model_name=\"scripted-chat\"";
-    char k[256];
-    snprintf(k, sizeof k, "vllm:prompt_tokens_total%s} ", lb);
-    cr_assert_eq(metric(t, k), 6);
-    snprintf(k, sizeof k, "vllm:generation_tokens_total%s} ", lb);
-    cr_assert_eq(metric(t, k), 9);
-    snprintf(k, sizeof k, "vllm:request_success_total%s,finished_reason=\"stop\"} ", lb);
-    cr_assert_eq(metric(t, k), 2);
-    snprintf(k, sizeof k, "vllm:request_success_total%s,finished_reason=\"length\"} ", lb);
-    cr_assert_eq(metric(t, k), 1);
-    snprintf(k, sizeof k, "vllm:time_to_first_token_seconds_count%s} ", lb);
-    cr_assert_eq(metric(t, k), 3);
-    snprintf(k, sizeof k, "vllm:inter_token_latency_seconds_count%s} ", lb);
-    cr_assert_eq(metric(t, k), 6);
-    snprintf(k, sizeof k, "vllm:e2e_request_latency_seconds_bucket%s,le=\"+Inf\"} ", lb);
-    cr_assert_eq(metric(t, k), 3);
-    snprintf(k, sizeof k, "vllm:num_requests_running%s} ", lb);
-    cr_assert_eq(metric(t, k), 0);
+    /* name, labels after the engine/model ones, value */
+    static const struct { const char *name, *labels; long long want; } vllm[] = {
+        {"prompt_tokens_total", "", 6},
+        {"generation_tokens_total", "", 9},
+        {"request_success_total", ",finished_reason=\"stop\"", 2},
+        {"request_success_total", ",finished_reason=\"length\"", 1},
+        {"time_to_first_token_seconds_count", "", 3},
+        {"inter_token_latency_seconds_count", "", 6},
+        {"e2e_request_latency_seconds_bucket", ",le=\"+Inf\"", 3},
+        {"num_requests_running", "", 0},
+    };
+    for (size_t i = 0; i < sizeof vllm / sizeof vllm[0]; i++) {
+        char k[256];
+        snprintf(k, sizeof k, "vllm:%s{engine=\"0\",model_name=\"scripted-chat\"%s} ",
+                 vllm[i].name, vllm[i].labels);
+        cr_assert_eq(metric(t, k), vllm[i].want, "%s", k);
+    }
     cr_assert_not_null(strstr(t, "vllm:kv_cache_usage_perc{engine=\"0\",model_name=\"scripted-chat\"} 0.25\n"));
     cr_assert_not_null(strstr(t, "# TYPE vllm:time_to_first_token_seconds histogram\n"));
     cr_assert_not_null(strstr(t, "vllm:time_to_first_token_seconds_bucket{engine=\"0\","
@@ -535,15 +579,9 @@ Test(server, disconnect_cancels_the_backend_job)
 {
     start(NULL);
     /* curl gives up after 500 ms; the server must see the close and cancel */
-    CURL *h = curl_easy_init();
-    char url[128];
-    snprintf(url, sizeof url, "%s/v1/chat/completions", base);
     struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS,
-                     "{\"model\":\"scripted-chat\",\"messages\":[{\"role\":\"user\","
-                     "\"content\":\"[hang]\"}]}");
+    CURL *h = chat_handle("{\"model\":\"scripted-chat\",\"messages\":[{\"role\":\"user\","
+                          "\"content\":\"[hang]\"}]}", hl, NULL);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 500L);
     cr_assert_eq(curl_easy_perform(h), CURLE_OPERATION_TIMEDOUT);
     curl_slist_free_all(hl);
@@ -556,28 +594,14 @@ Test(server, overload_gives_429_with_retry_after)
 {
     start((const char *const[]){"max-concurrent", "1", "max-queue", "0", NULL});
     CURLM *m = curl_multi_init();
-    CURL *h = curl_easy_init();
-    char url[128];
-    snprintf(url, sizeof url, "%s/v1/chat/completions", base);
     struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS,
-                     "{\"model\":\"scripted-chat\",\"messages\":[{\"role\":\"user\","
-                     "\"content\":\"[delay:2000]\"}],\"max_tokens\":1}");
     struct km_buf sink;
     km_buf_init(&sink, 1 << 20);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+    CURL *h = chat_handle("{\"model\":\"scripted-chat\",\"messages\":[{\"role\":\"user\","
+                          "\"content\":\"[delay:2000]\"}],\"max_tokens\":1}", hl, &sink);
     curl_multi_add_handle(m, h);
     int running = 1;
-    struct scripted_stats st = {0};
-    for (int i = 0; i < 200 && st.active == 0; i++) {
-        curl_multi_perform(m, &running);
-        curl_multi_poll(m, NULL, 0, 10, NULL);
-        scripted_get_stats(&be, &st);
-    }
-    cr_assert_eq(st.active, 1);
+    cr_assert_eq(run_until_active(m, &running), 1);
     struct resp r = req("POST", "/v1/chat/completions", CHAT(""), NULL);
     char v[32];
     cr_assert_eq(r.status, 429, "%s", km_buf_str(&r.body));
@@ -605,19 +629,11 @@ Test(server, queued_request_runs_when_a_slot_frees)
     CURLM *m = curl_multi_init();
     CURL *h[3];
     struct km_buf out[3];
-    char url[128];
-    snprintf(url, sizeof url, "%s/v1/chat/completions", base);
     struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
     for (int i = 0; i < 3; i++) {
         km_buf_init(&out[i], 1 << 20);
-        h[i] = curl_easy_init();
-        curl_easy_setopt(h[i], CURLOPT_URL, url);
-        curl_easy_setopt(h[i], CURLOPT_HTTPHEADER, hl);
-        curl_easy_setopt(h[i], CURLOPT_POSTFIELDS,
-                         "{\"model\":\"scripted-chat\",\"messages\":[{\"role\":"
-                         "\"user\",\"content\":\"[delay:50]\"}]}");
-        curl_easy_setopt(h[i], CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(h[i], CURLOPT_WRITEDATA, &out[i]);
+        h[i] = chat_handle("{\"model\":\"scripted-chat\",\"messages\":[{\"role\":"
+                           "\"user\",\"content\":\"[delay:50]\"}]}", hl, &out[i]);
         curl_multi_add_handle(m, h[i]);
     }
     int running = 3;
@@ -697,19 +713,13 @@ static void retrieve(void *ud, const struct srv_route_req *rq, struct srv_route_
 
 Test(server, added_json_route)
 {
-    struct srv_config cfg;
     struct km_err err;
     static int seven = 7;
-    srv_config_init(&cfg);
-    srv_config_set(&cfg, SRV_LAYER_FLAG, "port", "0", &err);
-    srv_config_set(&cfg, SRV_LAYER_FLAG, "api-key", "k", &err);
-    cr_assert_eq(srv_server_new(&cfg, &srv, &err), 0);
-    srv_config_free(&cfg);
+    create((const char *const[]){"api-key", "k", NULL});
     cr_assert_eq(srv_server_add_route(srv, "POST", "/v1/retrieve", retrieve, &seven, &err), 0);
     cr_assert_eq(srv_server_add_route(srv, "POST", "/v1/retrieve", retrieve, &seven, &err),
                  KM_EINVAL);
-    cr_assert_eq(srv_server_start(srv, &err), 0);
-    snprintf(base, sizeof base, "http://127.0.0.1:%d", srv_server_port(srv));
+    serve();
     const char *const auth[] = {"Authorization: Bearer k", NULL};
     struct resp r = req("POST", "/v1/retrieve", "{\"query\":\"q1\"}", auth);
     cr_assert_eq(r.status, 200);
@@ -745,27 +755,14 @@ Test(server, drain_waits_for_in_flight)
 {
     start(NULL);
     CURLM *m = curl_multi_init();
-    CURL *h = curl_easy_init();
-    char url[128];
     struct km_buf out;
     km_buf_init(&out, 1 << 20);
-    snprintf(url, sizeof url, "%s/v1/chat/completions", base);
     struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &out);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS,
-                     "{\"model\":\"scripted-chat\",\"messages\":[{\"role\":\"user\","
-                     "\"content\":\"[delay:100]\"}]}");
+    CURL *h = chat_handle("{\"model\":\"scripted-chat\",\"messages\":[{\"role\":\"user\","
+                          "\"content\":\"[delay:100]\"}]}", hl, &out);
     curl_multi_add_handle(m, h);
     int running = 1;
-    struct scripted_stats st = {0};
-    for (int i = 0; i < 200 && st.active == 0; i++) {
-        curl_multi_perform(m, &running);
-        curl_multi_poll(m, NULL, 0, 10, NULL);
-        scripted_get_stats(&be, &st);
-    }
+    run_until_active(m, &running);
     /* the client keeps reading on its own thread while we drain */
     pthread_t th;
     struct client_ctx cx = {m, &running};
@@ -799,14 +796,9 @@ Test(server, request_timeout_cancels_with_504)
 
 Test(server, backend_added_while_serving)
 {
-    struct srv_config cfg;
     struct km_err err;
-    srv_config_init(&cfg);
-    srv_config_set(&cfg, SRV_LAYER_FLAG, "port", "0", &err);
-    cr_assert_eq(srv_server_new(&cfg, &srv, &err), 0);
-    srv_config_free(&cfg);
-    cr_assert_eq(srv_server_start(srv, &err), 0);
-    snprintf(base, sizeof base, "http://127.0.0.1:%d", srv_server_port(srv));
+    create(NULL);
+    serve();
     struct resp r = req("GET", "/v1/models", NULL, NULL);
     cr_assert_str_eq(km_buf_str(&r.body), "{\"object\":\"list\",\"data\":[]}");
     resp_free(&r);

@@ -148,6 +148,30 @@ Test(tok, vectors_bert_bge_exact)
 
 /* ---- special tokens, Gemma-style SPM, streaming ------------------------- */
 
+/* Serialize w (freed here) and open the bytes as a GGUF file; *mem stays
+ * the caller's to km_free after gguf_close. */
+static struct gguf_file *open_written(struct gguf_writer *w, const char *name, void **mem)
+{
+    struct km_err err;
+    size_t len;
+    struct gguf_file *gf;
+    cr_assert_eq(gguf_writer_write_mem(w, mem, &len, &err), KM_OK, "%s", err.msg);
+    gguf_writer_free(w);
+    cr_assert_eq(gguf_open_mem(*mem, len, name, &gf, &err), KM_OK, "%s", err.msg);
+    return gf;
+}
+
+/* As open_written, then load the tokenizer, which must succeed. */
+static struct tok_vocab *load_written(struct gguf_writer *w, const char *name,
+                                      struct gguf_file **gf, void **mem)
+{
+    struct km_err err;
+    struct tok_vocab *v;
+    *gf = open_written(w, name, mem);
+    cr_assert_eq(tok_load(*gf, &v, &err), KM_OK, "%s", err.msg);
+    return v;
+}
+
 /* A tiny Gemma-like SentencePiece vocabulary: no dummy space prefix, BOS
  * added, control tokens for turns, <0xXX> byte fallback. */
 static struct tok_vocab *gemma_like(struct gguf_file **gf, void **mem)
@@ -175,7 +199,6 @@ static struct tok_vocab *gemma_like(struct gguf_file **gf, void **mem)
     }
     struct gguf_writer *w;
     struct km_err err;
-    size_t len;
     cr_assert_eq(gguf_writer_new(&w, &err), KM_OK);
     cr_assert_eq(gguf_writer_add_str(w, "general.architecture", "gemma3", &err), KM_OK);
     cr_assert_eq(gguf_writer_add_str(w, "tokenizer.ggml.model", "llama", &err), KM_OK);
@@ -191,12 +214,7 @@ static struct tok_vocab *gemma_like(struct gguf_file **gf, void **mem)
     cr_assert_eq(gguf_writer_add_bool(w, "tokenizer.ggml.add_space_prefix", false, &err), KM_OK);
     cr_assert_eq(gguf_writer_add_str(w, "tokenizer.chat_template",
                                      "{{ bos_token }}{{ '<start_of_turn>' + role }}", &err), KM_OK);
-    cr_assert_eq(gguf_writer_write_mem(w, mem, &len, &err), KM_OK, "%s", err.msg);
-    gguf_writer_free(w);
-    cr_assert_eq(gguf_open_mem(*mem, len, "gemma-like", gf, &err), KM_OK, "%s", err.msg);
-    struct tok_vocab *v;
-    cr_assert_eq(tok_load(*gf, &v, &err), KM_OK, "%s", err.msg);
-    return v;
+    return load_written(w, "gemma-like", gf, mem);
 }
 
 static void expect_ids(const struct tok_vocab *v, const char *text, size_t len,
@@ -407,9 +425,22 @@ static void split_words(const char *text, int mode, char *out, size_t cap)
     out[o] = '\0';
 }
 
+struct split_case {
+    const char *in, *want;
+};
+
+static void expect_splits(int mode, const char *name, const struct split_case *cases, size_t n)
+{
+    char got[512];
+    for (size_t i = 0; i < n; i++) {
+        split_words(cases[i].in, mode, got, sizeof(got));
+        cr_expect_str_eq(got, cases[i].want, "%s case %zu", name, i);
+    }
+}
+
 Test(tok, pretokenizer_llama3_rules)
 {
-    struct { const char *in, *want; } cases[] = {
+    static const struct split_case cases[] = {
         {"Hello world", "Hello| world"},
         {"ied 4 \xc2\xbd months", "ied| |4| |\xc2\xbd| months"},
         {"I'M here, you'll see", "I|'M| here|,| you|'ll| see"},
@@ -421,16 +452,12 @@ Test(tok, pretokenizer_llama3_rules)
         {"\t\n", "\t\n"},
         {"(hi)", "(hi|)"},
     };
-    char got[512];
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        split_words(cases[i].in, TOK_PRE_LLAMA3, got, sizeof(got));
-        cr_expect_str_eq(got, cases[i].want, "llama3 case %zu", i);
-    }
+    expect_splits(TOK_PRE_LLAMA3, "llama3", cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 Test(tok, pretokenizer_gpt2_rules)
 {
-    struct { const char *in, *want; } cases[] = {
+    static const struct split_case cases[] = {
         {"Hello world", "Hello| world"},
         {"I'M here, you'll see", "I|'|M| here|,| you|'ll| see"},
         {"12345 678", "12345| 678"},
@@ -440,27 +467,19 @@ Test(tok, pretokenizer_gpt2_rules)
         {"end   ", "end|   "},
         {"(hi)", "(|hi|)"},
     };
-    char got[512];
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        split_words(cases[i].in, TOK_PRE_GPT2, got, sizeof(got));
-        cr_expect_str_eq(got, cases[i].want, "gpt-2 case %zu", i);
-    }
+    expect_splits(TOK_PRE_GPT2, "gpt-2", cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 Test(tok, pretokenizer_default_rules)
 {
-    struct { const char *in, *want; } cases[] = {
+    static const struct split_case cases[] = {
         {"Hello, world!!", "Hello|,| world|!!"},
         {"a $12345.6", "a| |$|123|45|.|6"},
         {"x1\xc2\xbd" "234y", "x|1\xc2\xbd|234|y"},
         {"it's <ok>", "it|'|s| |<|ok|>"},
         {"a  b\n\n c", "a| | b|\n\n| c"},
     };
-    char got[512];
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        split_words(cases[i].in, TOK_PRE_DEFAULT, got, sizeof(got));
-        cr_expect_str_eq(got, cases[i].want, "default case %zu", i);
-    }
+    expect_splits(TOK_PRE_DEFAULT, "default", cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 /* ---- hostile input ------------------------------------------------------ */
@@ -572,52 +591,46 @@ Test(tok, invalid_utf8_defined_replacement)
     gguf_close(gf);
 }
 
+/* Loading the tokenizer of w (freed here) fails with rc and message msg. */
+static void expect_load_error(struct gguf_writer *w, const char *name, int rc, const char *msg)
+{
+    void *mem;
+    struct km_err err;
+    struct tok_vocab *v;
+    struct gguf_file *gf = open_written(w, name, &mem);
+    cr_expect_eq(tok_load(gf, &v, &err), rc);
+    cr_expect_str_eq(err.msg, msg);
+    gguf_close(gf);
+    km_free(mem);
+}
+
 Test(tok, load_errors_name_the_key)
 {
     struct gguf_writer *w;
     struct km_err err;
-    void *mem;
-    size_t len;
-    struct gguf_file *gf;
-    struct tok_vocab *v;
     const char *toks[] = {"a", "b", "ab"};
     const char *merges[] = {"ab"};
     cr_assert_eq(gguf_writer_new(&w, &err), KM_OK);
     gguf_writer_add_str(w, "tokenizer.ggml.model", "t5", &err);
     gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, 3, &err);
-    cr_assert_eq(gguf_writer_write_mem(w, &mem, &len, &err), KM_OK);
-    gguf_writer_free(w);
-    cr_assert_eq(gguf_open_mem(mem, len, "t5", &gf, &err), KM_OK);
-    cr_expect_eq(tok_load(gf, &v, &err), KM_EUNSUPPORTED);
-    cr_expect_str_eq(err.msg, "tokenizer: tokenizer.ggml.model \"t5\" is not supported (llama, gpt2, bert are)");
-    gguf_close(gf);
-    km_free(mem);
+    expect_load_error(w, "t5", KM_EUNSUPPORTED,
+                      "tokenizer: tokenizer.ggml.model \"t5\" is not supported (llama, gpt2, bert are)");
 
     cr_assert_eq(gguf_writer_new(&w, &err), KM_OK);
     gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2", &err);
     gguf_writer_add_str(w, "tokenizer.ggml.pre", "llama-bpe", &err);
     gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, 3, &err);
     gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", merges, NULL, 1, &err);
-    cr_assert_eq(gguf_writer_write_mem(w, &mem, &len, &err), KM_OK);
-    gguf_writer_free(w);
-    cr_assert_eq(gguf_open_mem(mem, len, "bpe", &gf, &err), KM_OK);
-    cr_expect_eq(tok_load(gf, &v, &err), KM_EFORMAT);
-    cr_expect_str_eq(err.msg, "tokenizer: merge 0 (\"ab\") has no space separating two tokens");
-    gguf_close(gf);
-    km_free(mem);
+    expect_load_error(w, "bpe", KM_EFORMAT,
+                      "tokenizer: merge 0 (\"ab\") has no space separating two tokens");
 
     int32_t types[2] = {1, 1};
     cr_assert_eq(gguf_writer_new(&w, &err), KM_OK);
     gguf_writer_add_str(w, "tokenizer.ggml.model", "llama", &err);
     gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, 3, &err);
     gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, 2, &err);
-    cr_assert_eq(gguf_writer_write_mem(w, &mem, &len, &err), KM_OK);
-    gguf_writer_free(w);
-    cr_assert_eq(gguf_open_mem(mem, len, "spm", &gf, &err), KM_OK);
-    cr_expect_eq(tok_load(gf, &v, &err), KM_EFORMAT);
-    cr_expect_str_eq(err.msg, "tokenizer: key tokenizer.ggml.token_type has 2 entries but tokenizer.ggml.tokens has 3");
-    gguf_close(gf);
-    km_free(mem);
+    expect_load_error(w, "spm", KM_EFORMAT,
+                      "tokenizer: key tokenizer.ggml.token_type has 2 entries but tokenizer.ggml.tokens has 3");
 }
 
 /* Llama 3 style BPE end to end on a tiny vocabulary: ignore_merges emits a
@@ -631,9 +644,7 @@ Test(tok, llama3_bpe_ignore_merges)
     struct gguf_writer *w;
     struct km_err err;
     void *mem;
-    size_t len;
     struct gguf_file *gf;
-    struct tok_vocab *v;
     cr_assert_eq(gguf_writer_new(&w, &err), KM_OK);
     gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2", &err);
     gguf_writer_add_str(w, "tokenizer.ggml.pre", "llama-bpe", &err);
@@ -641,10 +652,7 @@ Test(tok, llama3_bpe_ignore_merges)
     gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, 8, &err);
     gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", merges, NULL, 2, &err);
     gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 0, &err);
-    cr_assert_eq(gguf_writer_write_mem(w, &mem, &len, &err), KM_OK);
-    gguf_writer_free(w);
-    cr_assert_eq(gguf_open_mem(mem, len, "l3", &gf, &err), KM_OK);
-    cr_assert_eq(tok_load(gf, &v, &err), KM_OK, "%s", err.msg);
+    struct tok_vocab *v = load_written(w, "l3", &gf, &mem);
     cr_expect_eq(tok_pre(v), TOK_PRE_LLAMA3);
     cr_expect(tok_add_bos(v), "llama-bpe adds BOS by default");
     /* "abc" is a token although no merge builds it from "ab"+"c" */
@@ -755,19 +763,14 @@ Test(tok, unknown_pre_falls_back_to_default)
         struct gguf_writer *w;
         struct km_err err;
         void *mem;
-        size_t len;
         struct gguf_file *gf;
-        struct tok_vocab *v;
         cr_assert_eq(gguf_writer_new(&w, &err), KM_OK);
         gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2", &err);
         if (pres[k])
             gguf_writer_add_str(w, "tokenizer.ggml.pre", pres[k], &err);
         gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, 3, &err);
         gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", merges, NULL, 1, &err);
-        cr_assert_eq(gguf_writer_write_mem(w, &mem, &len, &err), KM_OK);
-        gguf_writer_free(w);
-        cr_assert_eq(gguf_open_mem(mem, len, "pre", &gf, &err), KM_OK);
-        cr_assert_eq(tok_load(gf, &v, &err), KM_OK, "%s", err.msg);
+        struct tok_vocab *v = load_written(w, "pre", &gf, &mem);
         cr_expect_eq(tok_pre(v), TOK_PRE_DEFAULT);
         cr_expect(!tok_add_bos(v));
         const int32_t want[] = {2, 0};
@@ -787,9 +790,7 @@ Test(tok, spm_byte_fallback_without_unknown_token_fails)
     struct gguf_writer *w;
     struct km_err err;
     void *mem;
-    size_t len;
     struct gguf_file *gf;
-    struct tok_vocab *v;
     int32_t *ids = NULL;
     size_t n = 0;
     cr_assert_eq(gguf_writer_new(&w, &err), KM_OK);
@@ -797,10 +798,7 @@ Test(tok, spm_byte_fallback_without_unknown_token_fails)
     gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, 4, &err);
     gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 99, &err);
     gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", false, &err);
-    cr_assert_eq(gguf_writer_write_mem(w, &mem, &len, &err), KM_OK);
-    gguf_writer_free(w);
-    cr_assert_eq(gguf_open_mem(mem, len, "spm-no-unk", &gf, &err), KM_OK);
-    cr_assert_eq(tok_load(gf, &v, &err), KM_OK, "%s", err.msg);
+    struct tok_vocab *v = load_written(w, "spm-no-unk", &gf, &mem);
     cr_assert_eq(tok_encode(v, "ab", 2, false, false, &ids, &n, &err), KM_OK, "%s", err.msg);
     cr_expect_eq(n, 2); /* "▁" "ab" */
     cr_expect_eq(ids[0], 3);

@@ -9,7 +9,9 @@
  * included, one token_embd row excluded) + the KV bytes read at the mean
  * decode position. pp: PP tokens in one sequence from position 0 (batches
  * of 512), best of 2. tg: TG single-token steps after a 16-token prompt,
- * best of 2. The machine is shared: numbers are noisy.
+ * best of 2. The machine is shared: numbers are noisy; the CPU time per
+ * token per thread (process CPU seconds / tokens / THREADS, best run) shows
+ * what the work costs when it gets the cores.
  */
 #include "base/mem.h"
 #include "engine/engine.h"
@@ -21,12 +23,29 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void)
+static double clock_s(clockid_t id)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(id, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
+
+static double now(void)
+{
+    return clock_s(CLOCK_MONOTONIC);
+}
+
+/* CPU seconds of all threads of this process: on a shared machine,
+ * cpu time / (tokens x threads) is what the work costs when it runs. */
+static double cpu_now(void)
+{
+    return clock_s(CLOCK_PROCESS_CPUTIME_ID);
+}
+
+/* wall and CPU seconds of the best repetition */
+struct timing {
+    double wall, cpu;
+};
 
 struct reader {
     const uint8_t *p;
@@ -89,56 +108,58 @@ static double rss_mb(void)
     return kb / 1024;
 }
 
-static double run_pp(struct eng_model *m, int n_vocab, int pp, float *logits)
+static struct timing run_pp(struct eng_model *m, int n_vocab, int pp, float *logits)
 {
+    struct timing best = {1e30, 1e30};
     struct eng_seq *s;
     struct km_err err;
     if (eng_seq_new(m, 0, &s, &err) != KM_OK)
-        return 0;
+        return best;
     int32_t *ids = km_calloc((size_t)pp, sizeof *ids);
     for (int i = 0; i < pp; i++)
         ids[i] = (int32_t)((i * 7919 + 13) % n_vocab);
-    double best = 1e30;
     for (int rep = 0; rep < 2; rep++) {
         eng_seq_clear(s);
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         if (eng_eval(s, ids, (size_t)pp, logits, &err) != KM_OK) {
             fprintf(stderr, "bench: %s\n", km_err_text(&err));
             break;
         }
-        double dt = now() - t0;
-        best = dt < best ? dt : best;
+        double dt = now() - t0, dc = cpu_now() - c0;
+        best.wall = dt < best.wall ? dt : best.wall;
+        best.cpu = dc < best.cpu ? dc : best.cpu;
     }
     km_free(ids);
     eng_seq_free(s);
-    return pp / best;
+    return best;
 }
 
-static double run_tg(struct eng_model *m, int n_vocab, int tg, float *logits)
+static struct timing run_tg(struct eng_model *m, int n_vocab, int tg, float *logits)
 {
+    struct timing best = {1e30, 1e30};
     struct eng_seq *s;
     struct km_err err;
     if (eng_seq_new(m, 0, &s, &err) != KM_OK)
-        return 0;
+        return best;
     int32_t prompt[16];
     for (int i = 0; i < 16; i++)
         prompt[i] = (int32_t)((i * 104729 + 7) % n_vocab);
-    double best = 1e30;
     for (int rep = 0; rep < 2; rep++) {
         eng_seq_clear(s);
         eng_eval(s, prompt, 16, logits, &err);
         int32_t tok = 1;
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         for (int i = 0; i < tg; i++) {
             if (eng_eval(s, &tok, 1, logits, &err) != KM_OK)
                 break;
             tok = (int32_t)((tok * 31 + i) % n_vocab);   /* no sampling cost */
         }
-        double dt = now() - t0;
-        best = dt < best ? dt : best;
+        double dt = now() - t0, dc = cpu_now() - c0;
+        best.wall = dt < best.wall ? dt : best.wall;
+        best.cpu = dc < best.cpu ? dc : best.cpu;
     }
     eng_seq_free(s);
-    return tg / best;
+    return best;
 }
 
 int main(int argc, char **argv)
@@ -166,18 +187,21 @@ int main(int argc, char **argv)
     struct eng_model_info info;
     eng_model_info(m, &info);
     float *logits = km_calloc((size_t)info.n_vocab, sizeof *logits);
-    double pps = run_pp(m, info.n_vocab, pp, logits);
-    double tgs = run_tg(m, info.n_vocab, tg, logits);
+    struct timing tp = run_pp(m, info.n_vocab, pp, logits);
+    struct timing tt = run_tg(m, info.n_vocab, tg, logits);
+    double pps = pp / tp.wall, tgs = tg / tt.wall;
     double kv = 2.0 * info.n_layer * (16 + tg / 2.0) * info.n_head_kv *
                 (info.n_embd / info.n_head) * 2;
     double bytes = (double)info.weight_bytes + kv;
     double roof = bw * 1e9 / bytes;
     printf("%s threads=%d: pp%d %.1f tok/s, tg%d %.2f tok/s; read bandwidth %.1f GB/s, "
            "%.0f MB/token -> roofline %.2f tok/s, decode at %.0f%% of roofline; "
-           "RSS %.0f MB (file %.0f MB + KV %.0f MB + %.0f MB)\n",
+           "RSS %.0f MB (file %.0f MB + KV %.0f MB + %.0f MB); "
+           "CPU per token per thread: pp %.2f ms, tg %.2f ms\n",
            info.name, threads, pp, pps, tg, tgs, bw, bytes / 1e6, roof, 100 * tgs / roof,
            rss_mb(), info.file_size / 1048576.0, info.kv_bytes / 1048576.0,
-           rss_mb() - info.file_size / 1048576.0 - info.kv_bytes / 1048576.0);
+           rss_mb() - info.file_size / 1048576.0 - info.kv_bytes / 1048576.0,
+           1e3 * tp.cpu / pp / threads, 1e3 * tt.cpu / tg / threads);
     km_free(logits);
     eng_model_close(m);
     return 0;

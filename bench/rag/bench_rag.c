@@ -1,6 +1,6 @@
 /* bench_rag.c - knowledge-base load and query benchmark (one process).
  *
- * usage: bench_rag URL [N] [DIM] [QUERIES]   (defaults 100000 384 100)
+ * usage: bench_rag URL [N] [DIM] [QUERIES] [PORT]   (defaults 100000 384 100)
  *
  * Vectors have a low intrinsic dimension like real embeddings: a 24-d
  * Gaussian latent times a fixed random 24 x DIM projection, plus 5% noise,
@@ -14,15 +14,28 @@
  *     search, p50/p99 latency of rag_query_run and of the bare SQL.
  * BENCH_REUSE=1 with a database that already holds the collection skips
  * steps 1-3 (queries only).
+ *  5. with PORT (a `kanoa-mlops serve --database-url URL` serving the
+ *     collection's model "bench"): QUERIES texts through POST
+ *     /v1/embeddings (keeping their vectors), the bare SQL with those
+ *     vectors, and POST /v1/retrieve of the same texts (k 10, default
+ *     ef_search), one phase after the other. Wall-clock percentiles of each,
+ *     and, with BENCH_SERVE_PID, CPU time per request from /proc (server
+ *     process, its pooled backends, our backend): retrieve - embeddings -
+ *     bare SQL is the work /v1/retrieve adds, which a loaded machine does
+ *     not blur the way it blurs wall time. The embeddings request's own
+ *     HTTP hop counts as embedding time. Needs the loaded collection.
  */
 #include "base/mem.h"
 #include "rag/rag.h"
 #include "rag/rag_int.h"
 
+#include <curl/curl.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LATENT 24
 #define DOC_CHUNKS 100
@@ -208,6 +221,8 @@ static int overlap(const struct rag_hits *a, const struct rag_hits *b)
     return m;
 }
 
+/* The bare SQL: the ORDER BY ... LIMIT 10 of the partial index, no
+ * transaction, no join (hnsw.ef_search as set on the session). */
 static double raw_query(struct rag_db *db, const struct rag_collection *c, const float *q)
 {
     struct km_err e;
@@ -243,8 +258,10 @@ static void queries(struct rag_db *db, const struct rag_collection *c, int nq)
     int hits[N_EF] = {0};
     for (int f = 0; f < N_EF; f++)
         lat[f] = km_calloc((size_t)nq, sizeof(double));
+    char sql_ef[64];
     rng_state = 999;
-    if (rag_exec(db, "SET hnsw.ef_search = 100", &e) != KM_OK)
+    snprintf(sql_ef, sizeof sql_ef, "SET hnsw.ef_search = %d", RAG_DEFAULT_EF_SEARCH);
+    if (rag_exec(db, sql_ef, &e) != KM_OK)
         die(&e);
     for (int i = 0; i < nq; i++) {
         make_vec(q, c->dim);
@@ -274,10 +291,213 @@ static void queries(struct rag_db *db, const struct rag_collection *c, int nq)
                efs[f] == RAG_DEFAULT_EF_SEARCH ? " (default)" : "");
         km_free(lat[f]);
     }
-    printf("bare SQL (ef_search 100, ORDER BY ... LIMIT 10): p50 %.2f ms, p99 %.2f ms\n",
-           1e3 * r50, 1e3 * r99);
+    printf("bare SQL (ef_search %d, ORDER BY ... LIMIT 10): p50 %.2f ms, p99 %.2f ms\n",
+           RAG_DEFAULT_EF_SEARCH, 1e3 * r50, 1e3 * r99);
     km_free(q);
     km_free(raw);
+}
+
+/* ---- POST /v1/retrieve against the bare SQL (step 5) -------------------- */
+
+struct http {
+    CURL *c;
+    struct curl_slist *h;
+    struct km_buf body;
+    char base[64];
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    return km_buf_append(ud, p, size * n) == KM_OK ? size * n : 0;
+}
+
+static void http_init(struct http *h, int port)
+{
+    h->c = curl_easy_init();
+    h->h = curl_slist_append(NULL, "Content-Type: application/json");
+    km_buf_init(&h->body, 16u << 20);
+    snprintf(h->base, sizeof h->base, "http://127.0.0.1:%d", port);
+    curl_easy_setopt(h->c, CURLOPT_HTTPHEADER, h->h);
+    curl_easy_setopt(h->c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h->c, CURLOPT_WRITEDATA, &h->body);
+    curl_easy_setopt(h->c, CURLOPT_TCP_NODELAY, 1L);
+}
+
+static void http_free(struct http *h)
+{
+    curl_slist_free_all(h->h);
+    curl_easy_cleanup(h->c);
+    km_buf_free(&h->body);
+}
+
+/* POST json to path over the kept-alive connection; seconds taken. */
+static double post(struct http *h, const char *path, const char *json)
+{
+    char url[128];
+    long status = 0;
+    snprintf(url, sizeof url, "%s%s", h->base, path);
+    km_buf_reset(&h->body);
+    curl_easy_setopt(h->c, CURLOPT_URL, url);
+    curl_easy_setopt(h->c, CURLOPT_POSTFIELDS, json);
+    double t0 = rag__now();
+    CURLcode cc = curl_easy_perform(h->c);
+    double t = rag__now() - t0;
+    curl_easy_getinfo(h->c, CURLINFO_RESPONSE_CODE, &status);
+    if (cc != CURLE_OK || status != 200) {
+        fprintf(stderr, "bench_rag: POST %s: %s, HTTP %ld: %.300s\n", url,
+                curl_easy_strerror(cc), status, km_buf_str(&h->body));
+        exit(1);
+    }
+    return t;
+}
+
+/* data[0].embedding of an embeddings reply into q (dim floats). */
+static void reply_vector(const struct http *h, float *q, int dim)
+{
+    json_t *root = json_loads(km_buf_str(&h->body), 0, NULL);
+    json_t *e = json_object_get(json_array_get(json_object_get(root, "data"), 0), "embedding");
+    if (json_array_size(e) != (size_t)dim) {
+        fprintf(stderr, "bench_rag: the embedding has %zu dims, not %d\n", json_array_size(e), dim);
+        exit(1);
+    }
+    for (int j = 0; j < dim; j++)
+        q[j] = (float)json_number_value(json_array_get(e, (size_t)j));
+    json_decref(root);
+}
+
+static void print_pct(const char *what, double *v, int n)
+{
+    printf("  %-34s p50 %6.2f ms  p90 %6.2f ms  p99 %6.2f ms\n", what,
+           1e3 * pct(v, n, 0.5), 1e3 * pct(v, n, 0.9), 1e3 * pct(v, n, 0.99));
+}
+
+/* CPU seconds (user + system, all threads) used so far by process pid. */
+static double cpu_of(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* fields after the command name */
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                     &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds of every other client backend of this database: the
+ * server's pooled connections (the cluster is the benchmark's own). */
+static double cpu_of_pool(struct rag_db *db)
+{
+    struct km_err e;
+    struct rag__res r;
+    double s = 0;
+    if (rag__query(db, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                       " AND pid <> pg_backend_pid() AND datname = current_database()",
+                   0, NULL, &r, &e) != KM_OK)
+        die(&e);
+    for (int i = 0; i < r.ntuples; i++)
+        s += cpu_of(atoi(rag__val(&r, i, 0)));
+    rag__res_free(&r);
+    return s;
+}
+
+static double my_backend_cpu(struct rag_db *db)
+{
+    struct km_err e;
+    struct rag__res r;
+    if (rag__query(db, "SELECT pg_backend_pid()", 0, NULL, &r, &e) != KM_OK)
+        die(&e);
+    double s = cpu_of(atoi(rag__val(&r, 0, 0)));
+    rag__res_free(&r);
+    return s;
+}
+
+struct phase {
+    double wall[3][4096]; /* per query: embeddings, bare SQL, retrieve */
+    double cpu_serve[3], cpu_pool[3], cpu_self[3];
+};
+
+static char *json_body(const struct rag_collection *c, const char *text, bool retrieve)
+{
+    json_t *o = retrieve ? json_pack("{s:s, s:s, s:i}", "collection", c->name, "query", text, "k", 10)
+                         : json_pack("{s:s, s:s}", "model", c->embed_model, "input", text);
+    char *b = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return b;
+}
+
+/* Phase 0: embeddings (keeps the vectors), 1: the bare SQL with them,
+ * 2: retrieve. CPU of the server, its pooled backends and our backend
+ * is read around each phase. */
+static void run_phase(int ph, struct rag_db *db, const struct rag_collection *c, struct http *h,
+                      int nq, float *vecs, int serve_pid, struct phase *out)
+{
+    double s0 = serve_pid ? cpu_of(serve_pid) : 0, p0 = cpu_of_pool(db), m0 = my_backend_cpu(db);
+    char text[128];
+    for (int i = 0; i < nq; i++) {
+        snprintf(text, sizeof text, "query %d about vector index recall latency", i);
+        float *q = vecs + (size_t)i * (size_t)c->dim;
+        if (ph == 1) {
+            out->wall[1][i] = raw_query(db, c, q);
+            continue;
+        }
+        char *b = json_body(c, text, ph == 2);
+        out->wall[ph][i] = post(h, ph == 2 ? "/v1/retrieve" : "/v1/embeddings", b);
+        free(b);
+        if (ph == 0)
+            reply_vector(h, q, c->dim);
+    }
+    out->cpu_serve[ph] = serve_pid ? cpu_of(serve_pid) - s0 : 0;
+    out->cpu_pool[ph] = cpu_of_pool(db) - p0;
+    out->cpu_self[ph] = my_backend_cpu(db) - m0;
+}
+
+static void retrieve_vs_sql(struct rag_db *db, const struct rag_collection *c, int nq, int port)
+{
+    struct km_err e;
+    struct http h;
+    char sql_ef[64];
+    const char *sp = getenv("BENCH_SERVE_PID");
+    int serve_pid = sp ? atoi(sp) : 0;
+    nq = nq > 4096 ? 4096 : nq;
+    float *vecs = km_calloc((size_t)nq * (size_t)c->dim, sizeof(float));
+    struct phase *p = km_calloc(1, sizeof *p);
+    snprintf(sql_ef, sizeof sql_ef, "SET hnsw.ef_search = %d", RAG_DEFAULT_EF_SEARCH);
+    if (rag_exec(db, sql_ef, &e) != KM_OK)
+        die(&e);
+    http_init(&h, port);
+    char *warm = json_body(c, "warm up: open the server's pooled connection", true);
+    for (int i = 0; i < 5; i++)
+        post(&h, "/v1/retrieve", warm);
+    free(warm);
+    for (int ph = 0; ph < 3; ph++)
+        run_phase(ph, db, c, &h, nq, vecs, serve_pid, p);
+    printf("POST /v1/retrieve vs the bare SQL, the same %d query vectors, k 10, ef_search %d:\n",
+           nq, RAG_DEFAULT_EF_SEARCH);
+    print_pct("POST /v1/embeddings (model bench)", p->wall[0], nq);
+    print_pct("bare SQL", p->wall[1], nq);
+    print_pct("POST /v1/retrieve", p->wall[2], nq);
+    printf("  wall p50: retrieve - embeddings - bare SQL = %.2f ms\n",
+           1e3 * (pct(p->wall[2], nq, 0.5) - pct(p->wall[0], nq, 0.5) - pct(p->wall[1], nq, 0.5)));
+    if (serve_pid) {
+        double emb = (p->cpu_serve[0] + p->cpu_pool[0]) / nq;
+        double sql = p->cpu_self[1] / nq;
+        double ret = (p->cpu_serve[2] + p->cpu_pool[2]) / nq;
+        printf("  CPU per request: embeddings %.3f ms (server), bare SQL %.3f ms (backend),"
+               " retrieve %.3f ms (server %.3f + backend %.3f)\n", 1e3 * emb, 1e3 * sql,
+               1e3 * ret, 1e3 * p->cpu_serve[2] / nq, 1e3 * p->cpu_pool[2] / nq);
+        printf("  CPU retrieve - embeddings - bare SQL = %.3f ms per request "
+               "(clock tick %.0f ms / %d requests)\n", 1e3 * (ret - emb - sql),
+               1e3 / (double)sysconf(_SC_CLK_TCK), nq);
+    }
+    http_free(&h);
+    km_free(vecs);
+    km_free(p);
 }
 
 static long long count_rows(struct rag_db *db, const struct rag_collection *c)
@@ -298,11 +518,12 @@ static long long count_rows(struct rag_db *db, const struct rag_collection *c)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_rag URL [N] [DIM] [QUERIES]\n");
+        fprintf(stderr, "usage: bench_rag URL [N] [DIM] [QUERIES] [PORT]\n");
         return 2;
     }
     long n = argc > 2 ? atol(argv[2]) : 100000;
     int dim = argc > 3 ? atoi(argv[3]) : 384, nq = argc > 4 ? atoi(argv[4]) : 100;
+    int port = argc > 5 ? atoi(argv[5]) : 0;
     struct km_err e;
     struct rag_db *db;
     struct rag_collection c;
@@ -317,6 +538,16 @@ int main(int argc, char **argv)
         rag_collection_ensure(db, name, "bench", dim, &c, &e) != KM_OK)
         die(&e);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (port > 0) {
+        if (count_rows(db, &c) != n) {
+            fprintf(stderr, "bench_rag: collection %s is not loaded; run without PORT first\n", name);
+            return 1;
+        }
+        retrieve_vs_sql(db, &c, nq, port);
+        rag_close(db);
+        km_free(proj);
+        return 0;
+    }
     if (reuse && count_rows(db, &c) == n) {
         printf("rows %ld x %d dims (reusing the loaded collection: queries only)\n", n, dim);
         queries(db, &c, nq);

@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -15,6 +16,14 @@ int cli_usage_error(const char *usage)
 {
     fputs(usage, stderr);
     return CLI_EXIT_USAGE;
+}
+
+int cli_no_operands(const char *cmd, int argc, char **argv)
+{
+    if (optind >= argc)
+        return 0;
+    fprintf(stderr, "kanoa-mlops %s: unexpected argument '%s'\n", cmd, argv[optind]);
+    return -1;
 }
 
 int cli_parse_long(const char *s, long min, long max, long *out)

@@ -32,6 +32,10 @@ int cli_fail(const char *cmd, const struct km_err *e);
  * named it); returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *usage);
 
+/* After getopt: 0 when argv has no operand left (from optind on); else
+ * print "kanoa-mlops <cmd>: unexpected argument '<it>'" and return -1. */
+int cli_no_operands(const char *cmd, int argc, char **argv);
+
 /* Parse a size with an optional K/M/G/T suffix (powers of 1024). */
 int cli_parse_size(const char *s, unsigned long long *out);
 /* Parse a whole number in [min, max]; returns 0 on success. */

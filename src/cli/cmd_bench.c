@@ -107,10 +107,8 @@ static int parse(int argc, char **argv, struct bench_args *a)
         if (parse_opt(c, a))
             return -1;
     }
-    if (optind < argc) {
-        fprintf(stderr, "kanoa-mlops bench: unexpected argument '%s'\n", argv[optind]);
+    if (cli_no_operands("bench", argc, argv))
         return -1;
-    }
     if (!a->help && (!a->o.url || !a->o.model)) {
         fprintf(stderr, "kanoa-mlops bench: --url and --model are required\n");
         return -1;

@@ -83,11 +83,8 @@ static int parse(int argc, char **argv, struct init_opts *o)
         default: return -cli_usage_error(usage);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "kanoa-mlops init: unexpected argument '%s'\n",
-                argv[optind]);
+    if (cli_no_operands("init", argc, argv))
         return -cli_usage_error(usage);
-    }
     if (o->gpus_given && !o->gpu_mem) {
         fprintf(stderr, "kanoa-mlops init: --gpus needs --gpu-mem\n");
         return -cli_usage_error(usage);

@@ -9,19 +9,13 @@
 #include <stdio.h>
 #include <string.h>
 
-static void human(char *b, size_t n, double v)
-{
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int i = 0;
-    while (v >= 1024 && i < 4) {
-        v /= 1024;
-        i++;
-    }
-    snprintf(b, n, i ? "%.1f %s" : "%.0f %s", v, u[i]);
-}
+#define PARSED (-1)
 
-/* Common: only -h; positional args left at optind. 1 = help, -1 = bad. */
-static int parse_simple(int argc, char **argv, int *verbose)
+/* Options -h (and --files when files != NULL), then min..max positional
+ * arguments, left at optind. PARSED to go on, else the exit code: help
+ * printed (0) or usage error (2). */
+static int parse_args(int argc, char **argv, const char *usage, int min,
+                      int max, int *files)
 {
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'},
@@ -31,15 +25,17 @@ static int parse_simple(int argc, char **argv, int *verbose)
     for (;;) {
         int c = getopt_long(argc, argv, "hf", opts, NULL);
         if (c == -1)
-            return 0;
-        if (c == 'h')
-            return 1;
-        if (c == 'f' && verbose) {
-            *verbose = 1;
-            continue;
+            break;
+        if (c == 'h') {
+            fputs(usage, stdout);
+            return CLI_EXIT_OK;
         }
-        return -1;
+        if (c != 'f' || !files)
+            return cli_usage_error(usage);
+        *files = 1;
     }
+    int n = argc - optind;
+    return n < min || n > max ? cli_usage_error(usage) : PARSED;
 }
 
 static int load(const char *cmd, struct hub_env *env, struct hub_scan *s)
@@ -62,7 +58,7 @@ static void print_rev(const struct hub_scan_repo *r, const struct hub_scan_rev *
     for (size_t k = 0; k < v->nrefs && w < sizeof refs - 2; k++)
         w += (size_t)snprintf(refs + w, sizeof refs - w, "%s%s", k ? "," : "",
                               v->refs[k]);
-    human(sz, sizeof sz, (double)v->size);
+    hub_human_bytes(sz, sizeof sz, (double)v->size);
     char quants[256] = "";
     w = 0;
     for (size_t k = 0; k < v->nfiles && w < sizeof quants - 20; k++)
@@ -91,13 +87,9 @@ static const char list_usage[] =
 int cmd_models_list(int argc, char **argv)
 {
     int files = 0;
-    int pr = parse_simple(argc, argv, &files);
-    if (pr == 1) {
-        fputs(list_usage, stdout);
-        return CLI_EXIT_OK;
-    }
-    if (pr != 0 || argc - optind > 1)
-        return cli_usage_error(list_usage);
+    int pr = parse_args(argc, argv, list_usage, 0, 1, &files);
+    if (pr != PARSED)
+        return pr;
     const char *only = optind < argc ? argv[optind] : NULL;
     struct hub_env env;
     struct hub_scan s;
@@ -129,18 +121,16 @@ static const char rm_usage[] =
     "\n"
     "Remove a repository from the Hugging Face cache, or only one revision\n"
     "(branch, tag or commit): its snapshot, the refs naming it and the blobs\n"
-    "no other revision uses. Do not run it while a pull of REPO is running.\n"
+    "no other revision uses. First it takes, without waiting, the blob locks\n"
+    "(.locks/) that pull and huggingface_hub hold while they write: if one\n"
+    "is held, it removes nothing and exits 1.\n"
     "  -h, --help   show this help\n";
 
 int cmd_models_rm(int argc, char **argv)
 {
-    int pr = parse_simple(argc, argv, NULL);
-    if (pr == 1) {
-        fputs(rm_usage, stdout);
-        return CLI_EXIT_OK;
-    }
-    if (pr != 0 || argc - optind != 1)
-        return cli_usage_error(rm_usage);
+    int pr = parse_args(argc, argv, rm_usage, 1, 1, NULL);
+    if (pr != PARSED)
+        return pr;
     char repo[512];
     snprintf(repo, sizeof repo, "%s", argv[optind]);
     char *at = strchr(repo, '@');
@@ -159,7 +149,7 @@ int cmd_models_rm(int argc, char **argv)
     if (rc != KM_OK)
         return cli_fail("models rm", &err);
     char h[32];
-    human(h, sizeof h, (double)freed);
+    hub_human_bytes(h, sizeof h, (double)freed);
     printf("removed %s%s%s (%llu bytes, %s freed)\n", repo, rev ? "@" : "",
            rev ? rev : "", (unsigned long long)freed, h);
     return CLI_EXIT_OK;
@@ -225,13 +215,9 @@ static int verify_repo(const struct hub_scan_repo *r, uint64_t *bytes)
 
 int cmd_models_verify(int argc, char **argv)
 {
-    int pr = parse_simple(argc, argv, NULL);
-    if (pr == 1) {
-        fputs(verify_usage, stdout);
-        return CLI_EXIT_OK;
-    }
-    if (pr != 0 || argc - optind > 1)
-        return cli_usage_error(verify_usage);
+    int pr = parse_args(argc, argv, verify_usage, 0, 1, NULL);
+    if (pr != PARSED)
+        return pr;
     const char *only = optind < argc ? argv[optind] : NULL;
     struct hub_env env;
     struct hub_scan s;
@@ -268,13 +254,9 @@ static const char du_usage[] =
 
 int cmd_models_du(int argc, char **argv)
 {
-    int pr = parse_simple(argc, argv, NULL);
-    if (pr == 1) {
-        fputs(du_usage, stdout);
-        return CLI_EXIT_OK;
-    }
-    if (pr != 0 || argc - optind != 0)
-        return cli_usage_error(du_usage);
+    int pr = parse_args(argc, argv, du_usage, 0, 0, NULL);
+    if (pr != PARSED)
+        return pr;
     struct hub_env env;
     struct hub_scan s;
     int rc = load("models du", &env, &s);
@@ -283,12 +265,12 @@ int cmd_models_du(int argc, char **argv)
     char h[32];
     for (size_t i = 0; i < s.nrepos; i++) {
         const struct hub_scan_repo *r = &s.repos[i];
-        human(h, sizeof h, (double)(r->blob_bytes + r->partial_bytes));
+        hub_human_bytes(h, sizeof h, (double)(r->blob_bytes + r->partial_bytes));
         printf("%-40s %12llu %10s  blobs=%zu partial=%llu revisions=%zu\n",
                r->repo, (unsigned long long)(r->blob_bytes + r->partial_bytes), h,
                r->nblobs, (unsigned long long)r->partial_bytes, r->nrevs);
     }
-    human(h, sizeof h, (double)s.total);
+    hub_human_bytes(h, sizeof h, (double)s.total);
     printf("%-40s %12llu %10s  (%s)\n", "total", (unsigned long long)s.total, h,
            env.cache);
     hub_scan_free(&s);

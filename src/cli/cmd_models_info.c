@@ -2,6 +2,7 @@
  * the memory it needs (engine/gguf.h). */
 #include "cli/cli.h"
 
+#include "engine/engine.h"
 #include "engine/gguf.h"
 #include "engine/quant.h"
 #include "engine/synth.h"
@@ -14,7 +15,8 @@ static const char info_usage[] =
     "usage: kanoa-mlops models info [--ctx N] FILE.gguf\n\n"
     "Show a GGUF model's architecture, parameter count, context length, tensor\n"
     "types, file size, chat template and the memory for weights plus an f16 KV\n"
-    "cache of N tokens.\n\n"
+    "cache of N tokens (sliding-window layers, as in gemma3, keep only their\n"
+    "window plus one batch).\n\n"
     "  --ctx N      KV cache length for the memory estimate (default: the\n"
     "               model's context length)\n"
     "  -h, --help   this help\n";
@@ -118,7 +120,9 @@ static void print_info(const struct gguf_file *f, long ctx_arg)
     printf("chat template:   %s\n", template_name(f));
     uint64_t ctx = ctx_arg > 0 ? (uint64_t)ctx_arg : n_ctx;
     bool encoder = strcmp(arch, "bert") == 0 || strcmp(arch, "nomic-bert") == 0;
-    uint64_t kv = encoder ? 0 : 2ull * n_layer * ctx * n_kv * hd * 2;
+    /* sliding-window layers (gemma3) keep a window ring, not ctx rows */
+    uint64_t rows = encoder ? 0 : eng_kv_rows(f, (int)n_layer, (int)ctx);
+    uint64_t kv = 2ull * rows * n_kv * hd * 2;
     printf("memory at ctx %llu: weights %.1f MiB + KV cache %.1f MiB (f16%s) = %.1f MiB\n",
            (unsigned long long)ctx, (double)wbytes / 1048576.0, (double)kv / 1048576.0,
            encoder ? ", encoder: none" : "", (double)(wbytes + kv) / 1048576.0);

@@ -1,13 +1,16 @@
 /* cmd_rag.c - `kanoa-mlops rag init|ingest|query|list`: the knowledge base
  * (rag/ does the work; this file parses flags and prints). */
 #include "cli/cli.h"
+#include "base/log.h"
 #include "base/mem.h"
+#include "hub/hub.h"
 #include "rag/rag.h"
 
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define DEFAULT_EMBED_URL "http://127.0.0.1:8000/v1"
@@ -20,7 +23,7 @@ static const char usage[] =
     "      create or upgrade the schema (versioned migrations; idempotent)\n"
     "  rag ingest PATH... --collection C [--embed-url URL] [--embed-model M]\n"
     "             [--chunk-tokens 512] [--overlap 64] [--batch 32] [--prune]\n"
-    "             [--meta key=value]...\n"
+    "             [--meta key=value]... [--threads N] [--embed-name NAME]\n"
     "      add files and folders (.txt .md .rst .csv .json .pdf, source code);\n"
     "      unchanged files are skipped, changed ones replaced atomically;\n"
     "      --prune deletes documents under PATH whose files are gone\n"
@@ -38,18 +41,26 @@ static const char usage[] =
     "                          $KANOA_EMBED_URL, else " DEFAULT_EMBED_URL ");\n"
     "                          API key from $KANOA_EMBED_API_KEY\n"
     "  -m, --embed-model M     embedding model (default: the collection's;\n"
-    "                          required to create a collection)\n"
+    "                          required to create a collection). Without\n"
+    "                          --embed-url, a GGUF file or a cached org/repo[:FILE]\n"
+    "                          (as serve --model) embeds in this process with the\n"
+    "                          local engine; the collection records the name serve\n"
+    "                          gives it (the file stem)\n"
+    "      --embed-name NAME   record the local model under NAME instead (as\n"
+    "                          serve --served-model-name)\n"
+    "      --threads N         threads of the local engine (default: physical cores)\n"
     "  -k N                    hits to return (default 5)\n"
     "  -f, --filter key=value  metadata equality filter (repeatable; AND);\n"
     "                          documents carry path, name and ext plus --meta\n"
     "  -h, --help              show this help\n";
 
-enum { O_CHUNK = 256, O_OVERLAP, O_BATCH, O_PRUNE, O_META, O_JSON, O_EF, O_EXACT, O_MODE };
+enum { O_CHUNK = 256, O_OVERLAP, O_BATCH, O_PRUNE, O_META, O_JSON, O_EF, O_EXACT, O_MODE,
+       O_THREADS, O_EMBED_NAME };
 
 struct rag_args {
     char *url;
-    const char *collection, *embed_url, *embed_model;
-    int chunk_tokens, overlap, batch, k, ef_search;
+    const char *collection, *embed_url, *embed_model, *embed_name;
+    int chunk_tokens, overlap, batch, k, ef_search, threads;
     bool prune, json, exact;
     enum rag_mode mode;
     const char *meta_k[MAX_META], *meta_v[MAX_META];
@@ -101,6 +112,8 @@ static int take_opt(struct rag_args *a, int c, const char *arg)
     case O_OVERLAP: return parse_int("--overlap", arg, 0, 4096, &a->overlap);
     case O_BATCH: return parse_int("--batch", arg, 1, 2048, &a->batch);
     case O_EF: return parse_int("--ef-search", arg, 1, 1000, &a->ef_search);
+    case O_THREADS: return parse_int("--threads", arg, 1, 1024, &a->threads);
+    case O_EMBED_NAME: a->embed_name = arg; return 0;
     case O_PRUNE: a->prune = true; return 0;
     case O_JSON: a->json = true; return 0;
     case O_EXACT: a->exact = true; return 0;
@@ -133,6 +146,8 @@ static int parse(int argc, char **argv, struct rag_args *a)
         {"overlap", required_argument, NULL, O_OVERLAP},
         {"batch", required_argument, NULL, O_BATCH},
         {"ef-search", required_argument, NULL, O_EF},
+        {"threads", required_argument, NULL, O_THREADS},
+        {"embed-name", required_argument, NULL, O_EMBED_NAME},
         {"mode", required_argument, NULL, O_MODE},
         {"meta", required_argument, NULL, O_META},
         {"prune", no_argument, NULL, O_PRUNE},
@@ -198,13 +213,69 @@ static int do_list(struct rag_args *a, struct rag_db *db, struct km_err *err)
     return rc;
 }
 
-/* ---- ingest ------------------------------------------------------------- */
+/* ---- embeddings: an endpoint or the local engine ------------------------ */
 
 static const char *env_or(const char *given, const char *env, const char *dflt)
 {
     const char *e = getenv(env);
     return given ? given : (e && e[0]) ? e : dflt;
 }
+
+/* *path = the GGUF file when --embed-model means the local engine: no
+ * --embed-url, and the spec is a file, mentions .gguf, or is a repo that
+ * resolves in the hub cache (as serve --model). Else NULL: a model name
+ * for an endpoint. *path is km_free'd by the caller. */
+static int local_model_path(const struct rag_args *a, char **path, struct km_err *err)
+{
+    *path = NULL;
+    if (a->embed_url || !a->embed_model)
+        return KM_OK;
+    struct km_err herr;
+    struct stat st;
+    int rc = hub_resolve_model(a->embed_model, path, &herr);
+    bool file = rc == KM_OK && stat(*path, &st) == 0 && S_ISREG(st.st_mode);
+    if (!file && !strcasestr(a->embed_model, ".gguf")) {
+        km_free(*path);
+        *path = NULL;
+        return KM_OK;
+    }
+    if (rc != KM_OK) {
+        *err = herr;
+        return km_err_prefix(err, "--embed-model %s", a->embed_model);
+    }
+    return KM_OK;
+}
+
+/* The local engine when --embed-model is a GGUF, else an endpoint
+ * (--embed-url, $KANOA_EMBED_URL or the default). */
+static int open_embedder(const struct rag_args *a, struct rag_embedder **e,
+                         struct km_err *err)
+{
+    char *path = NULL;
+    int rc = local_model_path(a, &path, err);
+    if (rc == KM_OK && path)
+        rc = rag_embedder_local(path, a->embed_name, a->threads, e, err);
+    else if (rc == KM_OK && a->embed_name)
+        rc = km_fail(err, KM_EINVAL, "--embed-name names a local model: give "
+                     "--embed-model FILE.gguf (and no --embed-url)");
+    else if (rc == KM_OK)
+        rc = rag_embedder_http(env_or(a->embed_url, "KANOA_EMBED_URL", DEFAULT_EMBED_URL),
+                               getenv("KANOA_EMBED_API_KEY"), e, err);
+    km_free(path);
+    return rc;
+}
+
+static void note_truncated(const char *cmd, const struct rag_embedder *e)
+{
+    long n = rag_embedder_truncated(e);
+    if (n > 0)
+        fprintf(stderr, "kanoa-mlops %s: note: %ld %s longer than model '%s' allows "
+                "and %s cut to its context (use a smaller --chunk-tokens)\n", cmd, n,
+                n == 1 ? "text was" : "texts were", rag_embedder_model(e),
+                n == 1 ? "was" : "were");
+}
+
+/* ---- ingest ------------------------------------------------------------- */
 
 static void on_progress(void *ud, const struct rag_ingest_stats *s)
 {
@@ -230,11 +301,10 @@ static int do_ingest(struct rag_args *a, char **paths, int n, struct rag_db *db,
                      struct km_err *err)
 {
     struct rag_ingest_opts o;
+    struct rag_embedder *emb = NULL;
     rag_ingest_opts_init(&o);
     o.collection = a->collection;
-    o.embed_url = env_or(a->embed_url, "KANOA_EMBED_URL", DEFAULT_EMBED_URL);
     o.embed_model = a->embed_model;
-    o.api_key = getenv("KANOA_EMBED_API_KEY");
     o.chunk_tokens = a->chunk_tokens ? a->chunk_tokens : o.chunk_tokens;
     o.overlap = a->overlap >= 0 ? a->overlap : o.overlap;
     o.batch = a->batch ? a->batch : o.batch;
@@ -244,9 +314,14 @@ static int do_ingest(struct rag_args *a, char **paths, int n, struct rag_db *db,
     o.n_meta = a->n_meta;
     o.progress = on_progress;
     o.file_error = on_file_error;
-    struct rag_ingest_stats st;
+    struct rag_ingest_stats st = {0};
     int v = 0;
-    int rc = rag_migrate(db, &v, err);
+    int rc = open_embedder(a, &emb, err);
+    o.embedder = emb;
+    if (rag_embedder_model(emb))
+        o.embed_model = rag_embedder_model(emb);
+    if (rc == KM_OK)
+        rc = rag_migrate(db, &v, err);
     if (rc == KM_OK)
         rc = rag_ingest(db, (const char *const *)paths, (size_t)n, &o, &st, err);
     if (rc == KM_OK || st.files_failed > 0) /* not after a fatal error */
@@ -254,6 +329,8 @@ static int do_ingest(struct rag_args *a, char **paths, int n, struct rag_db *db,
                "embedding %.2f s, database %.2f s, index %.2f s\n",
                st.files_done, st.chunks, st.files_skipped, st.files_failed, st.docs_pruned,
                st.embed_s, st.db_s, st.index_s);
+    note_truncated("rag ingest", emb);
+    rag_embedder_free(emb);
     return rc;
 }
 
@@ -274,14 +351,22 @@ static int do_query(struct rag_args *a, const char *text, struct rag_db *db,
                     struct km_err *err)
 {
     struct rag_collection c;
+    struct rag_embedder *emb = NULL;
     float *vec = NULL;
     int dim = 0;
     struct rag_hits hits = {0};
     int rc = rag_collection_get(db, a->collection, &c, err);
-    if (rc == KM_OK && a->mode != RAG_MODE_TEXT) {
-        const char *url = env_or(a->embed_url, "KANOA_EMBED_URL", DEFAULT_EMBED_URL);
-        const char *model = a->embed_model ? a->embed_model : c.embed_model;
-        rc = rag_embed(url, model, getenv("KANOA_EMBED_API_KEY"), &text, 1, &vec, &dim, err);
+    km_log_set_level(KM_LOG_WARN); /* no "model ready" line before the hits */
+    if (rc == KM_OK && a->mode != RAG_MODE_TEXT)
+        rc = open_embedder(a, &emb, err);
+    const char *local = rag_embedder_model(emb);
+    if (rc == KM_OK && local && strcmp(local, c.embed_model) != 0)
+        rc = km_fail(err, KM_EINVAL, "collection '%s' holds embeddings of model '%s', not "
+                     "of model '%s' (%s); give --embed-name '%s' if that file is the same "
+                     "model", c.name, c.embed_model, local, a->embed_model, c.embed_model);
+    if (rc == KM_OK && emb) {
+        const char *model = a->embed_model && !local ? a->embed_model : c.embed_model;
+        rc = rag_embedder_run(emb, model, &text, 1, &vec, &dim, err);
     }
     struct rag_query q = {.collection = a->collection, .text = text, .vec = vec,
                           .dim = dim, .k = a->k ? a->k : 5, .mode = a->mode,
@@ -299,6 +384,7 @@ static int do_query(struct rag_args *a, const char *text, struct rag_db *db,
     km_free(json);
     rag_hits_free(&hits);
     km_free(vec);
+    rag_embedder_free(emb);
     return rc;
 }
 

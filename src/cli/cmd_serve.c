@@ -121,11 +121,8 @@ static int scan_flags(int argc, char **argv, struct serve_opts *o)
         else if (ch == 'h')
             o->help = true;
     }
-    if (optind < argc) {
-        fprintf(stderr, "kanoa-mlops serve: unexpected argument '%s'\n",
-                argv[optind]);
+    if (cli_no_operands("serve", argc, argv))
         return -1;
-    }
     return 0;
 }
 

@@ -167,11 +167,8 @@ static int parse(int argc, char **argv, struct status_ctx *s,
         if (bad)
             return -cli_usage_error(usage);
     }
-    if (optind < argc) {
-        fprintf(stderr, "kanoa-mlops status: unexpected argument '%s'\n",
-                argv[optind]);
+    if (cli_no_operands("status", argc, argv))
         return -cli_usage_error(usage);
-    }
     return 0;
 }
 

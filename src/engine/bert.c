@@ -20,20 +20,27 @@
  * (row, token) dot product independently and every other op is per token or
  * per sequence, so an input's vector is the same whatever shares its pass.
  *
- * Threads: every step is one eng_pool_run; work is split by (thread, count)
- * only. Calls are serialized by m->compute_mu (eng_embed takes it).
+ * Threads: every step is one eng_pool_run_chunks over chunks that depend
+ * only on the pass, never on the thread count: token blocks for per-token
+ * steps, (weight-row block x column block) tiles for matmuls (so a 384-row
+ * matrix still gives many tiles), (sequence, query block, head) units for
+ * attention. Each output value is computed by one call with the same
+ * arithmetic wherever its tile or unit falls, so vectors are the same for
+ * any --threads and any neighbours in the pass. Activations of float
+ * weights are the f32 rows themselves (no copy). Calls are serialized by
+ * m->compute_mu (eng_embed takes it); all buffers are the model's scratch.
  * Ownership: m->bert is freed by eng__bert_free (eng_model_close).
  */
 #include "engine/engine_int.h"
 
 #include "base/mem.h"
+#include "engine/bert_ops.h"
 #include "engine/quant.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#define ROW_UNIT 64      /* matmul row split granularity */
 #define POOL_MEAN 1
 #define POOL_CLS 2
 
@@ -58,28 +65,24 @@ struct eng_bert {
     float *emb_ln_w, *emb_ln_b;      /* token_embd_norm [E] */
     float *rope_inv_freq;            /* nomic: [D/2] base^(-2i/D) */
     struct bert_layer *layers;       /* [L] */
-    /* attention kernels, chosen at load (AVX2 when the quant kernels are) */
-    float (*dot)(const float *a, const float *b, int n);
-    void (*axpy)(float *out, float s, const float *v, int n);
+    struct bert_ops ops;             /* LN, GELU, SiLU, attention; chosen at load */
     /* scratch for B tokens */
     int B;
+    float *rope_cs;                  /* nomic: [n_ctx][D] cos | sin of pos * inv_freq */
     float *x;                        /* [B][E] residual */
     float *x1;                       /* [B][E] after the attention LN */
     float *qkv;                      /* [B][3E] q | k | v per token */
     float *att;                      /* [B][E] attention output */
     float *tmp;                      /* [B][E] Wo att, then the FFN output */
     float *hb, *hb2;                 /* [B][F] */
-    float *scores;                   /* [nth][B] per-thread attention scores */
+    float *att_scratch;              /* [nth][att_floats] per-thread attention scratch */
+    size_t att_floats;
     void *act;                       /* quantized activation rows */
     size_t act_cap;
+    int32_t *tok;                    /* [B] packed token ids of a pass */
+    int *seq_start, *seq_len;        /* [B] per token: its sequence */
+    int *unit_start, *unit_len, *unit_q0;  /* [B] attention units (sequence, query block) */
 };
-
-/* Attention kernels: scalar here, AVX2+FMA in bert_avx2.c. */
-float eng__bert_dot_avx2(const float *a, const float *b, int n);
-void eng__bert_axpy_avx2(float *out, float s, const float *v, int n);
-
-static float dot_scalar(const float *a, const float *b, int n);
-static void axpy_scalar(float *out, float s, const float *v, int n);
 
 /* ---- loading ---------------------------------------------------------------- */
 
@@ -250,10 +253,10 @@ int eng__bert_load(struct eng_model *m, struct km_err *err)
         return km_fail(err, KM_ENOMEM, "out of memory for a BERT model");
     m->bert = b;
     b->nomic = strcmp(m->arch, "nomic-bert") == 0;
-    bool avx2 = quant_kernels_active() == QUANT_ISA_AVX2;
-    b->dot = avx2 ? eng__bert_dot_avx2 : dot_scalar;
-    b->axpy = avx2 ? eng__bert_axpy_avx2 : axpy_scalar;
     int rc = read_hparams(m, b, err);
+    if (rc == KM_OK)
+        eng__bert_ops_select(&b->ops, quant_kernels_active() == QUANT_ISA_AVX2,
+                             m->hp.head_dim);
     rc = rc ? rc : map_globals(m, b, err);
     if (rc == KM_OK && b->nomic)
         rc = build_rope(m, b, err);
@@ -285,26 +288,55 @@ static size_t max_act_row(const struct eng_model *m)
     return best;
 }
 
+static int build_rope_table(struct eng_model *m, struct eng_bert *b, struct km_err *err)
+{
+    int D = m->hp.head_dim;
+    b->rope_cs = km_mallocarray((size_t)m->n_ctx * (size_t)D, sizeof(float));
+    if (!b->rope_cs)
+        return km_fail(err, KM_ENOMEM, "out of memory for the RoPE table of %d positions",
+                       m->n_ctx);
+    for (int p = 0; p < m->n_ctx; p++) {
+        float *cs = b->rope_cs + (size_t)p * D;
+        for (int i = 0; i < D / 2; i++) {
+            double th = (double)p * b->rope_inv_freq[i];
+            cs[i] = (float)cos(th);
+            cs[D / 2 + i] = (float)sin(th);
+        }
+    }
+    return KM_OK;
+}
+
 int eng__bert_scratch_init(struct eng_model *m, struct km_err *err)
 {
     struct eng_bert *b = m->bert;
     int B = m->scratch.n_batch > m->n_ctx ? m->scratch.n_batch : m->n_ctx;
-    size_t E = (size_t)m->hp.n_embd, F = (size_t)m->hp.n_ff;
+    size_t E = (size_t)m->hp.n_embd, F = (size_t)m->hp.n_ff, nB = (size_t)B;
+    if (!b->nomic && m->n_ctx > b->pos.n)
+        return km_fail(err, KM_EINVAL, "%s: context %d is longer than the model's %lld "
+                       "positions", m->path, m->n_ctx, (long long)b->pos.n);
     b->B = B;
-    b->x = km_calloc((size_t)B * E, sizeof(float));
-    b->x1 = km_calloc((size_t)B * E, sizeof(float));
-    b->qkv = km_calloc((size_t)B * 3 * E, sizeof(float));
-    b->att = km_calloc((size_t)B * E, sizeof(float));
-    b->tmp = km_calloc((size_t)B * E, sizeof(float));
-    b->hb = km_calloc((size_t)B * F, sizeof(float));
-    b->hb2 = km_calloc((size_t)B * F, sizeof(float));
-    b->scores = km_calloc((size_t)m->n_threads * (size_t)B, sizeof(float));
-    b->act_cap = (size_t)B * max_act_row(m);
+    b->x = km_calloc(nB * E, sizeof(float));
+    b->x1 = km_calloc(nB * E, sizeof(float));
+    b->qkv = km_calloc(nB * 3 * E, sizeof(float));
+    b->att = km_calloc(nB * E, sizeof(float));
+    b->tmp = km_calloc(nB * E, sizeof(float));
+    b->hb = km_calloc(nB * F, sizeof(float));
+    b->hb2 = km_calloc(nB * F, sizeof(float));
+    b->att_floats = eng__bert_attn_scratch(m->n_ctx, m->hp.head_dim);
+    b->att_scratch = km_calloc((size_t)m->n_threads * b->att_floats, sizeof(float));
+    b->act_cap = nB * max_act_row(m);
     b->act = km_malloc(b->act_cap ? b->act_cap : 1);
-    if (!b->x || !b->x1 || !b->qkv || !b->att || !b->tmp || !b->hb || !b->hb2 ||
-        !b->scores || !b->act)
+    b->tok = km_mallocarray(nB, sizeof *b->tok);
+    int **ints[] = {&b->seq_start, &b->seq_len, &b->unit_start, &b->unit_len, &b->unit_q0};
+    bool ok = true;
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+        *ints[i] = km_mallocarray(nB, sizeof(int));
+        ok = ok && *ints[i];
+    }
+    if (!ok || !b->x || !b->x1 || !b->qkv || !b->att || !b->tmp || !b->hb || !b->hb2 ||
+        !b->att_scratch || !b->act || !b->tok)
         return km_fail(err, KM_ENOMEM, "out of memory for activations of %d tokens", B);
-    return KM_OK;
+    return b->nomic ? build_rope_table(m, b, err) : KM_OK;
 }
 
 void eng__bert_free(struct eng_model *m)
@@ -320,7 +352,9 @@ void eng__bert_free(struct eng_model *m)
             km_free(v[i]);
     }
     void *bufs[] = {b->layers, b->type0, b->emb_ln_w, b->emb_ln_b, b->rope_inv_freq,
-                    b->x, b->x1, b->qkv, b->att, b->tmp, b->hb, b->hb2, b->scores, b->act};
+                    b->rope_cs, b->x, b->x1, b->qkv, b->att, b->tmp, b->hb, b->hb2,
+                    b->att_scratch, b->act, b->tok, b->seq_start, b->seq_len,
+                    b->unit_start, b->unit_len, b->unit_q0};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         km_free(bufs[i]);
     km_free(b);
@@ -329,64 +363,77 @@ void eng__bert_free(struct eng_model *m)
 
 /* ---- forward ---------------------------------------------------------------- */
 
+#define TOK_BLOCK 16     /* tokens per chunk of the per-token steps */
+#define ROW_BLOCK 64     /* weight rows per matmul tile */
+#define COL_BLOCK 48     /* about this many activation columns per matmul tile */
+#define COL_ALIGN 8      /* column block boundaries are multiples of this */
+#define Q_BLOCK 64       /* queries per attention unit */
+
+/* Matmuls sharing one activation matrix (q|k|v, up|gate), run as tiles of
+ * ROW_BLOCK weight rows x a column block; tile t of matrix i is column
+ * block t / row_blocks, row block t % row_blocks. */
+struct mm_group {
+    int n_mat;
+    const struct eng_weight *w[3];
+    float *out[3];               /* output column j of matrix i at out[i] + j * stride */
+    const float *bias[3];        /* added to the outputs (or NULL) */
+    bool gelu;                   /* then GELU in place (bert W_up) */
+    int stride;
+    const void *act;             /* n activation rows for these weight types */
+    int n_cb;                    /* column blocks */
+    int tiles[3];                /* tiles of each matrix */
+};
+
 /* Arguments of the parallel steps. */
 struct bfwd {
     struct eng_model *m;
     struct eng_bert *b;
-    const int32_t *tokens;           /* [n] */
-    const int *seq_start;            /* [n]: index of the first token of its sequence */
-    const int *seq_len;              /* [n]: length of its sequence */
+    const int32_t *tokens;       /* [n] */
+    const int *seq_start;        /* [n]: index of the first token of its sequence */
     int n;
+    int n_units;                 /* attention units (sequence, query block) */
     int il;
-    /* quantize / add-LN step */
-    float *src;                      /* [n][k] */
-    const float *add;                /* added into src first (or NULL) */
-    const float *bias;               /* added into src first (or NULL) */
-    const float *ln_w, *ln_b;        /* LayerNorm (or NULL) */
+    /* per-token step: dst = LN(src + add + bias), then act = quant(dst) */
+    float *dst;
+    const float *src, *add, *bias;
+    const float *ln_w, *ln_b;    /* LayerNorm (or NULL) */
     int k;
-    const struct eng_weight *qw;     /* quantize for this weight (or NULL) */
-    /* matmul */
-    const struct eng_weight *w;
-    float *out;
-    int out_stride;
+    const struct eng_weight *qw; /* quantize for this weight (or NULL) */
+    struct mm_group mm;
 };
 
-static void split(int64_t total, int ith, int nth, int64_t unit, int64_t *lo, int64_t *hi)
+static bool float_act(const struct eng_weight *w)
 {
-    int64_t units = (total + unit - 1) / unit;
-    *lo = units * ith / nth * unit;
-    *hi = units * (ith + 1) / nth * unit;
-    *lo = *lo < total ? *lo : total;
-    *hi = *hi < total ? *hi : total;
+    return quant_vec_dot_type(w->type) == GGML_TYPE_F32;
 }
 
-/* y = (x - mean) / sqrt(var + eps) * w + b  (sums in double; y may alias x) */
-static void layernorm(float *y, const float *x, const float *w, const float *b, int n,
-                      float eps)
+static bool same_act(const struct eng_weight *a, const struct eng_weight *b)
 {
-    double s = 0, s2 = 0;
-    for (int i = 0; i < n; i++)
-        s += x[i];
-    double mean = s / n;
-    for (int i = 0; i < n; i++)
-        s2 += ((double)x[i] - mean) * ((double)x[i] - mean);
-    float inv = (float)(1.0 / sqrt(s2 / n + (double)eps));
-    for (int i = 0; i < n; i++)
-        y[i] = ((x[i] - (float)mean) * inv) * w[i] + b[i];
+    return quant_vec_dot_type(a->type) == quant_vec_dot_type(b->type);
+}
+
+/* Activations of rows x for w: x itself for float weights, else b->act
+ * (quantized by the step before). */
+static const void *act_of(const struct bfwd *f, const float *x, const struct eng_weight *w)
+{
+    return float_act(w) ? (const void *)x : f->b->act;
+}
+
+static int n_token_chunks(const struct bfwd *f)
+{
+    return (f->n + TOK_BLOCK - 1) / TOK_BLOCK;
 }
 
 /* x[i] = LN(token_embd[t] + token_types[0] (+ position_embd[pos])) */
-static void op_embed(void *arg, int ith, int nth)
+static void op_embed(void *arg, int chunk, int ith)
 {
     struct bfwd *f = arg;
     struct eng_bert *b = f->b;
     const struct eng_weight *te = &f->m->w.token_embd;
     int E = f->m->hp.n_embd;
-    float *pos = b->tmp;   /* per-token row of position_embd, [n][E] */
-    int64_t lo, hi;
-    split(f->n, ith, nth, 1, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) {
-        float *x = b->x + i * E;
+    int lo = chunk * TOK_BLOCK, hi = lo + TOK_BLOCK < f->n ? lo + TOK_BLOCK : f->n;
+    for (int i = lo; i < hi; i++) {
+        float *x = b->x + (size_t)i * E, *pos = b->tmp + (size_t)i * E;
         const char *row = (const char *)te->data + (size_t)f->tokens[i] * te->row_bytes;
         quant_dequantize_row(te->type, row, x, E);
         for (int j = 0; j < E; j++)
@@ -394,210 +441,258 @@ static void op_embed(void *arg, int ith, int nth)
         if (!b->nomic) {
             size_t p = (size_t)(i - f->seq_start[i]);
             quant_dequantize_row(b->pos.type, (const char *)b->pos.data + p * b->pos.row_bytes,
-                                 pos + i * E, E);
+                                 pos, E);
             for (int j = 0; j < E; j++)
-                x[j] += pos[i * E + j];
+                x[j] += pos[j];
         }
-        layernorm(x, x, b->emb_ln_w, b->emb_ln_b, E, f->m->hp.eps);
+        b->ops.layernorm(x, x, b->emb_ln_w, b->emb_ln_b, E, f->m->hp.eps);
     }
 }
 
-/* Per token: src += add + bias; src = LN(src); act = quant(src) for qw. */
-static void op_add_ln_quant(void *arg, int ith, int nth)
+/* Per token: dst = src + add + bias; dst = LN(dst); act = quant(dst) for qw. */
+static void op_add_ln_quant(void *arg, int chunk, int ith)
 {
     struct bfwd *f = arg;
-    size_t ar = f->qw ? quant_act_row_size(f->qw->type, f->k) : 0;
-    int64_t lo, hi;
-    split(f->n, ith, nth, 1, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) {
-        float *x = f->src + i * f->k;
-        for (int j = 0; f->add && j < f->k; j++)
-            x[j] += f->add[i * f->k + j];
-        for (int j = 0; f->bias && j < f->k; j++)
-            x[j] += f->bias[j];
+    bool quant = f->qw && !float_act(f->qw);
+    size_t ar = quant ? quant_act_row_size(f->qw->type, f->k) : 0;
+    int lo = chunk * TOK_BLOCK, hi = lo + TOK_BLOCK < f->n ? lo + TOK_BLOCK : f->n;
+    for (int i = lo; i < hi; i++) {
+        float *x = f->dst + (size_t)i * f->k;
+        const float *s = f->src + (size_t)i * f->k;
+        for (int j = 0; (f->add || f->bias || x != s) && j < f->k; j++)
+            x[j] = s[j] + (f->add ? f->add[(size_t)i * f->k + j] : 0.0f) +
+                   (f->bias ? f->bias[j] : 0.0f);
         if (f->ln_w)
-            layernorm(x, x, f->ln_w, f->ln_b, f->k, f->m->hp.eps);
-        if (f->qw)
+            f->b->ops.layernorm(x, x, f->ln_w, f->ln_b, f->k, f->m->hp.eps);
+        if (quant)
             quant_quantize_act(f->qw->type, x, (char *)f->b->act + i * ar, f->k);
     }
 }
 
-/* out[j*stride + r] = W[r] . act[j] for this thread's rows. */
-static void op_matmul(void *arg, int ith, int nth)
+/* dst = LN(src + add + bias) per token, quantized for qw (NULL: not at all);
+ * nothing to do when it would only quantize for a float weight. */
+static void run_add_ln_quant(struct bfwd *f, float *dst, const float *src, const float *add,
+                             const float *bias, const float *ln_w, const float *ln_b, int k,
+                             const struct eng_weight *qw)
 {
-    struct bfwd *f = arg;
-    const struct eng_weight *w = f->w;
-    int64_t lo, hi;
-    split(w->n, ith, nth, ROW_UNIT, &lo, &hi);
-    if (hi > lo)
-        quant_matmul(w->type, (const char *)w->data + (size_t)lo * w->row_bytes, hi - lo,
-                     w->k, f->b->act, f->n, f->out + lo, f->out_stride);
-}
-
-static void run_quant(struct bfwd *f, float *src, const float *add, const float *bias,
-                      const float *ln_w, const float *ln_b, int k,
-                      const struct eng_weight *qw)
-{
-    f->src = src, f->add = add, f->bias = bias;
+    if (dst == src && !add && !bias && !ln_w && (!qw || float_act(qw)))
+        return;
+    f->dst = dst, f->src = src, f->add = add, f->bias = bias;
     f->ln_w = ln_w, f->ln_b = ln_b, f->k = k, f->qw = qw;
-    eng_pool_run(f->m->pool, op_add_ln_quant, f);
+    eng_pool_run_chunks(f->m->pool, op_add_ln_quant, f, n_token_chunks(f));
 }
 
-static void run_matmul(struct bfwd *f, const struct eng_weight *w, float *out, int stride)
+/* Columns [lo, hi) of column block cb of n. Boundaries are multiples of
+ * COL_ALIGN except n; every block has >= 2 columns when n >= 2 (n_cb > 1
+ * only for n >= 72), so quant_matmul always takes its matmul path. */
+static void col_range(int n, int n_cb, int cb, int *lo, int *hi)
 {
-    f->w = w, f->out = out, f->out_stride = stride;
-    eng_pool_run(f->m->pool, op_matmul, f);
+    *lo = (int)((int64_t)n * cb / n_cb) / COL_ALIGN * COL_ALIGN;
+    *hi = cb + 1 == n_cb ? n : (int)((int64_t)n * (cb + 1) / n_cb) / COL_ALIGN * COL_ALIGN;
 }
 
-/* NEOX rotation of pairs (i, i + D/2) of each head by pos * inv_freq[i]. */
-static void rope_neox(float *v, int n_heads, int D, int pos, const float *inv_freq)
+static int row_blocks(const struct eng_weight *w)
 {
-    for (int i = 0; i < D / 2; i++) {
-        double th = (double)pos * inv_freq[i];
-        float c = (float)cos(th), s = (float)sin(th);
-        for (int h = 0; h < n_heads; h++) {
-            float *a = v + h * D + i, *bb = v + h * D + i + D / 2;
-            float x0 = *a, x1 = *bb;
-            *a = x0 * c - x1 * s;
-            *bb = x0 * s + x1 * c;
-        }
-    }
+    return (int)((w->n + ROW_BLOCK - 1) / ROW_BLOCK);
 }
 
-/* bert: q,k,v += biases; nomic: RoPE on q and k. Rows of qkv are [q|k|v]. */
-static void op_bias_rope(void *arg, int ith, int nth)
+/* One tile: out = W[rows] . act[cols], then + bias, then GELU. */
+static void op_mm_tile(void *arg, int chunk, int ith)
 {
     struct bfwd *f = arg;
-    const struct bert_layer *ly = &f->b->layers[f->il];
+    const struct mm_group *g = &f->mm;
+    int i = 0, t = chunk;
+    while (t >= g->tiles[i])
+        t -= g->tiles[i++];
+    const struct eng_weight *w = g->w[i];
+    int nrb = row_blocks(w), c0, c1;
+    int64_t r0 = (int64_t)(t % nrb) * ROW_BLOCK;
+    int64_t nr = w->n - r0 < ROW_BLOCK ? w->n - r0 : ROW_BLOCK;
+    col_range(f->n, g->n_cb, t / nrb, &c0, &c1);
+    size_t as = quant_act_row_size(w->type, w->k);
+    float *out = g->out[i] + (size_t)c0 * g->stride + r0;
+    quant_matmul(w->type, (const char *)w->data + (size_t)r0 * w->row_bytes, nr, w->k,
+                 (const char *)g->act + (size_t)c0 * as, c1 - c0, out, g->stride);
+    const float *bias = g->bias[i] ? g->bias[i] + r0 : NULL;
+    for (int j = 0; j < c1 - c0; j++) {
+        float *o = out + (size_t)j * g->stride;
+        if (g->gelu)
+            f->b->ops.gelu(o, bias, (int)nr);
+        else
+            for (int r = 0; bias && r < nr; r++)
+                o[r] += bias[r];
+    }
+}
+
+/* Run the matmuls set up in f->mm (n_mat, w, out, bias, gelu, stride, act). */
+static void run_mm_group(struct bfwd *f)
+{
+    struct mm_group *g = &f->mm;
+    g->n_cb = (f->n + COL_BLOCK / 2) / COL_BLOCK;
+    g->n_cb = g->n_cb < 1 ? 1 : g->n_cb;
+    int total = 0;
+    for (int i = 0; i < g->n_mat; i++) {
+        g->tiles[i] = row_blocks(g->w[i]) * g->n_cb;
+        total += g->tiles[i];
+    }
+    eng_pool_run_chunks(f->m->pool, op_mm_tile, f, total);
+}
+
+static void run_mm(struct bfwd *f, const struct eng_weight *w, const void *act, float *out,
+                   int stride, const float *bias, bool gelu)
+{
+    f->mm = (struct mm_group){.n_mat = 1, .w = {w}, .out = {out}, .bias = {bias},
+                              .gelu = gelu, .stride = stride, .act = act};
+    run_mm_group(f);
+}
+
+/* nomic: NEOX rotation of q and k, pairs (i, i + D/2) of each head, by the
+ * token's position within its sequence (table b->rope_cs). */
+static void op_rope(void *arg, int chunk, int ith)
+{
+    struct bfwd *f = arg;
     int E = f->m->hp.n_embd, H = f->m->hp.n_head, D = f->m->hp.head_dim;
-    int64_t lo, hi;
-    split(f->n, ith, nth, 1, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) {
-        float *r = f->b->qkv + i * 3 * E;
-        if (f->b->nomic) {
-            int pos = (int)(i - f->seq_start[i]);
-            rope_neox(r, H, D, pos, f->b->rope_inv_freq);
-            rope_neox(r + E, H, D, pos, f->b->rope_inv_freq);
-            continue;
-        }
-        for (int j = 0; j < E; j++) {
-            r[j] += ly->bq[j];
-            r[E + j] += ly->bk[j];
-            r[2 * E + j] += ly->bv[j];
+    int lo = chunk * TOK_BLOCK, hi = lo + TOK_BLOCK < f->n ? lo + TOK_BLOCK : f->n;
+    for (int i = lo; i < hi; i++) {
+        const float *cs = f->b->rope_cs + (size_t)(i - f->seq_start[i]) * D;
+        float *r = f->b->qkv + (size_t)i * 3 * E;
+        for (int h = 0; h < 2 * H; h++) {   /* the H heads of q, then of k */
+            float *v = r + (size_t)h * D;
+            for (int j = 0; j < D / 2; j++) {
+                float x0 = v[j], x1 = v[j + D / 2], c = cs[j], s = cs[D / 2 + j];
+                v[j] = x0 * c - x1 * s;
+                v[j + D / 2] = x0 * s + x1 * c;
+            }
         }
     }
 }
 
-static float dot_scalar(const float *a, const float *b, int n)
+/* Attention units: whole sequences cut in blocks of Q_BLOCK queries. */
+static int build_units(struct eng_bert *b, const int *seq_start, const int *seq_len, int n)
 {
-    float d = 0;
-    for (int t = 0; t < n; t++)
-        d += a[t] * b[t];
-    return d;
+    int u = 0;
+    for (int i = 0; i < n; i++) {
+        if (seq_start[i] != i)
+            continue;
+        for (int q0 = 0; q0 < seq_len[i]; q0 += Q_BLOCK, u++) {
+            b->unit_start[u] = i;
+            b->unit_len[u] = seq_len[i];
+            b->unit_q0[u] = q0;
+        }
+    }
+    return u;
 }
 
-static void axpy_scalar(float *out, float s, const float *v, int n)
-{
-    for (int t = 0; t < n; t++)
-        out[t] += s * v[t];
-}
-
-/* att[i][h] = softmax(q_i,h . k_j,h / sqrt(D)) v_j,h over j in i's sequence. */
-static void op_attention(void *arg, int ith, int nth)
+/* att = softmax(q k^T / sqrt(D)) v for one (unit, head). */
+static void op_attention(void *arg, int chunk, int ith)
 {
     struct bfwd *f = arg;
     struct eng_bert *b = f->b;
     int E = f->m->hp.n_embd, H = f->m->hp.n_head, D = f->m->hp.head_dim;
-    float scale = 1.0f / sqrtf((float)D);
-    float *sc = b->scores + (size_t)ith * b->B;
-    int64_t lo, hi;
-    split((int64_t)f->n * H, ith, nth, 1, &lo, &hi);
-    for (int64_t p = lo; p < hi; p++) {
-        int i = (int)(p / H), h = (int)(p % H);
-        int s0 = f->seq_start[i], len = f->seq_len[i];
-        const float *q = b->qkv + (size_t)i * 3 * E + (size_t)h * D;
-        float mx = -INFINITY;
-        for (int j = 0; j < len; j++) {
-            const float *k = b->qkv + (size_t)(s0 + j) * 3 * E + E + (size_t)h * D;
-            sc[j] = b->dot(q, k, D) * scale;
-            mx = sc[j] > mx ? sc[j] : mx;
-        }
-        float sum = 0;
-        for (int j = 0; j < len; j++) {
-            sc[j] = expf(sc[j] - mx);
-            sum += sc[j];
-        }
-        float *o = b->att + (size_t)i * E + (size_t)h * D;
-        memset(o, 0, (size_t)D * sizeof *o);
-        for (int j = 0; j < len; j++) {
-            const float *v = b->qkv + (size_t)(s0 + j) * 3 * E + 2 * E + (size_t)h * D;
-            b->axpy(o, sc[j] / sum, v, D);
-        }
-    }
+    int u = chunk / H, h = chunk % H;
+    int s0 = b->unit_start[u], len = b->unit_len[u], q0 = b->unit_q0[u];
+    const float *base = b->qkv + (size_t)s0 * 3 * E + (size_t)h * D;
+    struct bert_attn a = {
+        .q = base + (size_t)q0 * 3 * E, .k = base + E, .v = base + 2 * E,
+        .stride = (size_t)3 * E,
+        .n_q = len - q0 < Q_BLOCK ? len - q0 : Q_BLOCK, .n_k = len, .D = D,
+        .scale = 1.0f / sqrtf((float)D),
+        .out = b->att + (size_t)(s0 + q0) * E + (size_t)h * D, .out_stride = (size_t)E,
+        .scratch = b->att_scratch + (size_t)ith * b->att_floats,
+    };
+    b->ops.attend(&a);
 }
 
-/* bert: hb = GELU(hb + b_up) (erf form); nomic: hb = SiLU(hb2) * hb
- * (hb = up, hb2 = gate); then act = quant(hb) for W_down. */
-static void op_ffn_act(void *arg, int ith, int nth)
+/* nomic: hb = SiLU(hb2) * hb (hb = up, hb2 = gate), quantized for W_down. */
+static void op_silu_quant(void *arg, int chunk, int ith)
 {
     struct bfwd *f = arg;
     const struct bert_layer *ly = &f->b->layers[f->il];
     int F = f->m->hp.n_ff;
+    bool quant = !float_act(&ly->w_down);
     size_t ar = quant_act_row_size(ly->w_down.type, F);
-    int64_t lo, hi;
-    split(f->n, ith, nth, 1, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) {
-        float *h = f->b->hb + i * F;
-        const float *g = f->b->hb2 + i * F;
-        for (int j = 0; j < F; j++) {
-            if (f->b->nomic) {
-                h[j] = g[j] / (1.0f + expf(-g[j])) * h[j];
-            } else {
-                float x = h[j] + ly->b_up[j];
-                h[j] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
-            }
-        }
-        quant_quantize_act(ly->w_down.type, h, (char *)f->b->act + i * ar, F);
+    int lo = chunk * TOK_BLOCK, hi = lo + TOK_BLOCK < f->n ? lo + TOK_BLOCK : f->n;
+    for (int i = lo; i < hi; i++) {
+        float *h = f->b->hb + (size_t)i * F;
+        f->b->ops.silu_mul(h, f->b->hb2 + (size_t)i * F, F);
+        if (quant)
+            quant_quantize_act(ly->w_down.type, h, (char *)f->b->act + i * ar, F);
     }
+}
+
+/* bert: q|k|v = W x + b as one group when the three take the same
+ * activations (x was quantized for Wq by the step before), else one by one. */
+static void bert_qkv(struct bfwd *f, const struct bert_layer *ly)
+{
+    struct eng_bert *b = f->b;
+    int E = f->m->hp.n_embd;
+    if (same_act(&ly->wq, &ly->wk) && same_act(&ly->wq, &ly->wv)) {
+        f->mm = (struct mm_group){
+            .n_mat = 3, .w = {&ly->wq, &ly->wk, &ly->wv},
+            .out = {b->qkv, b->qkv + E, b->qkv + 2 * E}, .bias = {ly->bq, ly->bk, ly->bv},
+            .stride = 3 * E, .act = act_of(f, b->x, &ly->wq)};
+        run_mm_group(f);
+        return;
+    }
+    const struct eng_weight *w[] = {&ly->wq, &ly->wk, &ly->wv};
+    const float *bias[] = {ly->bq, ly->bk, ly->bv};
+    for (int i = 0; i < 3; i++) {
+        if (i > 0)
+            run_add_ln_quant(f, b->x, b->x, NULL, NULL, NULL, NULL, E, w[i]);
+        run_mm(f, w[i], act_of(f, b->x, w[i]), b->qkv + i * E, 3 * E, bias[i], false);
+    }
+}
+
+/* hb = the FFN's hidden activations for W_down (quantized if it needs). */
+static void ffn_hidden(struct bfwd *f, const struct bert_layer *ly)
+{
+    struct eng_bert *b = f->b;
+    int E = f->m->hp.n_embd, F = f->m->hp.n_ff;
+    if (!b->nomic) {   /* hb = GELU(W_up x1 + b_up) */
+        run_mm(f, &ly->w_up, act_of(f, b->x1, &ly->w_up), b->hb, F, ly->b_up, true);
+        run_add_ln_quant(f, b->hb, b->hb, NULL, NULL, NULL, NULL, F, &ly->w_down);
+        return;
+    }
+    if (same_act(&ly->w_up, &ly->w_gate)) {   /* hb = W_up x1, hb2 = W_gate x1 */
+        f->mm = (struct mm_group){
+            .n_mat = 2, .w = {&ly->w_up, &ly->w_gate}, .out = {b->hb, b->hb2},
+            .stride = F, .act = act_of(f, b->x1, &ly->w_up)};
+        run_mm_group(f);
+    } else {
+        run_mm(f, &ly->w_up, act_of(f, b->x1, &ly->w_up), b->hb, F, NULL, false);
+        run_add_ln_quant(f, b->x1, b->x1, NULL, NULL, NULL, NULL, E, &ly->w_gate);
+        run_mm(f, &ly->w_gate, act_of(f, b->x1, &ly->w_gate), b->hb2, F, NULL, false);
+    }
+    eng_pool_run_chunks(f->m->pool, op_silu_quant, f, n_token_chunks(f));
 }
 
 static void layer(struct bfwd *f)
 {
     struct eng_bert *b = f->b;
     const struct bert_layer *ly = &b->layers[f->il];
-    int E = f->m->hp.n_embd, F = f->m->hp.n_ff;
-    /* q|k|v = W x (+ b) ; x already quantized for the first matrix */
+    int E = f->m->hp.n_embd;
+    /* q|k|v = W x (+ b), nomic: RoPE on q and k */
     if (b->nomic) {
-        run_matmul(f, &ly->wqkv, b->qkv, 3 * E);
+        run_mm(f, &ly->wqkv, act_of(f, b->x, &ly->wqkv), b->qkv, 3 * E, NULL, false);
+        eng_pool_run_chunks(f->m->pool, op_rope, f, n_token_chunks(f));
     } else {
-        run_matmul(f, &ly->wq, b->qkv, 3 * E);
-        run_quant(f, b->x, NULL, NULL, NULL, NULL, E, &ly->wk);
-        run_matmul(f, &ly->wk, b->qkv + E, 3 * E);
-        run_quant(f, b->x, NULL, NULL, NULL, NULL, E, &ly->wv);
-        run_matmul(f, &ly->wv, b->qkv + 2 * E, 3 * E);
+        bert_qkv(f, ly);
     }
-    eng_pool_run(f->m->pool, op_bias_rope, f);
-    eng_pool_run(f->m->pool, op_attention, f);
+    /* att = softmax(q k^T / sqrt(D)) v per sequence and head */
+    eng_pool_run_chunks(f->m->pool, op_attention, f, f->n_units * f->m->hp.n_head);
     /* tmp = Wo att */
-    run_quant(f, b->att, NULL, NULL, NULL, NULL, E, &ly->wo);
-    run_matmul(f, &ly->wo, b->tmp, E);
+    run_add_ln_quant(f, b->att, b->att, NULL, NULL, NULL, NULL, E, &ly->wo);
+    run_mm(f, &ly->wo, act_of(f, b->att, &ly->wo), b->tmp, E, NULL, false);
     /* x1 = LN(x + tmp + bo), quantized for W_up */
-    memcpy(b->x1, b->x, (size_t)f->n * E * sizeof(float));
-    run_quant(f, b->x1, b->tmp, ly->bo, ly->ln1_w, ly->ln1_b, E, &ly->w_up);
-    /* hb = W_up x1 (, hb2 = W_gate x1) */
-    run_matmul(f, &ly->w_up, b->hb, F);
-    if (b->nomic) {
-        run_quant(f, b->x1, NULL, NULL, NULL, NULL, E, &ly->w_gate);
-        run_matmul(f, &ly->w_gate, b->hb2, F);
-    }
-    eng_pool_run(f->m->pool, op_ffn_act, f);
-    /* tmp = W_down hb ; x = LN(x1 + tmp + b_down), quantized for the next layer */
-    run_matmul(f, &ly->w_down, b->tmp, E);
-    memcpy(b->x, b->x1, (size_t)f->n * E * sizeof(float));
+    run_add_ln_quant(f, b->x1, b->x, b->tmp, ly->bo, ly->ln1_w, ly->ln1_b, E, &ly->w_up);
+    /* tmp = W_down act(x1) */
+    ffn_hidden(f, ly);
+    run_mm(f, &ly->w_down, act_of(f, b->hb, &ly->w_down), b->tmp, E, NULL, false);
+    /* x = LN(x1 + tmp + b_down), quantized for the next layer */
     const struct eng_weight *next = NULL;
     if (f->il + 1 < f->m->hp.n_layer)
         next = b->nomic ? &b->layers[f->il + 1].wqkv : &b->layers[f->il + 1].wq;
-    run_quant(f, b->x, b->tmp, ly->b_down, ly->ln2_w, ly->ln2_b, E, next);
+    run_add_ln_quant(f, b->x, b->x1, b->tmp, ly->b_down, ly->ln2_w, ly->ln2_b, E, next);
 }
 
 /* Pool sequence rows [s0, s0+len) of x into out[E] and L2-normalize. */
@@ -636,12 +731,12 @@ int eng__bert_forward(struct eng_model *m, const int32_t *tokens, const int *seq
             return km_fail(err, KM_EINVAL, "token id %d is outside the vocabulary "
                            "(0..%d)", tokens[i], m->hp.n_vocab - 1);
     }
-    struct bfwd f = {.m = m, .b = b, .tokens = tokens, .seq_start = seq_start,
-                     .seq_len = seq_len, .n = n};
+    struct bfwd f = {.m = m, .b = b, .tokens = tokens, .seq_start = seq_start, .n = n};
+    f.n_units = build_units(b, seq_start, seq_len, n);
     int E = m->hp.n_embd;
-    eng_pool_run(m->pool, op_embed, &f);
+    eng_pool_run_chunks(m->pool, op_embed, &f, n_token_chunks(&f));
     const struct eng_weight *w0 = b->nomic ? &b->layers[0].wqkv : &b->layers[0].wq;
-    run_quant(&f, b->x, NULL, NULL, NULL, NULL, E, w0);
+    run_add_ln_quant(&f, b->x, b->x, NULL, NULL, NULL, NULL, E, w0);
     for (f.il = 0; f.il < m->hp.n_layer; f.il++)
         layer(&f);
     return KM_OK;
@@ -649,19 +744,27 @@ int eng__bert_forward(struct eng_model *m, const int32_t *tokens, const int *seq
 
 /* ---- eng_embed ---------------------------------------------------------- */
 
-/* Fill the per-token sequence tables for inputs [first, last). */
-static int pack(struct eng_model *m, const int32_t *const *ids, const size_t *n_ids,
-                size_t first, size_t last, int32_t *tok, int *st, int *ln)
+/* Fill b->tok / seq_start / seq_len for inputs [first, last); returns the
+ * token count. A pass of a single token gets a copy of it as a second
+ * sequence: with one column quant_matmul would take its dot-product path,
+ * whose rounding differs from the matmul path every other pass takes. */
+static int pack(struct eng_bert *b, const int32_t *const *ids, const size_t *n_ids,
+                size_t first, size_t last)
 {
-    (void)m;
     int n = 0;
     for (size_t s = first; s < last; s++) {
         int s0 = n;
         for (size_t i = 0; i < n_ids[s]; i++, n++) {
-            tok[n] = ids[s][i];
-            st[n] = s0;
-            ln[n] = (int)n_ids[s];
+            b->tok[n] = ids[s][i];
+            b->seq_start[n] = s0;
+            b->seq_len[n] = (int)n_ids[s];
         }
+    }
+    if (n == 1) {
+        b->tok[1] = b->tok[0];
+        b->seq_start[1] = 1;
+        b->seq_len[1] = 1;
+        n = 2;
     }
     return n;
 }
@@ -691,28 +794,17 @@ int eng_embed(struct eng_model *m, const int32_t *const *ids, const size_t *n_id
     if (rc != KM_OK)
         return rc;
     struct eng_bert *b = m->bert;
-    int32_t *tok = km_mallocarray((size_t)b->B, sizeof *tok);
-    int *st = km_mallocarray((size_t)b->B, sizeof *st);
-    int *ln = km_mallocarray((size_t)b->B, sizeof *ln);
-    if (!tok || !st || !ln) {
-        rc = km_fail(err, KM_ENOMEM, "out of memory for a batch of %d tokens", b->B);
-        goto out;
-    }
     pthread_mutex_lock(&m->compute_mu);
     for (size_t first = 0; first < n && rc == KM_OK;) {
         size_t last = first, total = 0;
         while (last < n && total + n_ids[last] <= (size_t)b->B)
             total += n_ids[last++];
-        int nt = pack(m, ids, n_ids, first, last, tok, st, ln);
-        rc = eng__bert_forward(m, tok, st, ln, nt, err);
+        int nt = pack(b, ids, n_ids, first, last);
+        rc = eng__bert_forward(m, b->tok, b->seq_start, b->seq_len, nt, err);
         for (size_t s = first, s0 = 0; rc == KM_OK && s < last; s0 += n_ids[s], s++)
             pool(m, (int)s0, (int)n_ids[s], out + s * (size_t)m->hp.n_embd);
         first = last;
     }
     pthread_mutex_unlock(&m->compute_mu);
-out:
-    km_free(tok);
-    km_free(st);
-    km_free(ln);
     return rc;
 }

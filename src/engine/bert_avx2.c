@@ -1,39 +1,255 @@
-/* bert_avx2.c - AVX2+FMA f32 kernels of bert.c's attention (owned by
- * "arch"): q.k dot products and out += a*v. Selected by bert.c when the
- * quant kernels run AVX2 (quant_kernels_active); bert.c has the scalar
- * versions. Reentrant, no allocation. */
+/* bert_avx2.c - AVX2+FMA versions of the encoder kernels (see bert_ops.h;
+ * the scalar references are in bert_ops.c). Selected by
+ * eng__bert_ops_select when the quant kernels run AVX2. Reentrant, no
+ * allocation.
+ *
+ * exp: x = n ln2 + r with |r| <= ln2/2 (ln2 split in a short high part and
+ * a correction so n ln2 is exact), e^r by its Taylor series to r^7
+ * (truncation < 1e-8 relative), times 2^n built in the exponent bits.
+ * erf: Abramowitz & Stegun 7.1.26, erfc(z) = t P(t) e^(-z^2) with
+ * t = 1 / (1 + p z), |error| <= 1.5e-7; GELU uses 1 + erf(x) = erfc(-x) =
+ * 2 - erfc(x), so the negative side keeps its relative precision.
+ */
+#include "engine/bert_ops.h"
+#include "engine/simd_avx2.h"
+
 #include <immintrin.h>
+#include <math.h>
+#include <string.h>
 
-float eng__bert_dot_avx2(const float *a, const float *b, int n);
-void eng__bert_axpy_avx2(float *out, float s, const float *v, int n);
+/* ---- exp, erf ---------------------------------------------------------------- */
 
-float eng__bert_dot_avx2(const float *a, const float *b, int n)
+static inline __m256 exp_ps(__m256 x)
 {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    for (; i + 8 <= n; i += 8)
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    acc0 = _mm256_add_ps(acc0, acc1);
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    float r = _mm_cvtss_f32(s);
-    for (; i < n; i++)
-        r += a[i] * b[i];
-    return r;
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),
+                                                   _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-void eng__bert_axpy_avx2(float *out, float s, const float *v, int n)
+/* 0.5 x (1 + erf(x / sqrt 2)) */
+static inline __m256 gelu_ps(__m256 x)
 {
-    __m256 vs = _mm256_set1_ps(s);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 z = _mm256_mul_ps(_mm256_andnot_ps(sign, x), _mm256_set1_ps((float)M_SQRT1_2));
+    __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
+                             _mm256_fmadd_ps(z, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f)));
+    __m256 p = _mm256_set1_ps(1.061405429f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+    __m256 erfc = _mm256_mul_ps(_mm256_mul_ps(p, t), exp_ps(_mm256_mul_ps(_mm256_xor_ps(z, sign), z)));
+    __m256 pos = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ);
+    __m256 one_plus_erf = _mm256_blendv_ps(erfc, _mm256_sub_ps(_mm256_set1_ps(2.0f), erfc), pos);
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), one_plus_erf);
+}
+
+/* ---- elementwise ------------------------------------------------------------ */
+
+void eng__bert_gelu_avx2(float *x, const float *bias, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        if (bias)
+            v = _mm256_add_ps(v, _mm256_loadu_ps(bias + i));
+        _mm256_storeu_ps(x + i, gelu_ps(v));
+    }
+    if (i < n) {   /* tail through a padded vector, same arithmetic */
+        float buf[8] = {0};
+        for (int j = i; j < n; j++)
+            buf[j - i] = x[j] + (bias ? bias[j] : 0.0f);
+        _mm256_storeu_ps(buf, gelu_ps(_mm256_loadu_ps(buf)));
+        memcpy(x + i, buf, (size_t)(n - i) * sizeof *x);
+    }
+}
+
+static inline __m256 silu_mul_ps(__m256 g, __m256 h)
+{
+    __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), h);
+}
+
+void eng__bert_silu_mul_avx2(float *h, const float *g, int n)
+{
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(out + i, _mm256_fmadd_ps(vs, _mm256_loadu_ps(v + i),
-                                                  _mm256_loadu_ps(out + i)));
+        _mm256_storeu_ps(h + i, silu_mul_ps(_mm256_loadu_ps(g + i), _mm256_loadu_ps(h + i)));
+    if (i < n) {
+        float gb[8] = {0}, hb[8] = {0};
+        memcpy(gb, g + i, (size_t)(n - i) * sizeof *gb);
+        memcpy(hb, h + i, (size_t)(n - i) * sizeof *hb);
+        _mm256_storeu_ps(hb, silu_mul_ps(_mm256_loadu_ps(gb), _mm256_loadu_ps(hb)));
+        memcpy(h + i, hb, (size_t)(n - i) * sizeof *hb);
+    }
+}
+
+/* sum of x[i] - c (square = false) or of (x[i] - c)^2 (square = true) */
+static inline __attribute__((always_inline)) float
+sum_dev(const float *x, int n, float c, bool square)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), vc = _mm256_set1_ps(c);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), vc);
+        __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vc);
+        s0 = square ? _mm256_fmadd_ps(d0, d0, s0) : _mm256_add_ps(s0, d0);
+        s1 = square ? _mm256_fmadd_ps(d1, d1, s1) : _mm256_add_ps(s1, d1);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), vc);
+        s0 = square ? _mm256_fmadd_ps(d0, d0, s0) : _mm256_add_ps(s0, d0);
+    }
+    float s = hsum_ps(_mm256_add_ps(s0, s1));
     for (; i < n; i++)
-        out[i] += s * v[i];
+        s += square ? (x[i] - c) * (x[i] - c) : x[i] - c;
+    return s;
+}
+
+void eng__bert_layernorm_avx2(float *y, const float *x, const float *w, const float *b,
+                              int n, float eps)
+{
+    float mean = sum_dev(x, n, 0.0f, false) / (float)n;
+    float ss = sum_dev(x, n, mean, true);
+    float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    __m256 vm = _mm256_set1_ps(mean), vi = _mm256_set1_ps(inv);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vi);
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(t, _mm256_loadu_ps(w + i), _mm256_loadu_ps(b + i)));
+    }
+    for (; i < n; i++)
+        y[i] = ((x[i] - mean) * inv) * w[i] + b[i];
+}
+
+/* ---- attention -------------------------------------------------------------- */
+
+/* kt[d][j] = k[j][d] for j < n_k; zero for n_k <= j < ldk. */
+static void transpose_keys(const struct bert_attn *a, float *kt, size_t ldk)
+{
+    for (int j = 0; j < a->n_k; j++) {
+        const float *k = a->k + (size_t)j * a->stride;
+        for (int d = 0; d < a->D; d++)
+            kt[(size_t)d * ldk + (size_t)j] = k[d];
+    }
+    for (int d = 0; d < a->D; d++)
+        memset(kt + (size_t)d * ldk + a->n_k, 0, (ldk - (size_t)a->n_k) * sizeof *kt);
+}
+
+/* s[r][j] = scale * q[r] . k[j] for 4 query rows, all ldk (padded) keys. */
+static void scores_block(const float *const *q, const float *kt, size_t ldk, int D,
+                         float scale, float *s)
+{
+    __m256 vs = _mm256_set1_ps(scale);
+    for (size_t j = 0; j < ldk; j += 16) {
+        __m256 acc[BERT_ATT_ROWS][2];
+        for (int r = 0; r < BERT_ATT_ROWS; r++)
+            acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        for (int d = 0; d < D; d++) {
+            __m256 k0 = _mm256_loadu_ps(kt + (size_t)d * ldk + j);
+            __m256 k1 = _mm256_loadu_ps(kt + (size_t)d * ldk + j + 8);
+            #pragma GCC unroll 4
+            for (int r = 0; r < BERT_ATT_ROWS; r++) {
+                __m256 qd = _mm256_broadcast_ss(q[r] + d);
+                acc[r][0] = _mm256_fmadd_ps(qd, k0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(qd, k1, acc[r][1]);
+            }
+        }
+        for (int r = 0; r < BERT_ATT_ROWS; r++) {
+            _mm256_storeu_ps(s + (size_t)r * ldk + j, _mm256_mul_ps(acc[r][0], vs));
+            _mm256_storeu_ps(s + (size_t)r * ldk + j + 8, _mm256_mul_ps(acc[r][1], vs));
+        }
+    }
+}
+
+/* s[j] = exp(s[j] - max) for j < n_k, 0 after; returns 1 / sum. */
+static float softmax_row(float *s, int n_k, size_t ldk)
+{
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    int j = 0;
+    for (; j + 8 <= n_k; j += 8)
+        vm = _mm256_max_ps(vm, _mm256_loadu_ps(s + j));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    float mx = _mm_cvtss_f32(m4);
+    for (; j < n_k; j++)
+        mx = s[j] > mx ? s[j] : mx;
+    vm = _mm256_set1_ps(mx);
+    for (size_t i = 0; i < ldk; i += 8)
+        _mm256_storeu_ps(s + i, exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm)));
+    memset(s + n_k, 0, (ldk - (size_t)n_k) * sizeof *s);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t i = 0; i < ldk; i += 8)
+        acc = _mm256_add_ps(acc, _mm256_loadu_ps(s + i));
+    return 1.0f / hsum_ps(acc);
+}
+
+/* out[r][d0 .. d0 + 8*NV) = inv[r] * sum_j p[r][j] v[j][..] for r < nr. */
+static inline __attribute__((always_inline)) void
+values_block(const struct bert_attn *a, const float *p, size_t ldk, const float *inv,
+             int nr, float *out, int d0, int nv)
+{
+    __m256 acc[BERT_ATT_ROWS][2];
+    for (int r = 0; r < BERT_ATT_ROWS; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int j = 0; j < a->n_k; j++) {
+        const float *v = a->v + (size_t)j * a->stride + d0;
+        __m256 v0 = _mm256_loadu_ps(v);
+        __m256 v1 = nv == 2 ? _mm256_loadu_ps(v + 8) : v0;
+        #pragma GCC unroll 4
+        for (int r = 0; r < BERT_ATT_ROWS; r++) {
+            __m256 pr = _mm256_broadcast_ss(p + (size_t)r * ldk + j);
+            acc[r][0] = _mm256_fmadd_ps(pr, v0, acc[r][0]);
+            if (nv == 2)
+                acc[r][1] = _mm256_fmadd_ps(pr, v1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        __m256 vi = _mm256_set1_ps(inv[r]);
+        float *o = out + (size_t)r * a->out_stride + d0;
+        _mm256_storeu_ps(o, _mm256_mul_ps(acc[r][0], vi));
+        if (nv == 2)
+            _mm256_storeu_ps(o + 8, _mm256_mul_ps(acc[r][1], vi));
+    }
+}
+
+/* Blocks of 4 queries: scores against the transposed keys, softmax, then
+ * the weighted values 16 (or 8) columns at a time. A short last block
+ * recomputes row 0 in the missing rows and does not store them. */
+void eng__bert_attend_avx2(const struct bert_attn *a)
+{
+    size_t ldk = ((size_t)a->n_k + BERT_KEY_ALIGN - 1) / BERT_KEY_ALIGN * BERT_KEY_ALIGN;
+    float *kt = a->scratch;
+    float *s = kt + (size_t)a->D * ldk;
+    transpose_keys(a, kt, ldk);
+    for (int i0 = 0; i0 < a->n_q; i0 += BERT_ATT_ROWS) {
+        int nr = a->n_q - i0 < BERT_ATT_ROWS ? a->n_q - i0 : BERT_ATT_ROWS;
+        const float *q[BERT_ATT_ROWS];
+        float inv[BERT_ATT_ROWS];
+        for (int r = 0; r < BERT_ATT_ROWS; r++)
+            q[r] = a->q + (size_t)(i0 + (r < nr ? r : 0)) * a->stride;
+        scores_block(q, kt, ldk, a->D, a->scale, s);
+        for (int r = 0; r < BERT_ATT_ROWS; r++)
+            inv[r] = softmax_row(s + (size_t)r * ldk, a->n_k, ldk);
+        float *out = a->out + (size_t)i0 * a->out_stride;
+        int d0 = 0;
+        for (; d0 + 16 <= a->D; d0 += 16)
+            values_block(a, s, ldk, inv, nr, out, d0, 2);
+        if (d0 < a->D)
+            values_block(a, s, ldk, inv, nr, out, d0, 1);
+    }
 }

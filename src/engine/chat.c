@@ -162,48 +162,6 @@ static int render_llama3(enum chat_family f, const struct chat_msg *m,
     return KM_OK;
 }
 
-/* Gemma and Mistral: optional leading system message, then strictly
- * alternating user/assistant turns. */
-static int check_alternation(const struct chat_msg *m, size_t n, size_t first,
-                             struct km_err *err)
-{
-    for (size_t i = first; i < n; i++) {
-        bool want_user = (i - first) % 2 == 0;
-        if (is_role(&m[i], want_user ? "user" : "assistant"))
-            continue;
-        return km_fail(err, KM_EINVAL, "chat: message %zu has role \"%s\" but this template needs "
-                       "alternating user/assistant turns after an optional first system message "
-                       "(expected \"%s\")", i, m[i].role, want_user ? "user" : "assistant");
-    }
-    return KM_OK;
-}
-
-static int render_gemma(const struct chat_msg *m, size_t n,
-                        const struct chat_opts *op, struct out *o,
-                        struct km_err *err)
-{
-    size_t first = n > 0 && is_role(&m[0], "system") ? 1 : 0;
-    int rc = check_alternation(m, n, first, err);
-    if (rc != KM_OK)
-        return rc;
-    if (op->with_bos)
-        puts_(o, "<bos>");
-    for (size_t i = first; i < n; i++) {
-        puts_(o, "<start_of_turn>");
-        puts_(o, is_role(&m[i], "assistant") ? "model" : m[i].role);
-        puts_(o, "\n");
-        if (i == first && first == 1) {
-            puts_(o, m[0].content);
-            puts_(o, "\n\n");
-        }
-        put_trim(o, m[i].content);
-        puts_(o, "<end_of_turn>\n");
-    }
-    if (op->add_generation_prompt)
-        puts_(o, "<start_of_turn>model\n");
-    return KM_OK;
-}
-
 static int render_chatml(const struct chat_msg *m, size_t n,
                          const struct chat_opts *op, struct out *o)
 {
@@ -219,14 +177,55 @@ static int render_chatml(const struct chat_msg *m, size_t n,
     return KM_OK;
 }
 
-static int render_mistral(const struct chat_msg *m, size_t n,
-                          const struct chat_opts *op, struct out *o,
-                          struct km_err *err)
+/* Gemma and Mistral: optional leading system message, then strictly
+ * alternating user/assistant turns; *first is the index of the first turn. */
+static int check_alternation(const struct chat_msg *m, size_t n, size_t *first,
+                             struct km_err *err)
 {
-    size_t first = n > 0 && is_role(&m[0], "system") ? 1 : 0;
-    int rc = check_alternation(m, n, first, err);
-    if (rc != KM_OK)
-        return rc;
+    size_t f = n > 0 && is_role(&m[0], "system") ? 1 : 0;
+    *first = f;
+    for (size_t i = f; i < n; i++) {
+        bool want_user = (i - f) % 2 == 0;
+        if (is_role(&m[i], want_user ? "user" : "assistant"))
+            continue;
+        return km_fail(err, KM_EINVAL, "chat: message %zu has role \"%s\" but this template needs "
+                       "alternating user/assistant turns after an optional first system message "
+                       "(expected \"%s\")", i, m[i].role, want_user ? "user" : "assistant");
+    }
+    return KM_OK;
+}
+
+/* Gemma and Mistral have no system turn: the system text opens turn 1. */
+static void put_folded_system(struct out *o, const struct chat_msg *m, size_t i,
+                              size_t first)
+{
+    if (i == first && first == 1) {
+        puts_(o, m[0].content);
+        puts_(o, "\n\n");
+    }
+}
+
+/* Turns from index first on (after check_alternation). */
+static void gemma_turns(const struct chat_msg *m, size_t n, size_t first,
+                        const struct chat_opts *op, struct out *o)
+{
+    if (op->with_bos)
+        puts_(o, "<bos>");
+    for (size_t i = first; i < n; i++) {
+        puts_(o, "<start_of_turn>");
+        puts_(o, is_role(&m[i], "assistant") ? "model" : m[i].role);
+        puts_(o, "\n");
+        put_folded_system(o, m, i, first);
+        put_trim(o, m[i].content);
+        puts_(o, "<end_of_turn>\n");
+    }
+    if (op->add_generation_prompt)
+        puts_(o, "<start_of_turn>model\n");
+}
+
+static void mistral_turns(const struct chat_msg *m, size_t n, size_t first,
+                          const struct chat_opts *op, struct out *o)
+{
     if (op->with_bos)
         puts_(o, "<s>");
     for (size_t i = first; i < n; i++) {
@@ -236,13 +235,24 @@ static int render_mistral(const struct chat_msg *m, size_t n,
             continue;
         }
         puts_(o, "[INST] ");
-        if (i == first && first == 1) {
-            puts_(o, m[0].content);
-            puts_(o, "\n\n");
-        }
+        put_folded_system(o, m, i, first);
         puts_(o, m[i].content);
         puts_(o, " [/INST]");
     }
+}
+
+static int render_alternating(enum chat_family f, const struct chat_msg *m, size_t n,
+                              const struct chat_opts *op, struct out *o,
+                              struct km_err *err)
+{
+    size_t first;
+    int rc = check_alternation(m, n, &first, err);
+    if (rc != KM_OK)
+        return rc;
+    if (f == CHAT_GEMMA)
+        gemma_turns(m, n, first, op, o);
+    else
+        mistral_turns(m, n, first, op, o);
     return KM_OK;
 }
 
@@ -276,13 +286,11 @@ int chat_render(enum chat_family f, const struct chat_msg *msgs, size_t n,
         rc = render_llama3(f, msgs, n, op, &o);
         break;
     case CHAT_GEMMA:
-        rc = render_gemma(msgs, n, op, &o, err);
+    case CHAT_MISTRAL:
+        rc = render_alternating(f, msgs, n, op, &o, err);
         break;
     case CHAT_CHATML:
         rc = render_chatml(msgs, n, op, &o);
-        break;
-    case CHAT_MISTRAL:
-        rc = render_mistral(msgs, n, op, &o, err);
         break;
     default:
         return km_fail(err, KM_EINVAL, "chat: no template family chosen; use --chat-template NAME (" VALID_NAMES ")");

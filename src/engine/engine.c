@@ -265,8 +265,23 @@ void eng_model_info(const struct eng_model *m, struct eng_model_info *out)
               matrix_bytes(&l->w_up) + matrix_bytes(&l->w_down);
     }
     out->weight_bytes = wb;
-    out->kv_bytes = (uint64_t)out->n_slots * 2 * hp->n_layer * (uint64_t)m->n_ctx *
-                    hp->n_head_kv * hp->head_dim * 2;
+    uint64_t rows = 0;
+    for (int il = 0; il < hp->n_layer; il++)
+        rows += (uint64_t)eng__kv_len(hp, il, m->n_ctx, m->scratch.n_batch);
+    out->kv_bytes = (uint64_t)out->n_slots * 2 * rows * hp->n_head_kv * hp->head_dim * 2;
+}
+
+uint64_t eng_kv_rows(const struct gguf_file *f, int n_layer, int n_ctx)
+{
+    const char *arch = "";
+    struct eng_hparams hp = {.n_layer = n_layer};
+    gguf_get_str(f, "general.architecture", &arch, NULL, NULL);
+    if (strcmp(arch, "gemma3") == 0 && eng__gemma3_swa(f, &hp, NULL) != KM_OK)
+        hp.n_swa = 0;
+    uint64_t rows = 0;
+    for (int il = 0; il < n_layer; il++)
+        rows += (uint64_t)eng__kv_len(&hp, il, n_ctx, DEFAULT_BATCH);
+    return rows;
 }
 
 void eng_model_stats(struct eng_model *m, struct eng_stats *out)

@@ -124,6 +124,12 @@ enum eng_state eng_model_state(struct eng_model *m, double *progress,
 void eng_model_close(struct eng_model *m);   /* accepts NULL */
 /* Valid once ready. */
 void eng_model_info(const struct eng_model *m, struct eng_model_info *out);
+/* KV cache rows one sequence keeps, summed over the n_layer layers of the
+ * model file f, at a context of n_ctx with the default batch: n_layer *
+ * n_ctx, fewer when sliding-window layers (gemma3) keep a window ring.
+ * Bytes = 2 (K, V) * rows * n_head_kv * head_dim * 2 (f16). */
+struct gguf_file;
+uint64_t eng_kv_rows(const struct gguf_file *f, int n_layer, int n_ctx);
 void eng_model_stats(struct eng_model *m, struct eng_stats *out);
 
 /* Tokenizer (model must be ready). *ids is freed by the caller (km_free). */

@@ -11,7 +11,12 @@
  * Memory: weight matrices point into the GGUF mapping (never copied); the
  * small 1-D tensors (norms, rope_freqs) are widened to owned f32 arrays at
  * load. struct eng_scratch is allocated once per model for B tokens; each
- * struct eng_seq owns its F16 KV cache (2 x L x C x Hkv*D halves).
+ * struct eng_seq owns its F16 KV cache: per layer l, kv_len[l] rows of Hkv*D
+ * halves for K and for V. A full layer keeps C rows (row = position); a
+ * sliding-window layer (hp.n_swa > 0, not global) keeps a ring of
+ * min(C, n_swa + B - 1) rows, position p in row p % kv_len[l]: a batch of B
+ * tokens then never overwrites a key that an earlier token of the same batch
+ * still sees (eng__kv_len).
  */
 #ifndef ENG_ENGINE_INT_H
 #define ENG_ENGINE_INT_H
@@ -46,6 +51,8 @@ struct eng_hparams {
     int n_ctx_train;
     float eps;              /* RMSNorm epsilon */
     float rope_base;
+    int n_swa;              /* sliding window: keys a local layer's query sees; 0 = none */
+    int swa_every;          /* with n_swa: layer l is global iff (l + 1) % swa_every == 0 */
 };
 
 struct eng_layer {
@@ -92,8 +99,10 @@ struct eng_seq {
     struct eng_model *model;
     int n_ctx;                     /* C */
     int n_past;                    /* positions filled */
-    uint16_t *k_cache;             /* [L][C][Hkv*D] f16, after RoPE */
-    uint16_t *v_cache;             /* [L][C][Hkv*D] f16 */
+    int *kv_len;                   /* [L] rows layer l keeps (C, or a window ring) */
+    size_t *kv_off;                /* [L] first half of layer l in k_cache / v_cache */
+    uint16_t *k_cache;             /* per layer [kv_len[l]][Hkv*D] f16, after RoPE */
+    uint16_t *v_cache;             /* per layer [kv_len[l]][Hkv*D] f16 */
 };
 
 struct eng_sched;
@@ -128,12 +137,24 @@ struct eng_model {
 
 /* model.c */
 int eng__load_weights(struct eng_model *m, struct km_err *err);
+/* Widen the 1-D tensor `name` of n elements into a new f32 array (*out,
+ * km_free by the caller). */
+int eng__map_vector(struct eng_model *m, const char *name, int64_t n, float **out,
+                    struct km_err *err);
+/* A forward call's arguments: 1 <= n <= n_batch, room in the context, every
+ * token id in the vocabulary. */
+int eng__check_batch(const struct eng_model *m, const struct eng_seq *s,
+                     const int32_t *tokens, int n, struct km_err *err);
 void eng__free_weights(struct eng_model *m);
 int eng__scratch_init(struct eng_model *m, struct km_err *err);
 void eng__scratch_free(struct eng_scratch *s);
 int eng__seq_new(struct eng_model *m, int n_ctx, struct eng_seq **out,
                  struct km_err *err);
 void eng__seq_free(struct eng_seq *s);
+/* Rows of KV cache layer il keeps for a context of n_ctx filled in batches
+ * of up to n_batch: n_ctx, or min(n_ctx, n_swa + n_batch - 1) for a
+ * sliding-window layer. */
+int eng__kv_len(const struct eng_hparams *hp, int il, int n_ctx, int n_batch);
 
 /* llama.c: run tokens[0..n) at positions s->n_past.. (n <= B); writes the
  * last token's logits to m->scratch.logits when want_logits. */
@@ -154,8 +175,11 @@ int eng__bert_forward(struct eng_model *m, const int32_t *tokens, const int *seq
 
 /* gemma3.c (owned by "arch"): Gemma 3 text. eng__gemma3_load runs after
  * eng__load_weights; eng__llama_forward hands gemma3 models to
- * eng__gemma3_forward (same contract); eng__gemma3_free accepts NULL. */
+ * eng__gemma3_forward (same contract); eng__gemma3_free accepts NULL.
+ * eng__gemma3_swa sets hp->n_swa / swa_every from the file's metadata (also
+ * used for memory estimates without loading). */
 struct eng_gemma;
+int eng__gemma3_swa(const struct gguf_file *f, struct eng_hparams *hp, struct km_err *err);
 int eng__gemma3_load(struct eng_model *m, struct km_err *err);
 void eng__gemma3_free(struct eng_model *m);
 int eng__gemma3_forward(struct eng_model *m, struct eng_seq *s, const int32_t *tokens,

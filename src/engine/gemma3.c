@@ -48,29 +48,11 @@ struct eng_gemma {
     struct gemma_layer *layers;      /* [L] */
     float *inv_freq_global;          /* [D/2] freq_scale * base^(-2i/D) */
     float *inv_freq_local;           /* [D/2] */
-    int window;                      /* sliding_window (keys a local query sees) */
     float attn_scale;
     float embd_scale;                /* sqrt(E) */
 };
 
 /* ---- loading ---------------------------------------------------------------- */
-
-static int vec(struct eng_model *m, const char *name, int64_t n, float **out,
-               struct km_err *err)
-{
-    const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
-    if (!t)
-        return km_fail(err, KM_EFORMAT, "%s: tensor %s is missing", m->path, name);
-    if (t->n_elements != (uint64_t)n || !quant_supported(t->type))
-        return km_fail(err, KM_EFORMAT, "%s: tensor %s has %llu elements of type %u, "
-                       "expected %lld of a computable type", m->path, name,
-                       (unsigned long long)t->n_elements, t->type, (long long)n);
-    *out = km_mallocarray((size_t)n, sizeof **out);
-    if (!*out)
-        return km_fail(err, KM_ENOMEM, "out of memory for tensor %s", name);
-    quant_dequantize_row(t->type, t->data, *out, n);
-    return KM_OK;
-}
 
 static int opt_f32(struct eng_model *m, const char *field, float *out, float dflt,
                    struct km_err *err)
@@ -112,13 +94,29 @@ static int map_layer(struct eng_model *m, struct eng_gemma *g, int il, struct km
     int64_t E = m->hp.n_embd, D = m->hp.head_dim;
     char nm[GGUF_MAX_NAME + 16];
 #define NM(suffix) (snprintf(nm, sizeof nm, "blk.%d." suffix, il), nm)
-    int rc = vec(m, NM("attn_q_norm.weight"), D, &ly->q_norm, err);
-    rc = rc ? rc : vec(m, NM("attn_k_norm.weight"), D, &ly->k_norm, err);
-    rc = rc ? rc : vec(m, NM("post_attention_norm.weight"), E, &ly->post_attn_norm, err);
-    rc = rc ? rc : vec(m, NM("post_ffw_norm.weight"), E, &ly->post_ffw_norm, err);
+    int rc = eng__map_vector(m, NM("attn_q_norm.weight"), D, &ly->q_norm, err);
+    rc = rc ? rc : eng__map_vector(m, NM("attn_k_norm.weight"), D, &ly->k_norm, err);
+    rc = rc ? rc : eng__map_vector(m, NM("post_attention_norm.weight"), E, &ly->post_attn_norm, err);
+    rc = rc ? rc : eng__map_vector(m, NM("post_ffw_norm.weight"), E, &ly->post_ffw_norm, err);
 #undef NM
     ly->global = (il + 1) % GLOBAL_EVERY == 0;
     return rc;
+}
+
+int eng__gemma3_swa(const struct gguf_file *f, struct eng_hparams *hp, struct km_err *err)
+{
+    uint32_t win = 0;
+    int rc = gguf_get_u32(f, "gemma3.attention.sliding_window", &win, err);
+    if (rc != KM_OK) {
+        km_err_prefix(err, "%s", gguf_path(f));
+        return rc;
+    }
+    if (win < 1 || win > (1u << 30))
+        return km_fail(err, KM_EFORMAT, "%s: gemma3.attention.sliding_window is %u, "
+                       "expected 1..%u", gguf_path(f), win, 1u << 30);
+    hp->n_swa = (int)win;
+    hp->swa_every = GLOBAL_EVERY;
+    return KM_OK;
 }
 
 int eng__gemma3_load(struct eng_model *m, struct km_err *err)
@@ -127,13 +125,9 @@ int eng__gemma3_load(struct eng_model *m, struct km_err *err)
     if (!g)
         return km_fail(err, KM_ENOMEM, "out of memory for a Gemma 3 model");
     m->gemma = g;
-    uint32_t win = 0;
-    int rc = gguf_get_u32(m->gguf, "gemma3.attention.sliding_window", &win, err);
+    int rc = eng__gemma3_swa(m->gguf, &m->hp, err);
     if (rc != KM_OK)
-        return km_err_prefix(err, "%s", m->path);
-    if (win < 1)
-        return km_fail(err, KM_EFORMAT, "%s: gemma3.attention.sliding_window is 0", m->path);
-    g->window = (int)win;
+        return rc;
     const struct eng_hparams *hp = &m->hp;
     g->attn_scale = hp->n_layer == 62 ? 1.0f / sqrtf((float)hp->n_embd / (float)hp->n_head)
                                       : 1.0f / sqrtf((float)hp->head_dim);
@@ -274,7 +268,8 @@ static void rope_neox(float *v, int n_heads, int D, int pos, const float *inv_fr
     }
 }
 
-/* q, k: per-head RMSNorm, RoPE; k, v into the F16 cache at their positions. */
+/* q, k: per-head RMSNorm, RoPE; k, v into the F16 cache row of their
+ * position (row pos % kv_len: a ring on sliding-window layers). */
 static void op_qk(void *arg, int ith, int nth)
 {
     struct gfwd *f = arg;
@@ -283,7 +278,7 @@ static void op_qk(void *arg, int ith, int nth)
     const struct gemma_layer *ly = &f->m->gemma->layers[f->il];
     const float *inv = ly->global ? f->m->gemma->inv_freq_global : f->m->gemma->inv_freq_local;
     int D = hp->head_dim, qd = hp->n_head * D, kvd = hp->n_head_kv * D;
-    size_t layer = (size_t)f->il * (size_t)f->s->n_ctx * kvd;
+    int rows = f->s->kv_len[f->il];
     int64_t lo, hi;
     split(f->n, ith, nth, 1, &lo, &hi);
     for (int64_t i = lo; i < hi; i++) {
@@ -294,13 +289,31 @@ static void op_qk(void *arg, int ith, int nth)
             eng_rmsnorm(k + h * D, k + h * D, ly->k_norm, D, hp->eps);
         rope_neox(q, hp->n_head, D, f->pos0 + (int)i, inv);
         rope_neox(k, hp->n_head_kv, D, f->pos0 + (int)i, inv);
-        size_t at = layer + (size_t)(f->pos0 + i) * kvd;
+        size_t at = f->s->kv_off[f->il] + (size_t)((f->pos0 + i) % rows) * kvd;
         eng_store_f16(f->s->k_cache + at, k, kvd);
         eng_store_f16(f->s->v_cache + at, sc->v + i * kvd, kvd);
     }
 }
 
-/* Causal (and for local layers sliding-window) GQA attention per (token, head). */
+/* out[D] = softmax(scale q.k) v over n keys kept in a ring of `rows` rows
+ * (`stride` halves apart), from row r0 on, wrapping to row 0: the keys are
+ * visited in position order, so the result is the same as over a flat cache
+ * (eng_attend_head) whatever the ring size. */
+static void attend_ring(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                        size_t stride, int rows, int r0, int n, int D, float scale,
+                        float *scores)
+{
+    const struct eng_attn_kernels *kr = eng_ops();
+    for (int j = 0; j < n; j++)
+        scores[j] = kr->dot_f16(q, k + (size_t)((r0 + j) % rows) * stride, D) * scale;
+    eng_softmax(scores, n);
+    memset(out, 0, (size_t)D * sizeof *out);
+    for (int j = 0; j < n; j++)
+        kr->axpy_f16(out, scores[j], v + (size_t)((r0 + j) % rows) * stride, D);
+}
+
+/* Causal (and for local layers sliding-window) GQA attention per (token,
+ * head): keys first..pos, first = pos - n_swa + 1 on local layers. */
 static void op_attention(void *arg, int ith, int nth)
 {
     struct gfwd *f = arg;
@@ -308,20 +321,19 @@ static void op_attention(void *arg, int ith, int nth)
     const struct eng_gemma *g = f->m->gemma;
     struct eng_scratch *sc = &f->m->scratch;
     int D = hp->head_dim, H = hp->n_head, qd = H * D, kvd = hp->n_head_kv * D;
-    int group = H / hp->n_head_kv;
+    int group = H / hp->n_head_kv, rows = f->s->kv_len[f->il];
     bool global = g->layers[f->il].global;
-    size_t layer = (size_t)f->il * (size_t)f->s->n_ctx * kvd;
     float *scores = sc->scores + (size_t)ith * f->m->n_ctx;
     int64_t lo, hi;
     split((int64_t)f->n * H, ith, nth, 1, &lo, &hi);
     for (int64_t p = lo; p < hi; p++) {
         int i = (int)(p / H), h = (int)(p % H);
         int pos = f->pos0 + i;
-        int first = global || pos < g->window ? 0 : pos - g->window + 1;
-        size_t kv = layer + (size_t)first * kvd + (size_t)(h / group) * D;
-        eng_attend_head(sc->att + (size_t)i * qd + (size_t)h * D, sc->q + (size_t)i * qd + (size_t)h * D,
-                        f->s->k_cache + kv, f->s->v_cache + kv, kvd, pos - first + 1, D,
-                        g->attn_scale, scores);
+        int first = global || pos < hp->n_swa ? 0 : pos - hp->n_swa + 1;
+        size_t kv = f->s->kv_off[f->il] + (size_t)(h / group) * D;
+        attend_ring(sc->att + (size_t)i * qd + (size_t)h * D, sc->q + (size_t)i * qd + (size_t)h * D,
+                    f->s->k_cache + kv, f->s->v_cache + kv, kvd, rows, first % rows,
+                    pos - first + 1, D, g->attn_scale, scores);
     }
 }
 
@@ -379,16 +391,9 @@ int eng__gemma3_forward(struct eng_model *m, struct eng_seq *s, const int32_t *t
                         int n, bool want_logits, struct km_err *err)
 {
     struct eng_scratch *sc = &m->scratch;
-    if (n < 1 || n > sc->n_batch)
-        return km_fail(err, KM_EINVAL, "batch of %d tokens is outside 1..%d", n, sc->n_batch);
-    if (s->n_past + n > s->n_ctx)
-        return km_fail(err, KM_ERANGE, "%d positions + %d tokens exceed the context of %d",
-                       s->n_past, n, s->n_ctx);
-    for (int i = 0; i < n; i++) {
-        if (tokens[i] < 0 || tokens[i] >= m->hp.n_vocab)
-            return km_fail(err, KM_EINVAL, "token id %d is outside the vocabulary "
-                           "(0..%d)", tokens[i], m->hp.n_vocab - 1);
-    }
+    int rc = eng__check_batch(m, s, tokens, n, err);
+    if (rc != KM_OK)
+        return rc;
     struct gfwd f = {.m = m, .s = s, .tokens = tokens, .n = n, .pos0 = s->n_past};
     eng_pool_run(m->pool, op_embed, &f);
     for (f.il = 0; f.il < m->hp.n_layer; f.il++)

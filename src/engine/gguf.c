@@ -562,6 +562,17 @@ static int new_file(const char *name, struct gguf_file **out, struct km_err *err
     return KM_OK;
 }
 
+/* Hand f to *out when rc is KM_OK; close it otherwise. Returns rc. */
+static int finish_open(struct gguf_file *f, int rc, struct gguf_file **out)
+{
+    if (rc) {
+        gguf_close(f);
+        return rc;
+    }
+    *out = f;
+    return KM_OK;
+}
+
 int gguf_open_mem(const void *data, size_t size, const char *name,
                   struct gguf_file **out, struct km_err *err)
 {
@@ -572,13 +583,7 @@ int gguf_open_mem(const void *data, size_t size, const char *name,
         return rc;
     f->base = data;
     f->size = size;
-    rc = parse_all(f, err);
-    if (rc) {
-        gguf_close(f);
-        return rc;
-    }
-    *out = f;
-    return KM_OK;
+    return finish_open(f, parse_all(f, err), out);
 }
 
 int gguf_open(const char *path, struct gguf_file **out, struct km_err *err)
@@ -615,12 +620,7 @@ int gguf_open(const char *path, struct gguf_file **out, struct km_err *err)
 out:
     if (fd >= 0)
         close(fd);
-    if (rc) {
-        gguf_close(f);
-        return rc;
-    }
-    *out = f;
-    return KM_OK;
+    return finish_open(f, rc, out);
 }
 
 void gguf_close(struct gguf_file *f)
@@ -671,31 +671,44 @@ enum gguf_vtype gguf_kv_type(const struct gguf_file *f, int64_t i)
     return (i >= 0 && i < f->n_kv) ? (enum gguf_vtype)f->kvs[i].type : GGUF_TYPE_COUNT;
 }
 
-/* Read one numeric element of type `t` at p, widened three ways. */
-static bool read_num(uint32_t t, const uint8_t *p, int64_t *iv, uint64_t *uv,
-                     double *fv, bool *is_int)
+/* One numeric value widened three ways (fv also set for integers). */
+struct num {
+    int64_t iv;
+    uint64_t uv;
+    double fv;
+    bool is_int;
+};
+
+/* Read one numeric element of type `t` at p. */
+static bool read_num(uint32_t t, const uint8_t *p, struct num *n)
 {
     union { uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32;
             int32_t i32; uint64_t u64; int64_t i64; float f32; double f64; } v;
     if (t >= GGUF_TYPE_COUNT || vtype_size[t] == 0)
         return false;
     memcpy(&v, p, vtype_size[t]);
-    *is_int = true;
+    n->is_int = true;
     switch (t) {
-    case GGUF_TYPE_UINT8: case GGUF_TYPE_BOOL: *uv = v.u8; *iv = v.u8; break;
-    case GGUF_TYPE_INT8: *iv = v.i8; *uv = (uint64_t)v.i8; break;
-    case GGUF_TYPE_UINT16: *uv = v.u16; *iv = v.u16; break;
-    case GGUF_TYPE_INT16: *iv = v.i16; *uv = (uint64_t)v.i16; break;
-    case GGUF_TYPE_UINT32: *uv = v.u32; *iv = v.u32; break;
-    case GGUF_TYPE_INT32: *iv = v.i32; *uv = (uint64_t)v.i32; break;
-    case GGUF_TYPE_UINT64: *uv = v.u64; *iv = v.u64 > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v.u64; break;
-    case GGUF_TYPE_INT64: *iv = v.i64; *uv = (uint64_t)v.i64; break;
-    case GGUF_TYPE_FLOAT32: *fv = v.f32; *is_int = false; return true;
-    case GGUF_TYPE_FLOAT64: *fv = v.f64; *is_int = false; return true;
+    case GGUF_TYPE_UINT8: case GGUF_TYPE_BOOL: n->uv = v.u8; n->iv = v.u8; break;
+    case GGUF_TYPE_INT8: n->iv = v.i8; n->uv = (uint64_t)v.i8; break;
+    case GGUF_TYPE_UINT16: n->uv = v.u16; n->iv = v.u16; break;
+    case GGUF_TYPE_INT16: n->iv = v.i16; n->uv = (uint64_t)v.i16; break;
+    case GGUF_TYPE_UINT32: n->uv = v.u32; n->iv = v.u32; break;
+    case GGUF_TYPE_INT32: n->iv = v.i32; n->uv = (uint64_t)v.i32; break;
+    case GGUF_TYPE_UINT64: n->uv = v.u64; n->iv = v.u64 > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v.u64; break;
+    case GGUF_TYPE_INT64: n->iv = v.i64; n->uv = (uint64_t)v.i64; break;
+    case GGUF_TYPE_FLOAT32: n->fv = v.f32; n->is_int = false; return true;
+    case GGUF_TYPE_FLOAT64: n->fv = v.f64; n->is_int = false; return true;
     default: return false;
     }
-    *fv = (double)*iv;
+    n->fv = (double)n->iv;
     return true;
+}
+
+/* The numeric value of kv i; false when i is out of range or not a number. */
+static bool kv_num(const struct gguf_file *f, int64_t i, struct num *n)
+{
+    return i >= 0 && i < f->n_kv && read_num(f->kvs[i].type, f->kvs[i].val, n);
 }
 
 static bool is_signed_type(uint32_t t)
@@ -706,30 +719,30 @@ static bool is_signed_type(uint32_t t)
 
 bool gguf_kv_int(const struct gguf_file *f, int64_t i, int64_t *out)
 {
-    int64_t iv; uint64_t uv; double fv; bool is_int;
-    if (i < 0 || i >= f->n_kv || !read_num(f->kvs[i].type, f->kvs[i].val, &iv, &uv, &fv, &is_int) || !is_int)
+    struct num n;
+    if (!kv_num(f, i, &n) || !n.is_int)
         return false;
-    *out = iv;
+    *out = n.iv;
     return true;
 }
 
 bool gguf_kv_uint(const struct gguf_file *f, int64_t i, uint64_t *out)
 {
-    int64_t iv; uint64_t uv; double fv; bool is_int;
-    if (i < 0 || i >= f->n_kv || !read_num(f->kvs[i].type, f->kvs[i].val, &iv, &uv, &fv, &is_int) || !is_int)
+    struct num n;
+    if (!kv_num(f, i, &n) || !n.is_int)
         return false;
-    if (is_signed_type(f->kvs[i].type) && iv < 0)
+    if (is_signed_type(f->kvs[i].type) && n.iv < 0)
         return false;
-    *out = uv;
+    *out = n.uv;
     return true;
 }
 
 bool gguf_kv_float(const struct gguf_file *f, int64_t i, double *out)
 {
-    int64_t iv; uint64_t uv; double fv; bool is_int;
-    if (i < 0 || i >= f->n_kv || !read_num(f->kvs[i].type, f->kvs[i].val, &iv, &uv, &fv, &is_int) || is_int)
+    struct num n;
+    if (!kv_num(f, i, &n) || n.is_int)
         return false;
-    *out = fv;
+    *out = n.fv;
     return true;
 }
 
@@ -789,29 +802,32 @@ const char *gguf_kv_arr_str(const struct gguf_file *f, int64_t i, uint64_t j,
     return (const char *)f->base + kv->str_offs[j] + 8;
 }
 
+/* Element j of numeric array kv i; false when out of range or not numeric. */
+static bool arr_num(const struct gguf_file *f, int64_t i, uint64_t j, struct num *n)
+{
+    const struct kv *kv = arr_kv(f, i);
+    if (!kv || kv->arr_type == GGUF_TYPE_STRING || j >= kv->arr_n)
+        return false;
+    return read_num(kv->arr_type, kv->val + j * vtype_size[kv->arr_type], n);
+}
+
 bool gguf_kv_arr_int(const struct gguf_file *f, int64_t i, uint64_t j,
                      int64_t *out)
 {
-    const struct kv *kv = arr_kv(f, i);
-    int64_t iv; uint64_t uv; double fv; bool is_int;
-    if (!kv || kv->arr_type == GGUF_TYPE_STRING || j >= kv->arr_n)
+    struct num n;
+    if (!arr_num(f, i, j, &n) || !n.is_int)
         return false;
-    if (!read_num(kv->arr_type, kv->val + j * vtype_size[kv->arr_type], &iv, &uv, &fv, &is_int) || !is_int)
-        return false;
-    *out = iv;
+    *out = n.iv;
     return true;
 }
 
 bool gguf_kv_arr_float(const struct gguf_file *f, int64_t i, uint64_t j,
                        double *out)
 {
-    const struct kv *kv = arr_kv(f, i);
-    int64_t iv; uint64_t uv; double fv; bool is_int;
-    if (!kv || kv->arr_type == GGUF_TYPE_STRING || j >= kv->arr_n)
+    struct num n;
+    if (!arr_num(f, i, j, &n))
         return false;
-    if (!read_num(kv->arr_type, kv->val + j * vtype_size[kv->arr_type], &iv, &uv, &fv, &is_int))
-        return false;
-    *out = fv;
+    *out = n.fv;
     return true;
 }
 
@@ -826,6 +842,13 @@ static int lookup(const struct gguf_file *f, const char *key, int64_t *i,
     return KM_OK;
 }
 
+static int wrong_type(const struct gguf_file *f, const char *key, int64_t i,
+                      const char *expected, struct km_err *err)
+{
+    return km_fail(err, KM_EFORMAT, "%s: key %s has type %s, expected %s", f->path, key,
+                   gguf_vtype_name(f->kvs[i].type), expected);
+}
+
 static int get_uint(const struct gguf_file *f, const char *key, uint64_t max,
                     uint64_t *out, struct km_err *err)
 {
@@ -835,8 +858,7 @@ static int get_uint(const struct gguf_file *f, const char *key, uint64_t max,
         return rc;
     uint64_t v;
     if (!gguf_kv_uint(f, i, &v))
-        return km_fail(err, KM_EFORMAT, "%s: key %s has type %s, expected a non-negative integer",
-                       f->path, key, gguf_vtype_name(f->kvs[i].type));
+        return wrong_type(f, key, i, "a non-negative integer", err);
     if (v > max)
         return km_fail(err, KM_EFORMAT, "%s: key %s value %llu exceeds %llu", f->path, key,
                        (unsigned long long)v, (unsigned long long)max);
@@ -847,7 +869,7 @@ static int get_uint(const struct gguf_file *f, const char *key, uint64_t max,
 int gguf_get_u32(const struct gguf_file *f, const char *key, uint32_t *out,
                  struct km_err *err)
 {
-    uint64_t v;
+    uint64_t v = 0;
     int rc = get_uint(f, key, UINT32_MAX, &v, err);
     if (!rc)
         *out = (uint32_t)v;
@@ -868,8 +890,7 @@ int gguf_get_i32(const struct gguf_file *f, const char *key, int32_t *out,
     if (rc)
         return rc;
     if (!gguf_kv_int(f, i, &v))
-        return km_fail(err, KM_EFORMAT, "%s: key %s has type %s, expected an integer",
-                       f->path, key, gguf_vtype_name(f->kvs[i].type));
+        return wrong_type(f, key, i, "an integer", err);
     if (v < INT32_MIN || v > INT32_MAX)
         return km_fail(err, KM_EFORMAT, "%s: key %s value %lld does not fit in int32",
                        f->path, key, (long long)v);
@@ -886,8 +907,7 @@ int gguf_get_f32(const struct gguf_file *f, const char *key, float *out,
     if (rc)
         return rc;
     if (!gguf_kv_float(f, i, &v))
-        return km_fail(err, KM_EFORMAT, "%s: key %s has type %s, expected FLOAT32",
-                       f->path, key, gguf_vtype_name(f->kvs[i].type));
+        return wrong_type(f, key, i, "FLOAT32", err);
     *out = (float)v;
     return KM_OK;
 }
@@ -900,8 +920,7 @@ int gguf_get_bool(const struct gguf_file *f, const char *key, bool *out,
     if (rc)
         return rc;
     if (f->kvs[i].type != GGUF_TYPE_BOOL)
-        return km_fail(err, KM_EFORMAT, "%s: key %s has type %s, expected BOOL",
-                       f->path, key, gguf_vtype_name(f->kvs[i].type));
+        return wrong_type(f, key, i, "BOOL", err);
     *out = f->kvs[i].val[0] != 0;
     return KM_OK;
 }
@@ -914,8 +933,7 @@ int gguf_get_str(const struct gguf_file *f, const char *key, const char **out,
     if (rc)
         return rc;
     if (f->kvs[i].type != GGUF_TYPE_STRING)
-        return km_fail(err, KM_EFORMAT, "%s: key %s has type %s, expected STRING",
-                       f->path, key, gguf_vtype_name(f->kvs[i].type));
+        return wrong_type(f, key, i, "STRING", err);
     *out = f->kvs[i].str;
     if (len)
         *len = f->kvs[i].str_len;

@@ -97,9 +97,8 @@ static int map_matrix(struct eng_model *m, const char *name, int64_t k,
     return KM_OK;
 }
 
-/* Widen a 1-D tensor of n elements into a new f32 array. */
-static int map_vector(struct eng_model *m, const char *name, int64_t n,
-                      float **out, struct km_err *err)
+int eng__map_vector(struct eng_model *m, const char *name, int64_t n, float **out,
+                    struct km_err *err)
 {
     const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
     if (!t)
@@ -125,12 +124,12 @@ static int map_layer(struct eng_model *m, int il, struct km_err *err)
     int64_t kvd = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
     char nm[GGUF_MAX_NAME + 16];
 #define NM(suffix) (snprintf(nm, sizeof nm, "blk.%d." suffix, il), nm)
-    int rc = map_vector(m, NM("attn_norm.weight"), E, &ly->attn_norm, err);
+    int rc = eng__map_vector(m, NM("attn_norm.weight"), E, &ly->attn_norm, err);
     rc = rc ? rc : map_matrix(m, NM("attn_q.weight"), E, qd, &ly->wq, err);
     rc = rc ? rc : map_matrix(m, NM("attn_k.weight"), E, kvd, &ly->wk, err);
     rc = rc ? rc : map_matrix(m, NM("attn_v.weight"), E, kvd, &ly->wv, err);
     rc = rc ? rc : map_matrix(m, NM("attn_output.weight"), qd, E, &ly->wo, err);
-    rc = rc ? rc : map_vector(m, NM("ffn_norm.weight"), E, &ly->ffn_norm, err);
+    rc = rc ? rc : eng__map_vector(m, NM("ffn_norm.weight"), E, &ly->ffn_norm, err);
     rc = rc ? rc : map_matrix(m, NM("ffn_gate.weight"), E, F, &ly->w_gate, err);
     rc = rc ? rc : map_matrix(m, NM("ffn_up.weight"), E, F, &ly->w_up, err);
     rc = rc ? rc : map_matrix(m, NM("ffn_down.weight"), F, E, &ly->w_down, err);
@@ -144,7 +143,7 @@ static int build_rope(struct eng_model *m, struct km_err *err)
     int D = m->hp.head_dim;
     float *ff = NULL;
     if (gguf_find_tensor(m->gguf, "rope_freqs.weight")) {
-        int rc = map_vector(m, "rope_freqs.weight", D / 2, &ff, err);
+        int rc = eng__map_vector(m, "rope_freqs.weight", D / 2, &ff, err);
         if (rc != KM_OK)
             return rc;
     }
@@ -180,7 +179,7 @@ int eng__load_weights(struct eng_model *m, struct km_err *err)
         m->w.output = m->w.token_embd;
     else
         rc = map_matrix(m, "output.weight", hp->n_embd, hp->n_vocab, &m->w.output, err);
-    rc = rc ? rc : map_vector(m, "output_norm.weight", hp->n_embd, &m->w.output_norm, err);
+    rc = rc ? rc : eng__map_vector(m, "output_norm.weight", hp->n_embd, &m->w.output_norm, err);
     rc = rc ? rc : build_rope(m, err);
     if (rc != KM_OK)
         return rc;
@@ -267,25 +266,71 @@ void eng__scratch_free(struct eng_scratch *s)
     s->n_batch = nb;
 }
 
+int eng__check_batch(const struct eng_model *m, const struct eng_seq *s,
+                     const int32_t *tokens, int n, struct km_err *err)
+{
+    if (n < 1 || n > m->scratch.n_batch)
+        return km_fail(err, KM_EINVAL, "batch of %d tokens is outside 1..%d", n,
+                       m->scratch.n_batch);
+    if (s->n_past + n > s->n_ctx)
+        return km_fail(err, KM_ERANGE, "%d positions + %d tokens exceed the context of %d",
+                       s->n_past, n, s->n_ctx);
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= m->hp.n_vocab)
+            return km_fail(err, KM_EINVAL, "token id %d is outside the vocabulary "
+                           "(0..%d)", tokens[i], m->hp.n_vocab - 1);
+    }
+    return KM_OK;
+}
+
+int eng__kv_len(const struct eng_hparams *hp, int il, int n_ctx, int n_batch)
+{
+    bool local = hp->n_swa > 0 && (hp->swa_every < 1 || (il + 1) % hp->swa_every != 0);
+    int64_t ring = (int64_t)hp->n_swa + (n_batch > 1 ? n_batch : 1) - 1;
+    return local && ring < n_ctx ? (int)ring : n_ctx;
+}
+
+/* s->kv_len / kv_off for n_ctx; *halves = one cache's size. */
+static int kv_layout(struct eng_model *m, struct eng_seq *s, size_t *halves, struct km_err *err)
+{
+    int L = m->hp.n_layer;
+    size_t kvd = (size_t)m->hp.n_head_kv * m->hp.head_dim;
+    s->kv_len = km_calloc((size_t)L, sizeof *s->kv_len);
+    s->kv_off = km_calloc((size_t)L, sizeof *s->kv_off);
+    if (!s->kv_len || !s->kv_off)
+        return km_fail(err, KM_ENOMEM, "out of memory for a sequence");
+    *halves = 0;
+    for (int il = 0; il < L; il++) {
+        s->kv_len[il] = eng__kv_len(&m->hp, il, s->n_ctx, m->scratch.n_batch);
+        s->kv_off[il] = *halves;
+        *halves += (size_t)s->kv_len[il] * kvd;
+    }
+    return KM_OK;
+}
+
 int eng__seq_new(struct eng_model *m, int n_ctx, struct eng_seq **out,
                  struct km_err *err)
 {
     *out = NULL;
     if (n_ctx <= 0 || n_ctx > m->n_ctx)
         n_ctx = m->n_ctx;
-    size_t kvd = (size_t)m->hp.n_head_kv * m->hp.head_dim;
-    size_t n = (size_t)m->hp.n_layer * (size_t)n_ctx * kvd;
     struct eng_seq *s = km_calloc(1, sizeof *s);
     if (!s)
         return km_fail(err, KM_ENOMEM, "out of memory for a sequence");
     s->model = m;
     s->n_ctx = n_ctx;
-    s->k_cache = km_calloc(n, sizeof(uint16_t));
-    s->v_cache = km_calloc(n, sizeof(uint16_t));
-    if (!s->k_cache || !s->v_cache) {
+    size_t n = 0;
+    int rc = kv_layout(m, s, &n, err);
+    if (rc == KM_OK) {
+        s->k_cache = km_calloc(n, sizeof(uint16_t));
+        s->v_cache = km_calloc(n, sizeof(uint16_t));
+        if (!s->k_cache || !s->v_cache)
+            rc = km_fail(err, KM_ENOMEM, "out of memory for a KV cache of %d positions "
+                         "(%zu MiB)", n_ctx, n * 4 >> 20);
+    }
+    if (rc != KM_OK) {
         eng__seq_free(s);
-        return km_fail(err, KM_ENOMEM, "out of memory for a KV cache of %d positions "
-                       "(%zu MiB)", n_ctx, n * 4 >> 20);
+        return rc;
     }
     *out = s;
     return KM_OK;
@@ -295,6 +340,8 @@ void eng__seq_free(struct eng_seq *s)
 {
     if (!s)
         return;
+    km_free(s->kv_len);
+    km_free(s->kv_off);
     km_free(s->k_cache);
     km_free(s->v_cache);
     km_free(s);

@@ -16,6 +16,7 @@
 #include "engine/simd_avx2.h"
 
 #include <immintrin.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MM_COLS 8
@@ -788,4 +789,6 @@ void quant__avx2_kernels(struct quant_kernels *k)
     k->mm[GGML_TYPE_Q6_K] = mm_q6_k;
     k->act[GGML_TYPE_Q8_0] = act_q8_0;
     k->act[GGML_TYPE_Q8_K] = act_q8_k;
+    if (!getenv("KQ_NOTILE"))
+        quant__avx2_tile_kernels(k);
 }

@@ -5,6 +5,7 @@
  * quant_ref.c computes, in a different accumulation order
  * (tests/test_quant.c checks every one).
  */
+#include "engine/gemm_avx2.h"
 #include "engine/quant_int.h"
 #include "engine/simd_avx2.h"
 
@@ -82,95 +83,25 @@ static float dot_bf16(int64_t n, const void *w, const void *a)
     return s;
 }
 
-static inline __attribute__((always_inline)) __m256 load_w8(uint32_t t, const uint8_t *x, int64_t i)
-{
-    if (t == GGML_TYPE_F16)
-        return load_f16x8(x + 2 * i);
-    if (t == GGML_TYPE_BF16)
-        return load_bf16x8(x + 2 * i);
-    return _mm256_loadu_ps((const float *)x + i);
-}
-
-static inline float load_w1(uint32_t t, const uint8_t *x, int64_t e)
-{
-    uint16_t h;
-    if (t == GGML_TYPE_F32)
-        return ((const float *)x)[e];
-    memcpy(&h, x + 2 * e, 2);
-    return t == GGML_TYPE_F16 ? f16(h) : quant_bf16_to_f32(h);
-}
-
-/* F16 / BF16 / F32 weights x f32 activations, register-tiled: 2 rows x 6
- * columns of accumulators, so each converted weight vector feeds 6 FMAs and
- * each activation load feeds 2 (a partial tile re-reads row/column 0 and
- * does not store it). */
-#define FT_ROWS 2
-#define FT_COLS 6
-
-static inline __attribute__((always_inline)) void
-float_tile(uint32_t t, int64_t k, const uint8_t *const *xr, const float *const *yp,
-           int nrt, int nct, float *out, int64_t os, int64_t r0, int64_t j0)
-{
-    __m256 acc[FT_ROWS][FT_COLS];
-    #pragma GCC unroll 8
-    for (int a = 0; a < FT_ROWS; a++)
-        for (int j = 0; j < FT_COLS; j++)
-            acc[a][j] = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 <= k; i += 8) {
-        __m256 w0 = load_w8(t, xr[0], i), w1 = load_w8(t, xr[1], i);
-        #pragma GCC unroll 8
-        for (int j = 0; j < FT_COLS; j++) {
-            __m256 y = _mm256_loadu_ps(yp[j] + i);
-            acc[0][j] = _mm256_fmadd_ps(w0, y, acc[0][j]);
-            acc[1][j] = _mm256_fmadd_ps(w1, y, acc[1][j]);
-        }
-    }
-    for (int a = 0; a < nrt; a++) {
-        for (int j = 0; j < nct; j++) {
-            float s = hsum_ps(acc[a][j]);
-            for (int64_t e = i; e < k; e++)
-                s += load_w1(t, xr[a], e) * yp[j][e];
-            out[(j0 + j) * os + r0 + a] = s;
-        }
-    }
-}
-
-static inline __attribute__((always_inline)) void
-mm_float_rows(uint32_t t, int64_t k, const void *w, size_t rs, int64_t nr,
-              const void *a, size_t as, int64_t na, float *out, int64_t os)
-{
-    for (int64_t j0 = 0; j0 < na; j0 += FT_COLS) {
-        int nct = na - j0 < FT_COLS ? (int)(na - j0) : FT_COLS;
-        const float *yp[FT_COLS];
-        for (int j = 0; j < FT_COLS; j++)
-            yp[j] = (const float *)((const uint8_t *)a + (size_t)(j0 + (j < nct ? j : 0)) * as);
-        for (int64_t r0 = 0; r0 < nr; r0 += FT_ROWS) {
-            int nrt = nr - r0 < FT_ROWS ? (int)(nr - r0) : FT_ROWS;
-            const uint8_t *xr[FT_ROWS];
-            for (int q = 0; q < FT_ROWS; q++)
-                xr[q] = (const uint8_t *)w + (size_t)(r0 + (q < nrt ? q : 0)) * rs;
-            float_tile(t, k, xr, yp, nrt, nct, out, os, r0, j0);
-        }
-    }
-}
-
+/* Prefill / batch matmuls: the packed, cache-blocked GEMM (gemm_avx2.c).
+ * quant_matmul sends every n_act >= 2 here, so a result never depends on
+ * how many activations share the call. */
 static void mm_f16(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
                    size_t as, int64_t na, float *out, int64_t os)
 {
-    mm_float_rows(GGML_TYPE_F16, k, w, rs, nr, a, as, na, out, os);
+    gemm__avx2_float(GGML_TYPE_F16, k, w, rs, nr, a, as, na, out, os);
 }
 
 static void mm_bf16(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
                     size_t as, int64_t na, float *out, int64_t os)
 {
-    mm_float_rows(GGML_TYPE_BF16, k, w, rs, nr, a, as, na, out, os);
+    gemm__avx2_float(GGML_TYPE_BF16, k, w, rs, nr, a, as, na, out, os);
 }
 
 static void mm_f32(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
                    size_t as, int64_t na, float *out, int64_t os)
 {
-    mm_float_rows(GGML_TYPE_F32, k, w, rs, nr, a, as, na, out, os);
+    gemm__avx2_float(GGML_TYPE_F32, k, w, rs, nr, a, as, na, out, os);
 }
 
 void quant__avx2_float_kernels(struct quant_kernels *k)

@@ -55,6 +55,9 @@ void quant__avx2_kernels(struct quant_kernels *k);
 /* AVX2 kernels for F32/F16/BF16 weights (quant_avx2_float.c); called by
  * quant__avx2_kernels. */
 void quant__avx2_float_kernels(struct quant_kernels *k);
+/* Batched matmuls of Q8_0/Q4_K/Q5_K/Q6_K weights on row-interleaved int8
+ * tiles (quant_avx2_tile.c); called by quant__avx2_kernels. */
+void quant__avx2_tile_kernels(struct quant_kernels *k);
 
 /* Scalar quantizers (quant_ref.c). */
 void quant__quantize_ref(uint32_t t, const float *src, void *dst, int64_t n);

@@ -41,16 +41,24 @@ static void pack_qh32(const uint8_t *L, uint8_t *qh)
     memcpy(qh, &h, 4);
 }
 
-/* Symmetric levels: scale from the signed extreme mapped to -nmax. */
-static float sym_levels(const float *x, int nmax, uint8_t *L)
+/* The first of n values with the largest magnitude, sign kept (0 if all
+ * are 0). */
+static float signed_extreme(int n, const float *x)
 {
     float amax = 0, max = 0;
-    for (int j = 0; j < 32; j++) {
+    for (int j = 0; j < n; j++) {
         if (fabsf(x[j]) > amax) {
             amax = fabsf(x[j]);
             max = x[j];
         }
     }
+    return max;
+}
+
+/* Symmetric levels: scale from the signed extreme mapped to -nmax. */
+static float sym_levels(const float *x, int nmax, uint8_t *L)
+{
+    float max = signed_extreme(32, x);
     float d = max / -(float)nmax;
     float id = d ? 1.0f / d : 0.0f;
     for (int j = 0; j < 32; j++)
@@ -193,14 +201,8 @@ static float fit_scale_min(int n, const float *x, int nmax, float *the_min)
 /* Symmetric levels -nmax..nmax-1: best scale over a few level grids. */
 static float fit_scale_sym(int n, const float *x, int nmax)
 {
-    float amax = 0, max = 0;
-    for (int i = 0; i < n; i++) {
-        if (fabsf(x[i]) > amax) {
-            amax = fabsf(x[i]);
-            max = x[i];
-        }
-    }
-    if (amax == 0)
+    float max = signed_extreme(n, x);
+    if (max == 0)
         return 0.0f;
     float best = max / -(float)nmax, best_gain = -1;
     for (int is = -4; is <= 4; is++) {
@@ -320,14 +322,10 @@ static void q_q6_k(const float *x, void *dst, int64_t n)
     uint8_t L[QK_K];
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float *xb = x + QK_K * i;
-        float sc[16], amax = 0, max = 0;
-        for (int k = 0; k < 16; k++) {
+        float sc[16];
+        for (int k = 0; k < 16; k++)
             sc[k] = fit_scale_sym(16, xb + 16 * k, 32);
-            if (fabsf(sc[k]) > amax) {
-                amax = fabsf(sc[k]);
-                max = sc[k];
-            }
-        }
+        float max = signed_extreme(16, sc);
         float iscale = max ? -128.0f / max : 0.0f;
         y[i].d = quant_f32_to_f16(iscale ? 1.0f / iscale : 0.0f);
         float d = quant_f16_to_f32(y[i].d);
@@ -341,20 +339,12 @@ static void q_q6_k(const float *x, void *dst, int64_t n)
     }
 }
 
-static void q_to_f16(const float *x, void *dst, int64_t n)
+/* F16 and BF16: each value narrowed on its own. */
+static void q_to_half(const float *x, void *dst, int64_t n, uint16_t (*narrow)(float f))
 {
     uint8_t *d = dst;
     for (int64_t i = 0; i < n; i++) {
-        uint16_t h = quant_f32_to_f16(x[i]);
-        memcpy(d + 2 * i, &h, 2);
-    }
-}
-
-static void q_to_bf16(const float *x, void *dst, int64_t n)
-{
-    uint8_t *d = dst;
-    for (int64_t i = 0; i < n; i++) {
-        uint16_t h = quant_f32_to_bf16(x[i]);
+        uint16_t h = narrow(x[i]);
         memcpy(d + 2 * i, &h, 2);
     }
 }
@@ -364,8 +354,8 @@ void quant__quantize_ref(uint32_t t, const float *src, void *dst, int64_t n)
     struct quant_kernels k;
     switch (t) {
     case GGML_TYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
-    case GGML_TYPE_F16: q_to_f16(src, dst, n); break;
-    case GGML_TYPE_BF16: q_to_bf16(src, dst, n); break;
+    case GGML_TYPE_F16: q_to_half(src, dst, n, quant_f32_to_f16); break;
+    case GGML_TYPE_BF16: q_to_half(src, dst, n, quant_f32_to_bf16); break;
     case GGML_TYPE_Q4_0: q_q4_0(src, dst, n); break;
     case GGML_TYPE_Q4_1: q_q4_1(src, dst, n); break;
     case GGML_TYPE_Q5_0: q_q5_0(src, dst, n); break;

@@ -84,24 +84,43 @@ static void deq_f32(const void *src, float *dst, int64_t n)
     memcpy(dst, src, (size_t)n * 4);
 }
 
+/* F16 and BF16 differ only in how one 16-bit value widens to f32. */
+typedef float (*half_to_f32_fn)(uint16_t h);
+
+static float half_at(const void *src, int64_t i, half_to_f32_fn widen)
+{
+    uint16_t h;
+    memcpy(&h, (const uint8_t *)src + 2 * i, 2);
+    return widen(h);
+}
+
+static void deq_half(const void *src, float *dst, int64_t n, half_to_f32_fn widen)
+{
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = half_at(src, i, widen);
+}
+
 static void deq_f16(const void *src, float *dst, int64_t n)
 {
-    const uint8_t *s = src;
-    for (int64_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, s + 2 * i, 2);
-        dst[i] = quant_f16_to_f32(h);
-    }
+    deq_half(src, dst, n, quant_f16_to_f32);
 }
 
 static void deq_bf16(const void *src, float *dst, int64_t n)
 {
-    const uint8_t *s = src;
-    for (int64_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, s + 2 * i, 2);
-        dst[i] = quant_bf16_to_f32(h);
-    }
+    deq_half(src, dst, n, quant_bf16_to_f32);
+}
+
+/* Legacy 32-blocks: d*(L-off) for Q4_0/Q5_0, d*L+m for Q4_1/Q5_1. */
+static void deq_sym32(const uint8_t *L, float d, int off, float *dst)
+{
+    for (int j = 0; j < 32; j++)
+        dst[j] = d * (float)(L[j] - off);
+}
+
+static void deq_asym32(const uint8_t *L, float d, float m, float *dst)
+{
+    for (int j = 0; j < 32; j++)
+        dst[j] = d * (float)L[j] + m;
 }
 
 static void deq_q4_0(const void *src, float *dst, int64_t n)
@@ -109,10 +128,8 @@ static void deq_q4_0(const void *src, float *dst, int64_t n)
     const struct blk_q4_0 *b = src;
     uint8_t L[32];
     for (int64_t i = 0; i < n / 32; i++) {
-        float d = q_f16(b[i].d);
         unpack_q4(b[i].qs, L);
-        for (int j = 0; j < 32; j++)
-            dst[32 * i + j] = d * (float)(L[j] - 8);
+        deq_sym32(L, q_f16(b[i].d), 8, dst + 32 * i);
     }
 }
 
@@ -121,10 +138,8 @@ static void deq_q4_1(const void *src, float *dst, int64_t n)
     const struct blk_q4_1 *b = src;
     uint8_t L[32];
     for (int64_t i = 0; i < n / 32; i++) {
-        float d = q_f16(b[i].d), m = q_f16(b[i].m);
         unpack_q4(b[i].qs, L);
-        for (int j = 0; j < 32; j++)
-            dst[32 * i + j] = d * (float)L[j] + m;
+        deq_asym32(L, q_f16(b[i].d), q_f16(b[i].m), dst + 32 * i);
     }
 }
 
@@ -133,10 +148,8 @@ static void deq_q5_0(const void *src, float *dst, int64_t n)
     const struct blk_q5_0 *b = src;
     uint8_t L[32];
     for (int64_t i = 0; i < n / 32; i++) {
-        float d = q_f16(b[i].d);
         unpack_q5(b[i].qs, b[i].qh, L);
-        for (int j = 0; j < 32; j++)
-            dst[32 * i + j] = d * (float)(L[j] - 16);
+        deq_sym32(L, q_f16(b[i].d), 16, dst + 32 * i);
     }
 }
 
@@ -145,10 +158,8 @@ static void deq_q5_1(const void *src, float *dst, int64_t n)
     const struct blk_q5_1 *b = src;
     uint8_t L[32];
     for (int64_t i = 0; i < n / 32; i++) {
-        float d = q_f16(b[i].d), m = q_f16(b[i].m);
         unpack_q5(b[i].qs, b[i].qh, L);
-        for (int j = 0; j < 32; j++)
-            dst[32 * i + j] = d * (float)L[j] + m;
+        deq_asym32(L, q_f16(b[i].d), q_f16(b[i].m), dst + 32 * i);
     }
 }
 
@@ -171,19 +182,25 @@ static void deq_q8_k(const void *src, float *dst, int64_t n)
     }
 }
 
+/* Shared by Q4_K and Q5_K: levels L (unsigned), 6-bit scales/mins. */
+static void deq_kq_block(const uint8_t *L, const uint8_t *scales, float d,
+                         float dmin, float *dst)
+{
+    for (int j = 0; j < 8; j++) {
+        uint8_t sc, m;
+        q_scale_min_k4(j, scales, &sc, &m);
+        for (int l = 0; l < 32; l++)
+            dst[32 * j + l] = d * sc * (float)L[32 * j + l] - dmin * m;
+    }
+}
+
 static void deq_q4_k(const void *src, float *dst, int64_t n)
 {
     const struct blk_q4_k *b = src;
     uint8_t L[QK_K];
     for (int64_t i = 0; i < n / QK_K; i++) {
-        float d = q_f16(b[i].d), dmin = q_f16(b[i].dmin);
         unpack_q4k_levels(b[i].qs, L);
-        for (int j = 0; j < 8; j++) {
-            uint8_t sc, m;
-            q_scale_min_k4(j, b[i].scales, &sc, &m);
-            for (int l = 0; l < 32; l++)
-                dst[QK_K * i + 32 * j + l] = d * sc * (float)L[32 * j + l] - dmin * m;
-        }
+        deq_kq_block(L, b[i].scales, q_f16(b[i].d), q_f16(b[i].dmin), dst + QK_K * i);
     }
 }
 
@@ -192,14 +209,8 @@ static void deq_q5_k(const void *src, float *dst, int64_t n)
     const struct blk_q5_k *b = src;
     uint8_t L[QK_K];
     for (int64_t i = 0; i < n / QK_K; i++) {
-        float d = q_f16(b[i].d), dmin = q_f16(b[i].dmin);
         unpack_q5k_levels(b[i].qs, b[i].qh, L);
-        for (int j = 0; j < 8; j++) {
-            uint8_t sc, m;
-            q_scale_min_k4(j, b[i].scales, &sc, &m);
-            for (int l = 0; l < 32; l++)
-                dst[QK_K * i + 32 * j + l] = d * sc * (float)L[32 * j + l] - dmin * m;
-        }
+        deq_kq_block(L, b[i].scales, q_f16(b[i].d), q_f16(b[i].dmin), dst + QK_K * i);
     }
 }
 
@@ -222,35 +233,34 @@ static void act_f32(const float *x, void *dst, int64_t n)
     memcpy(dst, x, (size_t)n * 4);
 }
 
+/* 32 values to int8 with scale amax/127; returns the scale. */
+static float act_q8_32(const float *x, int8_t *qs)
+{
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++)
+        amax = fmaxf(amax, fabsf(x[j]));
+    float d = amax / 127.0f;
+    float id = d ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 32; j++)
+        qs[j] = (int8_t)nearest_int(x[j] * id);
+    return d;
+}
+
 static void act_q8_0(const float *x, void *dst, int64_t n)
 {
     struct blk_q8_0 *y = dst;
-    for (int64_t i = 0; i < n / 32; i++) {
-        float amax = 0.0f;
-        for (int j = 0; j < 32; j++)
-            amax = fmaxf(amax, fabsf(x[32 * i + j]));
-        float d = amax / 127.0f;
-        float id = d ? 1.0f / d : 0.0f;
-        y[i].d = quant_f32_to_f16(d);
-        for (int j = 0; j < 32; j++)
-            y[i].qs[j] = (int8_t)nearest_int(x[32 * i + j] * id);
-    }
+    for (int64_t i = 0; i < n / 32; i++)
+        y[i].d = quant_f32_to_f16(act_q8_32(x + 32 * i, y[i].qs));
 }
 
 static void act_q8_1(const float *x, void *dst, int64_t n)
 {
     struct blk_q8_1 *y = dst;
     for (int64_t i = 0; i < n / 32; i++) {
-        float amax = 0.0f;
-        for (int j = 0; j < 32; j++)
-            amax = fmaxf(amax, fabsf(x[32 * i + j]));
-        float d = amax / 127.0f;
-        float id = d ? 1.0f / d : 0.0f;
+        float d = act_q8_32(x + 32 * i, y[i].qs);
         int sum = 0;
-        for (int j = 0; j < 32; j++) {
-            y[i].qs[j] = (int8_t)nearest_int(x[32 * i + j] * id);
+        for (int j = 0; j < 32; j++)
             sum += y[i].qs[j];
-        }
         y[i].d = quant_f32_to_f16(d);
         y[i].s = quant_f32_to_f16(d * (float)sum);
     }
@@ -297,30 +307,22 @@ static float dot_f32(int64_t n, const void *w, const void *a)
     return (float)s;
 }
 
+static float dot_half(int64_t n, const void *w, const float *y, half_to_f32_fn widen)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)half_at(w, i, widen) * y[i];
+    return (float)s;
+}
+
 static float dot_f16(int64_t n, const void *w, const void *a)
 {
-    const uint8_t *x = w;
-    const float *y = a;
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, x + 2 * i, 2);
-        s += (double)quant_f16_to_f32(h) * y[i];
-    }
-    return (float)s;
+    return dot_half(n, w, a, quant_f16_to_f32);
 }
 
 static float dot_bf16(int64_t n, const void *w, const void *a)
 {
-    const uint8_t *x = w;
-    const float *y = a;
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, x + 2 * i, 2);
-        s += (double)quant_bf16_to_f32(h) * y[i];
-    }
-    return (float)s;
+    return dot_half(n, w, a, quant_bf16_to_f32);
 }
 
 static int isum32(const uint8_t *L, int off, const int8_t *q)

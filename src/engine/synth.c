@@ -248,6 +248,35 @@ static void add(struct plan *pl, enum synth_kind kind, int64_t layer, const char
                                 pl->p->n_layer, pl->has_output);
 }
 
+/* A gated FFN (Llama, Gemma 3) in sorted key order: down, gate, up. */
+static void add_gated_ffn(struct plan *pl, int64_t l, int64_t E, int64_t F)
+{
+    add(pl, SK_WEIGHT, l, "ffn_down.weight", F, E);
+    add(pl, SK_WEIGHT, l, "ffn_gate.weight", E, F);
+    add(pl, SK_WEIGHT, l, "ffn_up.weight", E, F);
+}
+
+/* BERT-style pairs, bias before weight as the sorted keys have them: a
+ * LayerNorm of n values, a linear layer n_in -> n_out. */
+static void add_layer_norm(struct plan *pl, int64_t l, const char *base, int64_t n)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s.bias", base);
+    add(pl, SK_BIAS, l, name, n, 0);
+    snprintf(name, sizeof name, "%s.weight", base);
+    add(pl, SK_NORM, l, name, n, 0);
+}
+
+static void add_linear(struct plan *pl, int64_t l, const char *base, int64_t n_in,
+                       int64_t n_out)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s.bias", base);
+    add(pl, SK_BIAS, l, name, n_out, 0);
+    snprintf(name, sizeof name, "%s.weight", base);
+    add(pl, SK_WEIGHT, l, name, n_in, n_out);
+}
+
 static int64_t head_dim(const struct synth_params *p)
 {
     return p->head_dim ? p->head_dim : p->n_embd / p->n_head;
@@ -263,9 +292,7 @@ static void plan_llama(struct plan *pl)
     add(pl, SK_EMBD, -1, "token_embd.weight", E, pl->n_vocab);
     for (int64_t l = 0; l < p->n_layer; l++) {
         add(pl, SK_NORM, l, "attn_norm.weight", E, 0);
-        add(pl, SK_WEIGHT, l, "ffn_down.weight", F, E);
-        add(pl, SK_WEIGHT, l, "ffn_gate.weight", E, F);
-        add(pl, SK_WEIGHT, l, "ffn_up.weight", E, F);
+        add_gated_ffn(pl, l, E, F);
         add(pl, SK_NORM, l, "ffn_norm.weight", E, 0);
         add(pl, SK_WEIGHT, l, "attn_k.weight", E, p->n_head_kv * D);
         add(pl, SK_WEIGHT, l, "attn_output.weight", p->n_head * D, E);
@@ -284,9 +311,7 @@ static void plan_gemma3(struct plan *pl)
     add(pl, SK_EMBD, -1, "token_embd.weight", E, pl->n_vocab);
     for (int64_t l = 0; l < p->n_layer; l++) {
         add(pl, SK_NORM, l, "attn_norm.weight", E, 0);
-        add(pl, SK_WEIGHT, l, "ffn_down.weight", F, E);
-        add(pl, SK_WEIGHT, l, "ffn_gate.weight", E, F);
-        add(pl, SK_WEIGHT, l, "ffn_up.weight", E, F);
+        add_gated_ffn(pl, l, E, F);
         add(pl, SK_NORM, l, "post_attention_norm.weight", E, 0);
         add(pl, SK_NORM, l, "post_ffw_norm.weight", E, 0);
         add(pl, SK_NORM, l, "ffn_norm.weight", E, 0);
@@ -304,28 +329,19 @@ static void plan_bert(struct plan *pl)
 {
     const struct synth_params *p = pl->p;
     int64_t E = p->n_embd, F = p->n_ff;
-    add(pl, SK_BIAS, -1, "token_embd_norm.bias", E, 0);
-    add(pl, SK_NORM, -1, "token_embd_norm.weight", E, 0);
+    add_layer_norm(pl, -1, "token_embd_norm", E);
     add(pl, SK_EMBD, -1, "position_embd.weight", E, p->n_ctx);
     add(pl, SK_EMBD, -1, "token_types.weight", E, 2);
     add(pl, SK_EMBD, -1, "token_embd.weight", E, pl->n_vocab);
     for (int64_t l = 0; l < p->n_layer; l++) {
-        add(pl, SK_BIAS, l, "attn_output_norm.bias", E, 0);
-        add(pl, SK_NORM, l, "attn_output_norm.weight", E, 0);
-        add(pl, SK_BIAS, l, "attn_output.bias", E, 0);
-        add(pl, SK_WEIGHT, l, "attn_output.weight", E, E);
-        add(pl, SK_BIAS, l, "attn_k.bias", E, 0);
-        add(pl, SK_WEIGHT, l, "attn_k.weight", E, E);
-        add(pl, SK_BIAS, l, "attn_q.bias", E, 0);
-        add(pl, SK_WEIGHT, l, "attn_q.weight", E, E);
-        add(pl, SK_BIAS, l, "attn_v.bias", E, 0);
-        add(pl, SK_WEIGHT, l, "attn_v.weight", E, E);
-        add(pl, SK_BIAS, l, "ffn_up.bias", F, 0);
-        add(pl, SK_WEIGHT, l, "ffn_up.weight", E, F);
-        add(pl, SK_BIAS, l, "layer_output_norm.bias", E, 0);
-        add(pl, SK_NORM, l, "layer_output_norm.weight", E, 0);
-        add(pl, SK_BIAS, l, "ffn_down.bias", E, 0);
-        add(pl, SK_WEIGHT, l, "ffn_down.weight", F, E);
+        add_layer_norm(pl, l, "attn_output_norm", E);
+        add_linear(pl, l, "attn_output", E, E);
+        add_linear(pl, l, "attn_k", E, E);
+        add_linear(pl, l, "attn_q", E, E);
+        add_linear(pl, l, "attn_v", E, E);
+        add_linear(pl, l, "ffn_up", E, F);
+        add_layer_norm(pl, l, "layer_output_norm", E);
+        add_linear(pl, l, "ffn_down", F, E);
     }
 }
 
@@ -333,8 +349,7 @@ static void plan_nomic(struct plan *pl)
 {
     const struct synth_params *p = pl->p;
     int64_t E = p->n_embd, F = p->n_ff;
-    add(pl, SK_BIAS, -1, "token_embd_norm.bias", E, 0);
-    add(pl, SK_NORM, -1, "token_embd_norm.weight", E, 0);
+    add_layer_norm(pl, -1, "token_embd_norm", E);
     add(pl, SK_EMBD, -1, "token_types.weight", E, 2);
     add(pl, SK_EMBD, -1, "token_embd.weight", E, pl->n_vocab);
     for (int64_t l = 0; l < p->n_layer; l++) {
@@ -343,10 +358,8 @@ static void plan_nomic(struct plan *pl)
         add(pl, SK_WEIGHT, l, "ffn_up.weight", E, F);
         add(pl, SK_WEIGHT, l, "ffn_gate.weight", E, F);
         add(pl, SK_WEIGHT, l, "ffn_down.weight", F, E);
-        add(pl, SK_BIAS, l, "attn_output_norm.bias", E, 0);
-        add(pl, SK_NORM, l, "attn_output_norm.weight", E, 0);
-        add(pl, SK_BIAS, l, "layer_output_norm.bias", E, 0);
-        add(pl, SK_NORM, l, "layer_output_norm.weight", E, 0);
+        add_layer_norm(pl, l, "attn_output_norm", E);
+        add_layer_norm(pl, l, "layer_output_norm", E);
     }
 }
 

@@ -292,6 +292,19 @@ static int add_f32k(struct gguf_writer *w, const char *arch, const char *suffix,
     return gguf_writer_add_f32(w, k, v, err);
 }
 
+static int add_boolk(struct gguf_writer *w, const char *arch, const char *suffix, bool v,
+                     struct km_err *err)
+{
+    char k[128];
+    key(k, sizeof k, arch, suffix);
+    return gguf_writer_add_bool(w, k, v, err);
+}
+
+static int add_file_type(struct gguf_writer *w, const struct synth_params *p, struct km_err *err)
+{
+    return gguf_writer_add_u32(w, "general.file_type", (uint32_t)synth_ftype_number(p->ftype), err);
+}
+
 static int meta_llama(struct gguf_writer *w, const struct synth_params *p, int64_t hd,
                       int64_t n_vocab, struct km_err *err)
 {
@@ -306,7 +319,7 @@ static int meta_llama(struct gguf_writer *w, const struct synth_params *p, int64
     rc = rc ? rc : add_f32k(w, a, "attention.layer_norm_rms_epsilon", 1e-5f, err);
     rc = rc ? rc : add_u32k(w, a, "attention.key_length", hd, err);
     rc = rc ? rc : add_u32k(w, a, "attention.value_length", hd, err);
-    rc = rc ? rc : gguf_writer_add_u32(w, "general.file_type", (uint32_t)synth_ftype_number(p->ftype), err);
+    rc = rc ? rc : add_file_type(w, p, err);
     rc = rc ? rc : add_u32k(w, a, "vocab_size", n_vocab, err);
     rc = rc ? rc : add_u32k(w, a, "rope.dimension_count", hd, err);
     return rc;
@@ -331,7 +344,7 @@ static int meta_gemma3(struct gguf_writer *w, const struct synth_params *p, int6
         rc = rc ? rc : gguf_writer_add_str(w, "gemma3.rope.scaling.type", "linear", err);
         rc = rc ? rc : add_f32k(w, a, "rope.scaling.factor", p->rope_scale_linear, err);
     }
-    rc = rc ? rc : gguf_writer_add_u32(w, "general.file_type", (uint32_t)synth_ftype_number(p->ftype), err);
+    rc = rc ? rc : add_file_type(w, p, err);
     return rc;
 }
 
@@ -339,16 +352,14 @@ static int meta_bert(struct gguf_writer *w, const struct synth_params *p, struct
 {
     const char *a = p->arch;
     bool nomic = strcmp(a, "nomic-bert") == 0;
-    char k[128];
     int rc = add_u32k(w, a, "block_count", p->n_layer, err);
     rc = rc ? rc : add_u32k(w, a, "context_length", p->n_ctx, err);
     rc = rc ? rc : add_u32k(w, a, "embedding_length", p->n_embd, err);
     rc = rc ? rc : add_u32k(w, a, "feed_forward_length", p->n_ff, err);
     rc = rc ? rc : add_u32k(w, a, "attention.head_count", p->n_head, err);
     rc = rc ? rc : add_f32k(w, a, "attention.layer_norm_epsilon", 1e-12f, err);
-    rc = rc ? rc : gguf_writer_add_u32(w, "general.file_type", (uint32_t)synth_ftype_number(p->ftype), err);
-    key(k, sizeof k, a, "attention.causal");
-    rc = rc ? rc : gguf_writer_add_bool(w, k, false, err);
+    rc = rc ? rc : add_file_type(w, p, err);
+    rc = rc ? rc : add_boolk(w, a, "attention.causal", false, err);
     rc = rc ? rc : add_u32k(w, a, "pooling_type", p->pooling, err);
     if (nomic)
         rc = rc ? rc : add_f32k(w, a, "rope.freq_base", p->rope_base, err);

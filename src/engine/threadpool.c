@@ -1,26 +1,49 @@
 /* threadpool.c - fork/join worker pool (see threadpool.h).
  *
- * State machine: the driver bumps `gen` after publishing fn/arg; each worker
- * waits for gen to change (spinning, then sleeping on `cv`), runs its share,
- * and decrements `pending`; the driver runs share 0 and spins until pending
- * reaches 0. `stop` ends the workers at the next generation.
+ * State machine. A run is generation g. The driver fills job slot g & 1
+ * (function, argument, chunk count, done = 0), stores ticket = g << 32 | 0,
+ * then bumps `gen` (the futex word the workers wait on) and wakes sleepers.
+ * Every thread, the driver included, claims chunk c by moving the ticket
+ * from (g, c) to (g, c + 1) with a compare-and-swap, runs it, and counts it
+ * in the slot's `done`; the driver returns once done == n.
+ *
+ * Why the claim is safe for a late worker. The worker reads the ticket, then
+ * the job of its slot, then tries the CAS. The CAS succeeds only if the
+ * ticket still says (g, c) with c < n: chunk c of run g is unclaimed, so run
+ * g has not finished, so the driver has not started g + 1, let alone g + 2
+ * (the next writer of this slot): the job it read is run g's. A failed CAS
+ * means the ticket moved on, and the worker reads again. Slot `done`
+ * counters are only touched by threads holding a chunk of that run.
+ *
+ * Sleeping. Workers spin on `gen` for SPIN_NS (yielding now and then: on a
+ * busy machine the thread we wait for may need our core), then register in
+ * `sleepers` and futex-wait; the driver wakes them only when sleepers > 0
+ * (both sides use sequentially consistent accesses, so either the driver
+ * sees the sleeper or the sleeper sees the new generation). The driver's
+ * wait for `done` works the same way with `driver_sleeps`.
  */
 #include "engine/threadpool.h"
 
 #include "base/mem.h"
 
 #include <immintrin.h>
+#include <linux/futex.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
-#define SPIN_ROUNDS 200000
-#define YIELD_EVERY 1024   /* spinning threads yield now and then: on a busy
-                              machine the thread we wait for may need our core */
+#define SPIN_NS 200000        /* a worker spins this long for the next run */
+#define DRIVER_SPIN_NS 100000 /* the driver spins this long for the last chunks */
+#define CLOCK_EVERY 32        /* pause rounds between clock reads */
+#define YIELD_EVERY 1024      /* pause rounds between sched_yield calls */
 
 struct worker {
     struct eng_pool *pool;
@@ -28,18 +51,26 @@ struct worker {
     int ith;
 };
 
+/* One run's description; two slots alternate between generations. */
+struct job {
+    _Atomic(eng_pool_fn) share_fn;        /* eng_pool_run form, or NULL */
+    _Atomic(eng_pool_chunk_fn) chunk_fn;  /* eng_pool_run_chunks form */
+    _Atomic(void *) arg;
+    atomic_int n;                         /* chunks */
+    atomic_uint done;                     /* chunks finished (futex word) */
+};
+
 struct eng_pool {
     int n;
     struct worker *workers;   /* n-1 entries */
     int started;
-    eng_pool_fn fn;
-    void *arg;
-    atomic_uint gen;
-    atomic_int pending;
-    atomic_int sleeping;
+    unsigned last_gen;        /* driver's copy of gen */
+    struct job job[2];
+    _Atomic uint64_t ticket;  /* gen << 32 | next chunk */
+    atomic_uint gen;          /* futex word the workers wait on */
+    atomic_int sleepers;
+    atomic_int driver_sleeps;
     atomic_bool stop;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
 };
 
 static void cpu_relax(void)
@@ -49,23 +80,78 @@ static void cpu_relax(void)
 #endif
 }
 
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void futex_wait(atomic_uint *word, unsigned expect)
+{
+    syscall(SYS_futex, (unsigned *)word, FUTEX_WAIT_PRIVATE, expect, NULL, NULL, 0);
+}
+
+static void futex_wake(atomic_uint *word, int n)
+{
+    syscall(SYS_futex, (unsigned *)word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+/* Spin until (*word == v) == equal or `budget_ns` pass; true if it did. */
+static bool spin_until(atomic_uint *word, unsigned v, bool equal, int64_t budget_ns)
+{
+    int64_t t0 = 0;
+    for (unsigned i = 1;; i++) {
+        if ((atomic_load_explicit(word, memory_order_acquire) == v) == equal)
+            return true;
+        cpu_relax();
+        if (i % YIELD_EVERY == 0)
+            sched_yield();
+        if (i % CLOCK_EVERY == 0) {
+            int64_t t = now_ns();
+            if (t0 == 0)
+                t0 = t;
+            else if (t - t0 > budget_ns)
+                return false;
+        }
+    }
+}
+
 static unsigned wait_generation(struct eng_pool *p, unsigned seen)
 {
-    for (int i = 0; i < SPIN_ROUNDS; i++) {
-        unsigned g = atomic_load_explicit(&p->gen, memory_order_acquire);
-        if (g != seen)
-            return g;
-        cpu_relax();
-        if (i % YIELD_EVERY == YIELD_EVERY - 1)
-            sched_yield();
+    if (!spin_until(&p->gen, seen, false, SPIN_NS)) {
+        atomic_fetch_add(&p->sleepers, 1);
+        while (atomic_load(&p->gen) == seen)
+            futex_wait(&p->gen, seen);
+        atomic_fetch_sub(&p->sleepers, 1);
     }
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add(&p->sleeping, 1);
-    while (atomic_load(&p->gen) == seen)
-        pthread_cond_wait(&p->cv, &p->mu);
-    atomic_fetch_sub(&p->sleeping, 1);
-    pthread_mutex_unlock(&p->mu);
     return atomic_load(&p->gen);
+}
+
+/* Claim and run chunks of the current run until none is left. */
+static void work(struct eng_pool *p, int ith)
+{
+    for (;;) {
+        uint64_t t = atomic_load_explicit(&p->ticket, memory_order_acquire);
+        unsigned g = (unsigned)(t >> 32);
+        int c = (int)(uint32_t)t;
+        struct job *j = &p->job[g & 1];
+        int n = atomic_load_explicit(&j->n, memory_order_relaxed);
+        eng_pool_fn share = atomic_load_explicit(&j->share_fn, memory_order_relaxed);
+        eng_pool_chunk_fn chunk = atomic_load_explicit(&j->chunk_fn, memory_order_relaxed);
+        void *arg = atomic_load_explicit(&j->arg, memory_order_relaxed);
+        if (c >= n)
+            return;
+        atomic_thread_fence(memory_order_acquire);
+        if (!atomic_compare_exchange_weak(&p->ticket, &t, t + 1))
+            continue;
+        if (share)
+            share(arg, c, p->n);
+        else
+            chunk(arg, c, ith);
+        if ((int)atomic_fetch_add(&j->done, 1) + 1 == n && atomic_load(&p->driver_sleeps))
+            futex_wake(&j->done, 1);
+    }
 }
 
 static void *worker_main(void *arg)
@@ -77,8 +163,7 @@ static void *worker_main(void *arg)
         seen = wait_generation(p, seen);
         if (atomic_load(&p->stop))
             break;
-        p->fn(p->arg, w->ith, p->n);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
+        work(p, w->ith);
     }
     return NULL;
 }
@@ -92,8 +177,6 @@ int eng_pool_new(int n_threads, struct eng_pool **out, struct km_err *err)
     if (!p)
         return km_fail(err, KM_ENOMEM, "out of memory for a thread pool");
     p->n = n_threads;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
     p->workers = km_calloc((size_t)n_threads, sizeof *p->workers);
     if (!p->workers) {
         eng_pool_free(p);
@@ -113,14 +196,33 @@ int eng_pool_new(int n_threads, struct eng_pool **out, struct km_err *err)
     return KM_OK;
 }
 
-static void publish(struct eng_pool *p)
+/* Wait until all n chunks of job j are done. */
+static void wait_done(struct eng_pool *p, struct job *j, unsigned n)
 {
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_acq_rel);
-    if (atomic_load(&p->sleeping) > 0) {
-        pthread_mutex_lock(&p->mu);
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-    }
+    if (spin_until(&j->done, n, true, DRIVER_SPIN_NS))
+        return;
+    atomic_store(&p->driver_sleeps, 1);
+    for (unsigned d = atomic_load(&j->done); d != n; d = atomic_load(&j->done))
+        futex_wait(&j->done, d);
+    atomic_store(&p->driver_sleeps, 0);
+}
+
+static void run(struct eng_pool *p, eng_pool_fn share, eng_pool_chunk_fn chunk, void *arg,
+                 int n)
+{
+    unsigned g = ++p->last_gen;
+    struct job *j = &p->job[g & 1];
+    atomic_store_explicit(&j->share_fn, share, memory_order_relaxed);
+    atomic_store_explicit(&j->chunk_fn, chunk, memory_order_relaxed);
+    atomic_store_explicit(&j->arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&j->n, n, memory_order_relaxed);
+    atomic_store_explicit(&j->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->ticket, (uint64_t)g << 32, memory_order_release);
+    atomic_store(&p->gen, g);
+    if (atomic_load(&p->sleepers) > 0)
+        futex_wake(&p->gen, INT_MAX);
+    work(p, 0);
+    wait_done(p, j, (unsigned)n);
 }
 
 void eng_pool_run(struct eng_pool *p, eng_pool_fn fn, void *arg)
@@ -129,16 +231,17 @@ void eng_pool_run(struct eng_pool *p, eng_pool_fn fn, void *arg)
         fn(arg, 0, 1);
         return;
     }
-    p->fn = fn;
-    p->arg = arg;
-    atomic_store(&p->pending, p->n - 1);
-    publish(p);
-    fn(arg, 0, p->n);
-    for (unsigned i = 1; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++) {
-        cpu_relax();
-        if (i % YIELD_EVERY == 0)
-            sched_yield();
+    run(p, fn, NULL, arg, p->n);
+}
+
+void eng_pool_run_chunks(struct eng_pool *p, eng_pool_chunk_fn fn, void *arg, int n_chunks)
+{
+    if (p->n == 1 || n_chunks <= 1) {
+        for (int c = 0; c < n_chunks; c++)
+            fn(arg, c, 0);
+        return;
     }
+    run(p, NULL, fn, arg, n_chunks);
 }
 
 int eng_pool_size(const struct eng_pool *p)
@@ -151,14 +254,10 @@ void eng_pool_free(struct eng_pool *p)
     if (!p)
         return;
     atomic_store(&p->stop, true);
-    pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->gen, 1);
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    futex_wake(&p->gen, INT_MAX);
     for (int i = 0; i < p->started; i++)
         pthread_join(p->workers[i].thread, NULL);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
     km_free(p->workers);
     km_free(p);
 }

@@ -40,26 +40,20 @@ int tok__cp_to_byte(uint32_t cp)
     return 0xAD;
 }
 
-struct sym {
-    uint32_t off; /* into the encoded word */
-    uint32_t len; /* 0 once merged into its left neighbour */
-    int32_t prev, next;
-};
-
 struct work {
     char *enc;          /* the word in the byte alphabet */
     size_t enc_len;
-    struct sym *syms;
+    struct tok__sym *syms;
     struct tok__heap heap;
     size_t cap;         /* bytes of the longest word the arrays fit */
 };
 
-static void try_pair(const struct tok_vocab *v, struct work *w, int32_t l,
-                     int32_t r)
+static void try_pair(const struct tok_vocab *v, void *work, int32_t l, int32_t r)
 {
+    struct work *w = work;
     if (l < 0 || r < 0)
         return;
-    const struct sym *a = &w->syms[l], *b = &w->syms[r];
+    const struct tok__sym *a = &w->syms[l], *b = &w->syms[r];
     int32_t rank = tok__rank(v, w->enc + a->off, a->len, w->enc + b->off, b->len);
     if (rank >= 0)
         tok__heap_push(&w->heap, (struct tok__cand){rank, l, r, a->len, b->len});
@@ -70,7 +64,7 @@ static int emit_symbols(const struct tok_vocab *v, struct work *w,
 {
     int rc = KM_OK;
     for (int32_t i = 0; i >= 0 && rc == KM_OK; i = w->syms[i].next) {
-        const struct sym *s = &w->syms[i];
+        const struct tok__sym *s = &w->syms[i];
         int32_t id = tok__find(v, w->enc + s->off, s->len);
         if (id != TOK_NULL) {
             rc = tok__push(out, id, err);
@@ -95,26 +89,12 @@ static int merge_word(const struct tok_vocab *v, struct work *w,
     for (size_t off = 0; off < w->enc_len; n++) {
         size_t len;
         uni_decode(w->enc + off, w->enc_len - off, &len);
-        w->syms[n] = (struct sym){(uint32_t)off, (uint32_t)len, n - 1, n + 1};
+        w->syms[n] = (struct tok__sym){(uint32_t)off, (uint32_t)len, n - 1, n + 1};
         off += len;
     }
     w->syms[n - 1].next = -1;
     w->heap.n = 0;
-    for (int32_t i = 1; i < n; i++)
-        try_pair(v, w, i - 1, i);
-    while (w->heap.n > 0) {
-        struct tok__cand p = tok__heap_pop(&w->heap);
-        struct sym *l = &w->syms[p.left], *r = &w->syms[p.right];
-        if (l->len != p.llen || r->len != p.rlen || l->next != p.right)
-            continue; /* stale */
-        l->len += r->len;
-        r->len = 0;
-        l->next = r->next;
-        if (r->next >= 0)
-            w->syms[r->next].prev = p.left;
-        try_pair(v, w, l->prev, p.left);
-        try_pair(v, w, p.left, l->next);
-    }
+    tok__merge(v, w->syms, n, &w->heap, try_pair, w);
     return emit_symbols(v, w, out, err);
 }
 

@@ -1,5 +1,5 @@
-/* tok_heap.c - the binary min-heap of merge candidates shared by the BPE
- * (tok_bpe.c) and SentencePiece (tok_spm.c) merge loops (see tok_int.h). */
+/* tok_heap.c - the binary min-heap of merge candidates and the merge loop
+ * shared by BPE (tok_bpe.c) and SentencePiece (tok_spm.c) (see tok_int.h). */
 #include "engine/tok_int.h"
 
 /* Smaller key first, then the leftmost pair (both tokenizers' tie rule). */
@@ -39,4 +39,24 @@ struct tok__cand tok__heap_pop(struct tok__heap *h)
     if (n > 0)
         h->v[i] = last;
     return top;
+}
+
+void tok__merge(const struct tok_vocab *v, struct tok__sym *syms, int32_t n,
+                struct tok__heap *heap, tok__pair_fn try_pair, void *work)
+{
+    for (int32_t i = 1; i < n; i++)
+        try_pair(v, work, i - 1, i);
+    while (heap->n > 0) {
+        struct tok__cand c = tok__heap_pop(heap);
+        struct tok__sym *l = &syms[c.left], *r = &syms[c.right];
+        if (l->len != c.llen || r->len != c.rlen || l->next != c.right)
+            continue; /* stale */
+        l->len += r->len;
+        r->len = 0;
+        l->next = r->next;
+        if (r->next >= 0)
+            syms[r->next].prev = c.left;
+        try_pair(v, work, l->prev, c.left);
+        try_pair(v, work, c.left, l->next);
+    }
 }

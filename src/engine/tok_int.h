@@ -82,6 +82,26 @@ void tok__heap_push(struct tok__heap *h, struct tok__cand c);
 /* Remove and return the first candidate; h->n must be > 0. */
 struct tok__cand tok__heap_pop(struct tok__heap *h);
 
+/* A symbol of a word being merged: bytes [off, off + len) of the word, in a
+ * doubly linked list (-1 ends it); len is 0 once merged into its left
+ * neighbour. */
+struct tok__sym {
+    uint32_t off;
+    uint32_t len;
+    int32_t prev, next;
+};
+
+/* Push the candidate of symbols l and r (either may be -1: nothing) when
+ * they may merge; work is the tokenizer's own state. */
+typedef void (*tok__pair_fn)(const struct tok_vocab *v, void *work, int32_t l, int32_t r);
+
+/* The merge loop of BPE and SentencePiece: offer every adjacent pair of
+ * syms[0..n) (linked in order), then take the first candidate of heap until
+ * none is left, skip it when stale, else merge its right symbol into the
+ * left one and offer the two new pairs. */
+void tok__merge(const struct tok_vocab *v, struct tok__sym *syms, int32_t n,
+                struct tok__heap *heap, tok__pair_fn try_pair, void *work);
+
 /* Per-model tokenizers of one raw-text fragment (no specials inside). */
 int tok__bpe(const struct tok_vocab *v, const char *s, size_t len,
              struct tok__ids *out, struct km_err *err);

@@ -31,14 +31,14 @@ static uint32_t flags(const struct split *s, size_t i)
     return i < s->n ? uni_flags(s->cps[i]) : 0;
 }
 
-/* End a word at `end`; returns its length (0 adds nothing). */
+/* End a word at `end` (an empty one adds nothing); returns end, where the
+ * next word starts. */
 static size_t add(struct split *s, size_t end)
 {
-    size_t len = end - s->prev;
-    if (len > 0)
+    if (end != s->prev)
         s->ends[s->n_words++] = end;
     s->prev = end;
-    return len;
+    return end;
 }
 
 static bool is_crlf(uint32_t c)
@@ -79,37 +79,27 @@ static size_t whitespace(struct split *s, size_t pos, bool crlf_rule)
             last_crlf = pos + nws + 1;
         nws++;
     }
-    if (crlf_rule && last_crlf > 0) {
-        add(s, last_crlf);
-        return last_crlf;
-    }
-    if (nws > 1 && cpt(s, pos + nws) != OUT_OF_RANGE) {
-        add(s, pos + nws - 1);
-        return pos + nws - 1;
-    }
-    if (nws > 0) {
-        add(s, pos + nws);
-        return pos + nws;
-    }
-    add(s, pos + 1);
-    return pos + 1;
+    if (crlf_rule && last_crlf > 0)
+        return add(s, last_crlf);
+    if (nws > 1 && cpt(s, pos + nws) != OUT_OF_RANGE)
+        return add(s, pos + nws - 1);
+    if (nws > 0)
+        return add(s, pos + nws);
+    return add(s, pos + 1);
 }
 
 static size_t llama3_step(struct split *s, size_t pos)
 {
     uint32_t c = cpt(s, pos), f = flags(s, pos);
     size_t k = contraction(s, pos, true);
-    if (k > 0) {
-        add(s, pos + k);
-        return pos + k;
-    }
+    if (k > 0)
+        return add(s, pos + k);
     if (!is_crlf(c) && !(f & UNI_NUMBER) &&
         ((f & UNI_LETTER) || (flags(s, pos + 1) & UNI_LETTER))) {
         pos++;
         while (flags(s, pos) & UNI_LETTER)
             pos++;
-        add(s, pos);
-        return pos;
+        return add(s, pos);
     }
     if (f & UNI_NUMBER) {
         size_t ini = pos;
@@ -119,8 +109,7 @@ static size_t llama3_step(struct split *s, size_t pos)
                 ini = pos;
             }
         }
-        add(s, pos);
-        return pos;
+        return add(s, pos);
     }
     uint32_t f2 = c == ' ' ? flags(s, pos + 1) : f;
     if (is_other(f2) && f != 0) {
@@ -129,8 +118,7 @@ static size_t llama3_step(struct split *s, size_t pos)
             pos++;
         while (is_crlf(cpt(s, pos)))
             pos++;
-        add(s, pos);
-        return pos;
+        return add(s, pos);
     }
     return whitespace(s, pos, true);
 }
@@ -140,18 +128,15 @@ static size_t gpt2_run(struct split *s, size_t pos, uint32_t c, uint32_t want)
     pos += c == ' ';
     while (flags(s, pos) & want)
         pos++;
-    add(s, pos);
-    return pos;
+    return add(s, pos);
 }
 
 static size_t gpt2_step(struct split *s, size_t pos)
 {
     uint32_t c = cpt(s, pos), f = flags(s, pos);
     size_t k = contraction(s, pos, false);
-    if (k > 0) {
-        add(s, pos + k);
-        return pos + k;
-    }
+    if (k > 0)
+        return add(s, pos + k);
     uint32_t f2 = c == ' ' ? flags(s, pos + 1) : f;
     if (f2 & UNI_LETTER)
         return gpt2_run(s, pos, c, UNI_LETTER);
@@ -161,8 +146,7 @@ static size_t gpt2_step(struct split *s, size_t pos)
         pos += c == ' ';
         while (is_other(flags(s, pos)))
             pos++;
-        add(s, pos);
-        return pos;
+        return add(s, pos);
     }
     return whitespace(s, pos, false);
 }

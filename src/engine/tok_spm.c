@@ -13,21 +13,15 @@
 
 #include <string.h>
 
-struct sym {
-    uint32_t off;
-    uint32_t len;
-    int32_t prev, next;
-};
-
 struct work {
     const char *text;
-    struct sym *syms;
+    struct tok__sym *syms;
     struct tok__heap heap;
 };
 
-static void try_pair(const struct tok_vocab *v, struct work *w, int32_t l,
-                     int32_t r)
+static void try_pair(const struct tok_vocab *v, void *work, int32_t l, int32_t r)
 {
+    struct work *w = work;
     if (l < 0 || r < 0)
         return;
     uint32_t llen = w->syms[l].len, rlen = w->syms[r].len;
@@ -44,7 +38,7 @@ static int emit(const struct tok_vocab *v, const struct work *w,
 {
     int rc = KM_OK;
     for (int32_t i = 0; i >= 0 && rc == KM_OK; i = w->syms[i].next) {
-        const struct sym *s = &w->syms[i];
+        const struct tok__sym *s = &w->syms[i];
         int32_t id = tok__find(v, w->text + s->off, s->len);
         if (id != TOK_NULL) {
             rc = tok__push(out, id, err);
@@ -70,25 +64,11 @@ static int run(const struct tok_vocab *v, struct work *w, size_t len,
         size_t k = uni_lead_len((unsigned char)w->text[off]);
         if (k > len - off)
             k = len - off;
-        w->syms[n] = (struct sym){(uint32_t)off, (uint32_t)k, n - 1, n + 1};
+        w->syms[n] = (struct tok__sym){(uint32_t)off, (uint32_t)k, n - 1, n + 1};
         off += k;
     }
     w->syms[n - 1].next = -1;
-    for (int32_t i = 1; i < n; i++)
-        try_pair(v, w, i - 1, i);
-    while (w->heap.n > 0) {
-        struct tok__cand c = tok__heap_pop(&w->heap);
-        struct sym *l = &w->syms[c.left], *r = &w->syms[c.right];
-        if (l->len != c.llen || r->len != c.rlen || l->next != c.right)
-            continue; /* stale */
-        l->len += r->len;
-        r->len = 0;
-        l->next = r->next;
-        if (r->next >= 0)
-            w->syms[r->next].prev = c.left;
-        try_pair(v, w, l->prev, c.left);
-        try_pair(v, w, c.left, l->next);
-    }
+    tok__merge(v, w->syms, n, &w->heap, try_pair, w);
     return emit(v, w, out, err);
 }
 

@@ -110,8 +110,11 @@ int hub__http_error(const struct hub_env *env, const char *repo,
 }
 
 /* GET url into body with retries; KM_OK only for a 2xx answer. */
+/* GET an API URL into body, retrying transient failures; any answer but
+ * 200 becomes the user-facing error for repo at rev. */
 static int api_get(struct hub__http *h, const struct hub_env *env,
-                   const char *url, struct km_buf *body, struct hub__resp *resp,
+                   const char *url, const char *repo, const char *rev,
+                   struct km_buf *body, struct hub__resp *resp,
                    struct km_err *err)
 {
     struct hub__req req = {.method = "GET", .url = url, .token = env->token,
@@ -130,6 +133,8 @@ static int api_get(struct hub__http *h, const struct hub_env *env,
         if (attempt + 1 < API_TRIES)
             hub__backoff(attempt, resp->retry_after);
     }
+    if (rc == KM_OK && resp->status != 200)
+        rc = hub__http_error(env, repo, rev, NULL, resp, err);
     return rc;
 }
 
@@ -150,13 +155,9 @@ int hub__api_commit(struct hub__http *h, const struct hub_env *env,
     }
     snprintf(url, sizeof url, "%s/api/models/%s/revision/%s", env->endpoint,
              repo, erev);
-    rc = api_get(h, env, url, &body, &resp, err);
+    rc = api_get(h, env, url, repo, rev, &body, &resp, err);
     if (rc)
         goto out;
-    if (resp.status != 200) {
-        rc = hub__http_error(env, repo, rev, NULL, &resp, err);
-        goto out;
-    }
     json_error_t je;
     root = json_loadb(body.data ? body.data : "", body.len, 0, &je);
     const char *sha = json_string_value(json_object_get(root, "sha"));
@@ -269,13 +270,9 @@ int hub__api_tree(struct hub__http *h, const struct hub_env *env,
     snprintf(url, 8192, "%s/api/models/%s/tree/%s?recursive=true&expand=false",
              env->endpoint, repo, commit);
     for (int page = 0; page < TREE_PAGES_MAX; page++) {
-        rc = api_get(h, env, url, &body, &resp, err);
+        rc = api_get(h, env, url, repo, commit, &body, &resp, err);
         if (rc)
             goto out;
-        if (resp.status != 200) {
-            rc = hub__http_error(env, repo, commit, NULL, &resp, err);
-            goto out;
-        }
         rc = hub__tree_parse(body.data ? body.data : "", body.len, t, err);
         if (rc || !resp.link_next)
             goto out;

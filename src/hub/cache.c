@@ -26,6 +26,52 @@
 #include <time.h>
 #include <unistd.h>
 
+int hub__dir_each(const char *dir, hub__dirent_fn fn, void *ud)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? KM_ENOTFOUND : KM_EIO;
+    int rc = KM_OK;
+    for (;;) {
+        struct dirent *e = readdir(d);
+        if (!e || rc != KM_OK)
+            break;
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            rc = fn(ud, e->d_name, e->d_type);
+    }
+    closedir(d);
+    return rc;
+}
+
+struct walk {
+    const char *root, *rel;
+    hub__walk_fn fn;
+    void *ud;
+};
+
+static int walk_entry(void *arg, const char *name, unsigned char type)
+{
+    const struct walk *w = arg;
+    char sub[4096], full[8192];
+    struct stat lst;
+    (void)type;
+    snprintf(sub, sizeof sub, "%s%s%s", w->rel, *w->rel ? "/" : "", name);
+    snprintf(full, sizeof full, "%s/%s", w->root, sub);
+    if (lstat(full, &lst) != 0)
+        return KM_OK; /* vanished meanwhile */
+    if (!S_ISDIR(lst.st_mode))
+        return w->fn(w->ud, sub, full);
+    struct walk inner = {.root = w->root, .rel = sub, .fn = w->fn, .ud = w->ud};
+    int rc = hub__dir_each(full, walk_entry, &inner);
+    return rc == KM_ENOTFOUND ? KM_OK : rc;
+}
+
+int hub__walk_files(const char *root, hub__walk_fn fn, void *ud)
+{
+    struct walk w = {.root = root, .rel = "", .fn = fn, .ud = ud};
+    return hub__dir_each(root, walk_entry, &w);
+}
+
 char *hub__path_join(const char *a, const char *b)
 {
     size_t n = strlen(a) + strlen(b) + 2;
@@ -123,28 +169,25 @@ static int tmp_path(const char *repo_dir, const char *tag, char *out, size_t cap
     return rc;
 }
 
+/* Unlink <dir>/<name> if it is the temp file of a process that is gone. */
+static int sweep_entry(void *dir, const char *name, unsigned char type)
+{
+    const char *t = strstr(name, ".kanoa-tmp.");
+    int pid = t ? atoi(t + strlen(".kanoa-tmp.")) : 0;
+    (void)type;
+    if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) {
+        char p[8192];
+        snprintf(p, sizeof p, "%s/%s", (const char *)dir, name);
+        unlink(p); /* left by a killed process */
+    }
+    return KM_OK;
+}
+
 void hub__tmp_sweep(const char *cache, const char *folder)
 {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/.locks/%s", cache, folder);
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    for (;;) {
-        struct dirent *e = readdir(d);
-        if (!e)
-            break;
-        const char *t = strstr(e->d_name, ".kanoa-tmp.");
-        if (!t)
-            continue;
-        int pid = atoi(t + strlen(".kanoa-tmp."));
-        if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) {
-            char p[8192];
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p); /* left by a killed process */
-        }
-    }
-    closedir(d);
+    hub__dir_each(dir, sweep_entry, dir);
 }
 
 int hub__ref_read(const char *repo_dir, const char *rev, char *commit,
@@ -292,37 +335,60 @@ static void emit_wait(const struct hub_pull_opts *o, const char *path)
     o->progress(&ev, o->progress_ud);
 }
 
-int hub__lock(const char *cache, const char *folder, const char *etag,
-              const struct hub_pull_opts *o, int *fd_out, struct km_err *err)
+/* Is fd still the file at path? (`models rm` may delete a lock file while
+ * we wait on it; a lock on the deleted inode would exclude nobody.) */
+static int same_file(int fd, const char *path)
 {
-    char dir[4096], path[4200];
-    snprintf(dir, sizeof dir, "%s/.locks/%s", cache, folder);
-    int rc = hub__mkdirs(dir, err);
-    if (rc)
-        return rc;
-    snprintf(path, sizeof path, "%s/%s.lock", dir, etag);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0664);
-    if (fd < 0)
-        return km_fail(err, KM_EIO, "cannot open lock %s: %s", path, strerror(errno));
-    (void)!fchmod(fd, 0664); /* group-shared caches; fails harmlessly if not ours */
-    /* Poll like Python's filelock so a crash of the holder (the kernel
-     * drops its flock) lets us in at once; say so every 10 s. */
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
+/* Poll like Python's filelock so a crash of the holder (the kernel drops
+ * its flock) lets us in at once; say so every 10 s. 1 = locked (or no
+ * locks on this filesystem: correctness then rests on unique temp names),
+ * 0 = the file was replaced (open it again), <0 = error (errno). */
+static int lock_poll(int fd, const char *path, const struct hub_pull_opts *o)
+{
     for (long i = 0;; i++) {
         if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-            break;
+            return same_file(fd, path);
         if (errno == ENOSYS || errno == EOPNOTSUPP || errno == ENOLCK)
-            break; /* no locks here: correctness rests on unique temp names */
-        if (errno != EWOULDBLOCK && errno != EINTR) {
-            close(fd);
-            return km_fail(err, KM_EIO, "flock %s: %s", path, strerror(errno));
-        }
+            return 1;
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return -1;
         if (i % 100 == 0)
             emit_wait(o, path);
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    *fd_out = fd;
-    return KM_OK;
+}
+
+int hub__lock(const char *cache, const char *folder, const char *etag,
+              const struct hub_pull_opts *o, int *fd_out, struct km_err *err)
+{
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/.locks/%s", cache, folder);
+    snprintf(path, sizeof path, "%s/%s.lock", dir, etag);
+    for (;;) {
+        int rc = hub__mkdirs(dir, err);
+        if (rc)
+            return rc;
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0664);
+        if (fd < 0)
+            return km_fail(err, KM_EIO, "cannot open lock %s: %s", path,
+                           strerror(errno));
+        (void)!fchmod(fd, 0664); /* group-shared caches; fails harmlessly if not ours */
+        int got = lock_poll(fd, path, o);
+        if (got > 0) {
+            *fd_out = fd;
+            return KM_OK;
+        }
+        int e = errno;
+        close(fd);
+        if (got < 0)
+            return km_fail(err, KM_EIO, "flock %s: %s", path, strerror(e));
+    }
 }
 
 void hub__unlock(int fd)

@@ -8,7 +8,9 @@
  *        '0' = to do, '1' = every byte of that chunk is in the partial file.
  *   workers take '0' chunks, GET them with Range into the partial (pwrite),
  *   and flip the byte to '1' only after the last byte of the chunk is written.
- *   all '1' --> hash the whole partial (sha256 or git sha1) == etag ?
+ *   meanwhile a hashing thread (hashfeed.c) hashes the contiguous written
+ *   prefix as it grows and starts its writeback;
+ *   all '1' --> the digest of the whole partial (sha256 or git sha1) == etag ?
  *        yes: fsync, rename -> <etag> (created 0666 & ~umask), unlink ranges
  *        no:  unlink both (KM_EINTEGRITY), nothing under the final name
  *
@@ -19,8 +21,12 @@
  * "<etag>.<8hex>.incomplete", so no Python client appends to them.
  * ENOSPC removes the partial and its ranges file.
  *
- * Threads: N workers (one libcurl handle each) and the calling thread, which
- * only reports progress. Shared state is under `mu`, byte counters atomic.
+ * Threads: N workers (one libcurl handle each), the hashing thread of the
+ * hashfeed, and the calling thread, which only reports progress. Shared
+ * state is under `mu`, byte counters atomic. Write path: each worker gathers
+ * libcurl's 16 KiB callbacks into 1 MiB and writes them with one pwrite into
+ * the page cache (the file is fallocated up front); the hashing thread starts
+ * writeback behind itself, and the only fsync is the one before the rename.
  */
 #include "hub/hub_int.h"
 
@@ -72,18 +78,21 @@ struct job {
     atomic_uint_fast64_t done_bytes;
     atomic_int retries;
     char retry_msg[256];
-    /* hashing behind the write frontier (calling thread only) */
-    struct hub__hasher *hs;
-    size_t hnext;             /* next chunk to hash */
-    unsigned char *hbuf;
-    int hash_failed;
+    struct hub__hashfeed *feed;   /* hashes behind the write frontier */
 };
 
-#define HASH_BUF (1u << 20)
+/* Where a worker's body bytes go. libcurl hands the write callback at most
+ * 16 KiB at a time (CURL_MAX_WRITE_SIZE) whatever its receive buffer, so
+ * bytes are gathered in buf and written with one pwrite per SINK_BUF. */
+#define SINK_BUF (1u << 20)
 
 struct sinkpos {
     struct job *j;
-    uint64_t pos, end;        /* next offset to write, last offset + 1 */
+    size_t idx;               /* chunk index */
+    uint64_t base;            /* first offset of the chunk */
+    uint64_t pos, end;        /* next offset to accept, last offset + 1 */
+    unsigned char *buf;       /* SINK_BUF bytes: [pos - fill, pos) */
+    size_t fill;
     int enospc;
 };
 
@@ -252,25 +261,46 @@ out:
 
 /* ---------------- workers ---------------- */
 
-static size_t sink_write(const void *p, size_t n, void *ud)
+/* Write the gathered bytes; on failure pos falls back to what is on disk
+ * (where a retry resumes). 0 or -1. */
+static int sink_flush(struct sinkpos *s)
 {
-    struct sinkpos *s = ud;
-    if (s->pos + n > s->end)
-        return 0; /* more bytes than the range: refuse */
-    const char *b = p;
-    size_t left = n;
-    while (left > 0) {
-        ssize_t w = pwrite(s->j->part_fd, b, left, (off_t)s->pos);
+    uint64_t off = s->pos - s->fill;
+    size_t done = 0;
+    while (done < s->fill) {
+        ssize_t w = pwrite(s->j->part_fd, s->buf + done, s->fill - done,
+                           (off_t)(off + done));
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0) {
             s->enospc = errno == ENOSPC || errno == EDQUOT || errno == EFBIG;
-            return 0;
+            atomic_fetch_sub(&s->j->done_bytes, s->fill - done);
+            s->pos = off + done;
+            s->fill = 0;
+            return -1;
         }
-        b += w;
-        left -= (size_t)w;
-        s->pos += (uint64_t)w;
-        atomic_fetch_add(&s->j->done_bytes, (uint64_t)w);
+        done += (size_t)w;
+    }
+    s->fill = 0;
+    hub__hashfeed_landed(s->j->feed, s->idx, s->pos - s->base);
+    return 0;
+}
+
+static size_t sink_write(const void *p, size_t n, void *ud)
+{
+    struct sinkpos *s = ud;
+    const unsigned char *b = p;
+    if (s->pos + n > s->end)
+        return 0; /* more bytes than the range: refuse */
+    for (size_t k = 0; k < n;) {
+        if (s->fill == SINK_BUF && sink_flush(s) != 0)
+            return 0;
+        size_t m = n - k < SINK_BUF - s->fill ? n - k : SINK_BUF - s->fill;
+        memcpy(s->buf + s->fill, b + k, m);
+        s->fill += m;
+        s->pos += m;
+        k += m;
+        atomic_fetch_add(&s->j->done_bytes, (uint64_t)m);
     }
     return n;
 }
@@ -382,12 +412,13 @@ static int refresh_url(struct job *j, struct hub__http *h, const char *used,
 
 /* Fetch chunk i completely (resuming inside it after each failure). */
 static int fetch_chunk(struct job *j, struct hub__http *h, size_t i,
-                       struct km_err *e)
+                       unsigned char *buf, struct km_err *e)
 {
     struct ranges *rg = j->rg;
     uint64_t a = i * rg->chunk;
     uint64_t end = a + rg->chunk > rg->size ? rg->size : a + rg->chunk;
-    struct sinkpos s = {.j = j, .pos = a, .end = end};
+    struct sinkpos s = {.j = j, .idx = i, .base = a, .pos = a, .end = end,
+                        .buf = buf};
     struct hub__resp resp = {0};
     int rc = KM_OK, fails = 0;
     while (s.pos < end && !job_stopped(j)) {
@@ -403,6 +434,7 @@ static int fetch_chunk(struct job *j, struct hub__http *h, size_t i,
                                .sink = sink_write, .sink_ud = &s,
                                .timeout_s = j->d->env->timeout_s};
         rc = hub__http_do(h, &req, &resp, e);
+        sink_flush(&s); /* on failure: enospc set, or pos back to the disk's */
         rc = attempt_result(j, rc, &resp, &s, e);
         if (rc == EXPIRED)
             rc = refresh_url(j, h, url, e);
@@ -435,17 +467,17 @@ static void *worker(void *arg)
     struct job *j = arg;
     struct hub__http *h = NULL;
     struct km_err e = {0};
-    int rc = hub__http_new(&h, &e);
+    unsigned char *buf = km_malloc(SINK_BUF);
+    int rc = buf ? hub__http_new(&h, &e) : km_fail(&e, KM_ENOMEM, "out of memory");
     while (rc == KM_OK) {
         long i = take_chunk(j);
         if (i < 0)
             break;
-        rc = fetch_chunk(j, h, (size_t)i, &e);
+        rc = fetch_chunk(j, h, (size_t)i, buf, &e);
         if (rc != KM_OK)
             break;
         pthread_mutex_lock(&j->mu);
         int mrc = ranges_mark(j->rg, (size_t)i);
-        pthread_cond_signal(&j->cv); /* the hasher may advance */
         pthread_mutex_unlock(&j->mu);
         if (mrc != 0)
             rc = km_fail(&e, KM_EIO, "cannot update the ranges file of %s: %s",
@@ -454,6 +486,7 @@ static void *worker(void *arg)
     if (rc != KM_OK)
         job_fail(j, &e);
     hub__http_free(h);
+    km_free(buf);
     pthread_mutex_lock(&j->mu);
     j->running--;
     pthread_cond_signal(&j->cv);
@@ -477,20 +510,6 @@ static void emit(struct hub__dl *d, enum hub_event_kind k, uint64_t done,
     o->progress(&ev, o->progress_ud);
 }
 
-/* Hash chunk j->hnext (already complete on disk) into the running digest. */
-static void hash_next(struct job *j)
-{
-    struct ranges *rg = j->rg;
-    uint64_t a = j->hnext * rg->chunk;
-    uint64_t len = a + rg->chunk > rg->size ? rg->size - a : rg->chunk;
-    double t = hub__now();
-    if (hub__hasher_fd(j->hs, j->part_fd, a, len, j->hbuf, HASH_BUF) != KM_OK)
-        j->hash_failed = 1;
-    j->d->res->hash_seconds += hub__now() - t;
-    j->d->res->hashed += len;
-    j->hnext++;
-}
-
 static void deadline(struct timespec *ts, long ms)
 {
     clock_gettime(CLOCK_REALTIME, ts);
@@ -501,9 +520,7 @@ static void deadline(struct timespec *ts, long ms)
     }
 }
 
-/* Wait for the workers: hash finished chunks in file order as they land
- * (so verification overlaps the download) and report progress about four
- * times a second. */
+/* Wait for the workers and report progress about four times a second. */
 static void watch(struct job *j, uint64_t base, double t_start)
 {
     struct hub__dl *d = j->d;
@@ -513,8 +530,7 @@ static void watch(struct job *j, uint64_t base, double t_start)
         struct timespec ts;
         char msg[256];
         pthread_mutex_lock(&j->mu);
-        int ready = j->hnext < j->rg->n && j->rg->done[j->hnext] == '1';
-        if (!ready && j->running > 0) {
+        if (j->running > 0) {
             deadline(&ts, 250);
             pthread_cond_timedwait(&j->cv, &j->mu, &ts);
         }
@@ -522,8 +538,6 @@ static void watch(struct job *j, uint64_t base, double t_start)
         int r = atomic_load(&j->retries);
         snprintf(msg, sizeof msg, "%s", j->retry_msg);
         pthread_mutex_unlock(&j->mu);
-        if (ready && !j->hash_failed)
-            hash_next(j);
         uint64_t now = atomic_load(&j->done_bytes);
         double t = hub__now();
         *d->all_done = base + now;
@@ -614,7 +628,7 @@ static int run_workers(struct job *j, int conns, uint64_t base)
     return KM_OK;
 }
 
-/* Finish the digest (chunks not hashed yet), compare, rename if equal. */
+/* Let the hashing thread finish the tail, compare, rename if equal. */
 static int finalize(struct job *j, const char *part, const char *final,
                     struct km_err *err)
 {
@@ -623,13 +637,18 @@ static int finalize(struct job *j, const char *part, const char *final,
     char hex[130];
     hub__hash_kind_of(d->file->etag, &kind);
     emit(d, HUB_EV_VERIFY, d->file->size, 0, NULL);
-    while (j->hnext < j->rg->n && !j->hash_failed)
-        hash_next(j);
+    int hrc = hub__hashfeed_end(j->feed, hex);
+    uint64_t hashed = 0;
+    double secs = 0;
+    hub__hashfeed_stats(j->feed, &hashed, &secs);
+    d->res->hashed += hashed;
+    d->res->hash_seconds += secs;
     struct stat st;
-    if (j->hash_failed || fstat(j->part_fd, &st) != 0)
-        return km_fail(err, KM_EIO, "cannot read back %s to verify it: %s",
-                       part, strerror(errno));
-    hub__hasher_final(j->hs, hex);
+    if (hrc != KM_OK || fstat(j->part_fd, &st) != 0)
+        return km_fail(err, KM_EIO, "cannot read back %s to verify it (%llu of "
+                       "%llu bytes hashed): %s", part, (unsigned long long)hashed,
+                       (unsigned long long)d->file->size,
+                       hrc == KM_EIO ? strerror(errno) : "bytes missing");
     uint64_t n = (uint64_t)st.st_size;
     if (n != d->file->size || strcmp(hex, d->file->etag) != 0)
         return km_fail(err, KM_EINTEGRITY, "%s: %s mismatch: the listing says "
@@ -651,15 +670,23 @@ static int finalize(struct job *j, const char *part, const char *final,
     return KM_OK;
 }
 
-static int new_hasher(struct hub__dl *d, struct job *j, struct km_err *err)
+/* Start the hashing thread; chunks finished by an earlier run are hashed
+ * from disk while the missing ones download. */
+static int start_feed(struct hub__dl *d, struct job *j, struct km_err *err)
 {
     enum hub__hash_kind kind;
+    struct ranges *rg = j->rg;
     if (hub__hash_kind_of(d->file->etag, &kind) != KM_OK)
         return km_fail(err, KM_EFORMAT, "etag %s of %s is not a hash",
                        d->file->etag, d->file->path);
-    j->hbuf = km_malloc(HASH_BUF);
-    if (!j->hbuf || hub__hasher_new(kind, d->file->size, &j->hs) != KM_OK)
+    if (hub__hashfeed_new(kind, j->part_fd, rg->size, rg->chunk, &j->feed) != KM_OK)
         return km_fail(err, KM_ENOMEM, "out of memory");
+    for (size_t i = 0; i < rg->n; i++)
+        if (rg->done[i] == '1')
+            hub__hashfeed_landed(j->feed, i, i * rg->chunk + rg->chunk > rg->size
+                                 ? rg->size - i * rg->chunk : rg->chunk);
+    if (hub__hashfeed_start(j->feed) != KM_OK)
+        return km_fail(err, KM_ENOMEM, "cannot start the hashing thread");
     return KM_OK;
 }
 
@@ -685,7 +712,7 @@ int hub__download(struct hub__dl *d, struct km_err *err)
     if (rc == KM_OK)
         rc = open_partial(d, part, side, ranges_ok, conns, &j.part_fd, &rg, err);
     if (rc == KM_OK)
-        rc = new_hasher(d, &j, err);
+        rc = start_feed(d, &j, err);
     if (rc != KM_OK)
         goto out;
     j.url = url;
@@ -713,13 +740,12 @@ int hub__download(struct hub__dl *d, struct km_err *err)
              dt > 0 ? (double)(d->file->size - resumed) / dt : 0, NULL);
     }
 out:
+    hub__hashfeed_free(j.feed); /* joins the thread before part_fd closes */
     if (rc == KM_ENOSPACE || rc == KM_EINTEGRITY)
         unlink_partial(part, side);
     if (j.part_fd >= 0)
         close(j.part_fd);
     ranges_close(&rg);
-    hub__hasher_free(j.hs);
-    km_free(j.hbuf);
     km_free(url);
     km_free(j.url);
     for (int k = 0; k < j.refreshed; k++)

@@ -140,7 +140,7 @@ out:
     return rc;
 }
 
-/* ---- incremental hashing (download.c hashes behind the write frontier) ---- */
+/* ---- incremental hashing (hashfeed.c follows the write frontier) ---- */
 
 struct hub__hasher {
     EVP_MD_CTX *ctx;
@@ -161,21 +161,9 @@ int hub__hasher_new(enum hub__hash_kind kind, uint64_t size,
     return KM_OK;
 }
 
-int hub__hasher_fd(struct hub__hasher *h, int fd, uint64_t off, uint64_t len,
-                   void *buf, size_t cap)
+void hub__hasher_update(struct hub__hasher *h, const void *p, size_t n)
 {
-    while (len > 0) {
-        size_t want = len < cap ? (size_t)len : cap;
-        ssize_t r = pread(fd, buf, want, (off_t)off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return KM_EIO;
-        EVP_DigestUpdate(h->ctx, buf, (size_t)r);
-        off += (uint64_t)r;
-        len -= (uint64_t)r;
-    }
-    return KM_OK;
+    EVP_DigestUpdate(h->ctx, p, n);
 }
 
 void hub__hasher_final(struct hub__hasher *h, char *hex_out)

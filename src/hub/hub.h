@@ -130,6 +130,8 @@ void hub_progress_free(struct hub_progress *p);
 void hub_progress_event(const struct hub_event *ev, void *ud); /* ud = p */
 /* JSON mode: {"event":"error","code":"KM_E...","message":...}; else no-op. */
 void hub_progress_error(struct hub_progress *p, const struct km_err *e);
+/* "512 B", "1.5 KiB", "2.0 GiB" (1024-based) into b[n]. */
+void hub_human_bytes(char *b, size_t n, double v);
 
 /* ---- the cache as it is on disk (models list / rm / verify / du) ---- */
 

@@ -26,15 +26,35 @@ int hub__hash_file(const char *path, enum hub__hash_kind kind, char *hex_out,
 int hub__hash_mem(const void *p, size_t n, enum hub__hash_kind kind,
                   char *hex_out);
 int hub__is_hex(const char *s, size_t n);
-/* Incremental: new (git sha1 needs the total size up front), feed file
- * ranges in order with hasher_fd (buf is scratch), final, free. */
+/* Incremental: new (git sha1 needs the total size up front), update with
+ * the bytes in order, final, free. */
 struct hub__hasher;
 int hub__hasher_new(enum hub__hash_kind kind, uint64_t size,
                     struct hub__hasher **out);
-int hub__hasher_fd(struct hub__hasher *h, int fd, uint64_t off, uint64_t len,
-                   void *buf, size_t cap);
+void hub__hasher_update(struct hub__hasher *h, const void *p, size_t n);
 void hub__hasher_final(struct hub__hasher *h, char *hex_out);
 void hub__hasher_free(struct hub__hasher *h);
+
+/* ---- hashfeed.c: a hashing thread behind the write frontier ----
+ * fd/size/chunk describe the file being written in chunks of `chunk` bytes
+ * (the ranges-file chunks). Writers call hub__hashfeed_landed(f, i, n) from
+ * any thread when the first n bytes of chunk i are written (pwrite done);
+ * the thread hashes the contiguous prefix as it grows (reading it back
+ * with pread) and starts writeback behind it (sync_file_range, no fsync).
+ * Mark already-finished chunks before hub__hashfeed_start. end says "no
+ * more writes": it waits for the thread to drain, then KM_OK with the hex
+ * digest (hex_out >= 65), KM_EIO if reading back failed, KM_ECANCELED if
+ * bytes are missing. stats only after end. free cancels and joins (safe at
+ * any point, NULL too); f does not own fd. */
+struct hub__hashfeed;
+int hub__hashfeed_new(enum hub__hash_kind kind, int fd, uint64_t size,
+                      uint64_t chunk, struct hub__hashfeed **out);
+void hub__hashfeed_landed(struct hub__hashfeed *f, size_t i, uint64_t n);
+int hub__hashfeed_start(struct hub__hashfeed *f);
+int hub__hashfeed_end(struct hub__hashfeed *f, char *hex_out);
+void hub__hashfeed_stats(const struct hub__hashfeed *f, uint64_t *bytes,
+                         double *seconds);
+void hub__hashfeed_free(struct hub__hashfeed *f);
 
 /* ---- filter.c ---- */
 /* huggingface_hub filter_repo_objects: kept iff (no allow list or matches
@@ -70,6 +90,17 @@ void hub__unlock(int fd);
 /* Remove temp files of dead processes from <cache>/.locks/<folder>/. */
 void hub__tmp_sweep(const char *cache, const char *folder);
 char *hub__path_join(const char *a, const char *b);     /* km_malloc'ed */
+/* Call fn(ud, name, d_type) for each entry of dir except "." and "..",
+ * stopping at (and returning) the first code that is not KM_OK.
+ * KM_ENOTFOUND when dir does not exist, KM_EIO (errno set) when it cannot
+ * be read. */
+typedef int (*hub__dirent_fn)(void *ud, const char *name, unsigned char type);
+int hub__dir_each(const char *dir, hub__dirent_fn fn, void *ud);
+/* Call fn(ud, rel, full) for every entry below root that is not a directory
+ * (symlinks are not followed), depth first; rel is the path below root.
+ * Same return codes as hub__dir_each. */
+typedef int (*hub__walk_fn)(void *ud, const char *rel, const char *full);
+int hub__walk_files(const char *root, hub__walk_fn fn, void *ud);
 
 /* ---- http.c (the only libcurl adapter) ---- */
 struct hub__resp {

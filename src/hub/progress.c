@@ -62,7 +62,7 @@ static const char *kind_name(enum hub_event_kind k)
     return (unsigned)k < sizeof names / sizeof *names ? names[k] : "?";
 }
 
-static void human(char *b, size_t n, double v)
+void hub_human_bytes(char *b, size_t n, double v)
 {
     const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int i = 0;
@@ -107,10 +107,10 @@ static void json_event(struct hub_progress *p, const struct hub_event *e)
 static void total_text(char *b, size_t n, const struct hub_event *e)
 {
     char d[32], t[32], r[32];
-    human(d, sizeof d, (double)e->all_done);
-    human(t, sizeof t, (double)e->all_total);
+    hub_human_bytes(d, sizeof d, (double)e->all_done);
+    hub_human_bytes(t, sizeof t, (double)e->all_total);
     double rate = e->elapsed_s > 0 ? (double)e->all_done / e->elapsed_s : 0;
-    human(r, sizeof r, rate);
+    hub_human_bytes(r, sizeof r, rate);
     double eta = rate > 0 ? (double)(e->all_total - e->all_done) / rate : 0;
     snprintf(b, n, "total %s / %s  %s/s  ETA %02d:%02d", d, t, r,
              (int)eta / 60, (int)eta % 60);
@@ -128,9 +128,9 @@ static void bars(struct hub_progress *p, const struct hub_event *e, int force)
     for (int i = 0; i < width; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[width] = '\0';
-    human(d, sizeof d, (double)e->done);
-    human(t, sizeof t, (double)e->total);
-    human(r, sizeof r, e->rate);
+    hub_human_bytes(d, sizeof d, (double)e->done);
+    hub_human_bytes(t, sizeof t, (double)e->total);
+    hub_human_bytes(r, sizeof r, e->rate);
     snprintf(line, sizeof line, "%-32.32s [%s] %s / %s  %s/s", e->path ? e->path : "",
              bar, d, t, r);
     total_text(tot, sizeof tot, e);
@@ -150,18 +150,18 @@ static void line_event(struct hub_progress *p, const struct hub_event *e)
     }
     switch (e->kind) {
     case HUB_EV_RESOLVED:
-        human(d, sizeof d, (double)e->all_total);
+        hub_human_bytes(d, sizeof d, (double)e->all_total);
         fprintf(p->out, "%s: commit %s, %zu file(s), %s to download\n", e->repo,
                 e->commit, e->files, d);
         break;
     case HUB_EV_START:
-        human(d, sizeof d, (double)e->total);
+        hub_human_bytes(d, sizeof d, (double)e->total);
         fprintf(p->out, "downloading %s (%s)%s\n", e->path, d,
                 e->done ? ", resuming" : "");
         break;
     case HUB_EV_DONE:
-        human(d, sizeof d, (double)e->total);
-        human(r, sizeof r, e->rate);
+        hub_human_bytes(d, sizeof d, (double)e->total);
+        hub_human_bytes(r, sizeof r, e->rate);
         fprintf(p->out, "done %s (%s, %s/s, verified)\n", e->path, d, r);
         break;
     case HUB_EV_CACHED:
@@ -203,8 +203,8 @@ void hub_progress_event(const struct hub_event *e, void *ud)
         } else if (e->elapsed_s - p->last >= PLAIN_EVERY) {
             char d[32], t[32], tot[160];
             p->last = e->elapsed_s;
-            human(d, sizeof d, (double)e->done);
-            human(t, sizeof t, (double)e->total);
+            hub_human_bytes(d, sizeof d, (double)e->done);
+            hub_human_bytes(t, sizeof t, (double)e->total);
             total_text(tot, sizeof tot, e);
             fprintf(p->out, "%s: %s / %s; %s\n", e->path, d, t, tot);
             fflush(p->out);

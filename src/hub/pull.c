@@ -13,7 +13,6 @@
 #include "base/mem.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,8 +191,12 @@ static int do_file(const struct hub_env *env, const struct hub_pull_opts *o,
     }
     int fd = -1;
     int rc = hub__lock(env->cache, folder, f->etag, o, &fd, err);
-    if (rc)
+    if (rc == KM_OK) /* `models rm` may have removed the repo while we waited */
+        rc = hub__mkdirs(blobs, err);
+    if (rc) {
+        hub__unlock(fd);
         return rc;
+    }
     snprintf(path, sizeof path, "%s/%s", blobs, f->etag);
     int fetched = 0;
     if (file_is(path, f->size)) {
@@ -234,21 +237,41 @@ static int resolve_online(const struct hub_env *env,
     return rc;
 }
 
-static int walk_snapshot(const char *root, const char *rel,
-                         struct hub__tree *t, struct km_err *err);
-
 static int cmp_path(const void *a, const void *b)
 {
     return strcmp(((const struct hub__file *)a)->path,
                   ((const struct hub__file *)b)->path);
 }
 
+/* A snapshot entry that resolves to a regular file; etag = link target's
+ * basename, "local" for a plain file. Dangling links are not usable. */
+static int list_entry(void *ud, const char *rel, const char *full)
+{
+    char target[4096];
+    struct stat st;
+    if (stat(full, &st) != 0 || !S_ISREG(st.st_mode))
+        return KM_OK;
+    const char *etag = "local";
+    ssize_t n = readlink(full, target, sizeof target - 1);
+    if (n > 0) {
+        target[n] = '\0';
+        const char *slash = strrchr(target, '/');
+        etag = slash ? slash + 1 : target;
+    }
+    return hub__tree_push(ud, rel, etag, (uint64_t)st.st_size, 0);
+}
+
 int hub__snapshot_list(const char *snap, struct hub__tree *t, struct km_err *err)
 {
-    int rc = walk_snapshot(snap, "", t, err);
-    if (rc == KM_OK && t->n > 1)
+    int rc = hub__walk_files(snap, list_entry, t);
+    if (rc == KM_ENOMEM)
+        return km_fail(err, rc, "out of memory");
+    if (rc != KM_OK)
+        return km_fail(err, KM_EIO, "cannot read %s: %s", snap,
+                       rc == KM_ENOTFOUND ? "no such directory" : strerror(errno));
+    if (t->n > 1)
         qsort(t->files, t->n, sizeof *t->files, cmp_path);
-    return rc;
+    return KM_OK;
 }
 
 static int resolve_offline(const struct hub_env *env,
@@ -269,54 +292,7 @@ static int resolve_offline(const struct hub_env *env,
     if (stat(snap, &st) != 0)
         return km_fail(err, KM_ENOTFOUND, "HF_HUB_OFFLINE is set and snapshot "
                        "%s of %s is not in the cache", commit, o->repo);
-    return walk_snapshot(snap, "", all, err);
-}
-
-static int walk_entry(const char *root, const char *sub, struct hub__tree *t,
-                      struct km_err *err)
-{
-    char full[8192], target[4096];
-    snprintf(full, sizeof full, "%s/%s", root, sub);
-    struct stat st, lst;
-    if (lstat(full, &lst) != 0)
-        return KM_OK;
-    if (S_ISDIR(lst.st_mode))
-        return walk_snapshot(root, sub, t, err);
-    if (stat(full, &st) != 0 || !S_ISREG(st.st_mode))
-        return KM_OK; /* dangling link: not usable offline */
-    const char *etag = "local";
-    ssize_t n = readlink(full, target, sizeof target - 1);
-    if (n > 0) {
-        target[n] = '\0';
-        const char *slash = strrchr(target, '/');
-        etag = slash ? slash + 1 : target;
-    }
-    if (hub__tree_push(t, sub, etag, (uint64_t)st.st_size, 0) != KM_OK)
-        return km_fail(err, KM_ENOMEM, "out of memory");
-    return KM_OK;
-}
-
-static int walk_snapshot(const char *root, const char *rel,
-                         struct hub__tree *t, struct km_err *err)
-{
-    char dir[8192];
-    snprintf(dir, sizeof dir, "%s%s%s", root, *rel ? "/" : "", rel);
-    DIR *d = opendir(dir);
-    if (!d)
-        return km_fail(err, KM_EIO, "cannot read %s: %s", dir, strerror(errno));
-    int rc = KM_OK;
-    for (;;) {
-        struct dirent *e = readdir(d);
-        if (!e || rc != KM_OK)
-            break;
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        char sub[8192];
-        snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", e->d_name);
-        rc = walk_entry(root, sub, t, err);
-    }
-    closedir(d);
-    return rc;
+    return hub__snapshot_list(snap, all, err);
 }
 
 static void finish_event(const struct hub_pull_opts *o,

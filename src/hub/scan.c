@@ -1,20 +1,18 @@
 /* scan.c - read the cache back: repos, revisions, files, sizes, quant types,
- * completeness (hub_cache_scan), remove repos or revisions (hub_cache_rm),
- * and re-hash blobs (hub_verify_blob).
+ * completeness (hub_cache_scan), and re-hash blobs (hub_verify_blob).
+ * Removal (hub_cache_rm, under the blob locks) is in rm.c.
  *
  * A revision is complete when every entry of its snapshot resolves to a
  * regular file and no partial download belongs to one of its blobs. Blob
- * bytes are counted once per repo (snapshots share blobs). rm does not take
- * the per-blob locks: run it when no pull of that repo is in progress.
+ * bytes are counted once per repo (snapshots share blobs). The scan takes no
+ * locks: a pull running meanwhile shows as an INCOMPLETE revision.
  */
 #include "hub/hub_int.h"
 
 #include "base/mem.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,94 +78,57 @@ static int repo_of_folder(const char *name, char **type, char **repo)
     return KM_ENOTFOUND;
 }
 
-/* refs/ walked recursively: name relative to refs/ -> commit. */
-static void add_refs(struct hub_scan_repo *r, const char *refs, const char *rel)
+/* Append `a` to the list; NULL strings are dropped. */
+static int push_str(char ***list, size_t *n, const char *a)
 {
-    char dir[8192];
-    snprintf(dir, sizeof dir, "%s%s%s", refs, *rel ? "/" : "", rel);
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    for (;;) {
-        struct dirent *e = readdir(d);
-        if (!e)
-            break;
-        if (e->d_name[0] == '.')
-            continue;
-        char sub[8192], commit[41];
-        snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", e->d_name);
-        struct km_err ignored;
-        char repo_dir[8192];
-        snprintf(repo_dir, sizeof repo_dir, "%s/..", refs);
-        if (e->d_type == DT_DIR) {
-            add_refs(r, refs, sub);
-            continue;
-        }
-        if (hub__ref_read(repo_dir, sub, commit, &ignored) != KM_OK)
-            continue;
-        for (size_t i = 0; i < r->nrevs; i++) {
-            struct hub_scan_rev *v = &r->revs[i];
-            if (strcmp(v->commit, commit) != 0)
-                continue;
-            char **nr = km_realloc(v->refs, (v->nrefs + 1) * sizeof *nr);
-            if (!nr)
-                break;
-            v->refs = nr;
-            v->refs[v->nrefs] = km_strdup(sub);
-            v->nrefs += v->refs[v->nrefs] != NULL;
-        }
-    }
-    closedir(d);
+    char **nl = km_realloc(*list, (*n + 1) * sizeof *nl);
+    if (!nl)
+        return KM_ENOMEM;
+    *list = nl;
+    nl[*n] = km_strdup(a);
+    *n += nl[*n] != NULL;
+    return KM_OK;
 }
 
-/* All entries of a snapshot, including dangling links. */
-static int scan_snapshot(struct hub_scan_rev *v, const char *root, const char *rel)
+/* Every file below refs/ is a ref (name relative to refs/) -> commit. */
+static int add_ref(void *ud, const char *rel, const char *full)
 {
-    char dir[8192];
-    snprintf(dir, sizeof dir, "%s%s%s", root, *rel ? "/" : "", rel);
-    DIR *d = opendir(dir);
-    if (!d)
+    struct hub_scan_repo *r = ud;
+    char commit[41];
+    struct km_err ignored;
+    (void)full;
+    if (rel[0] == '.' || strstr(rel, "/.") ||
+        hub__ref_read(r->dir, rel, commit, &ignored) != KM_OK)
         return KM_OK;
-    int rc = KM_OK;
-    for (;;) {
-        struct dirent *e = readdir(d);
-        if (!e || rc != KM_OK)
-            break;
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        char sub[8192], full[16384], target[4096];
-        snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", e->d_name);
-        snprintf(full, sizeof full, "%s/%s", root, sub);
-        struct stat lst, st;
-        if (lstat(full, &lst) != 0)
-            continue;
-        if (S_ISDIR(lst.st_mode)) {
-            rc = scan_snapshot(v, root, sub);
-            continue;
-        }
-        struct hub_scan_file *nf = km_realloc(v->files, (v->nfiles + 1) * sizeof *nf);
-        if (!nf) {
-            rc = KM_ENOMEM;
-            break;
-        }
-        v->files = nf;
-        struct hub_scan_file *f = &v->files[v->nfiles++];
-        memset(f, 0, sizeof *f);
-        f->path = km_strdup(sub);
-        ssize_t n = readlink(full, target, sizeof target - 1);
-        if (n > 0) {
-            target[n] = '\0';
-            const char *slash = strrchr(target, '/');
-            f->blob = km_strdup(slash ? slash + 1 : target);
-        }
-        f->present = stat(full, &st) == 0 && S_ISREG(st.st_mode);
-        f->size = f->present ? (uint64_t)st.st_size : 0;
-        hub__quant_of(sub, f->quant);
-        if (!f->path)
-            rc = KM_ENOMEM;
+    for (size_t i = 0; i < r->nrevs; i++)
+        if (strcmp(r->revs[i].commit, commit) == 0)
+            return push_str(&r->revs[i].refs, &r->revs[i].nrefs, rel);
+    return KM_OK;
+}
+
+/* One snapshot entry (dangling links included). */
+static int add_file(void *ud, const char *rel, const char *full)
+{
+    struct hub_scan_rev *v = ud;
+    char target[4096];
+    struct stat st;
+    struct hub_scan_file *nf = km_realloc(v->files, (v->nfiles + 1) * sizeof *nf);
+    if (!nf)
+        return KM_ENOMEM;
+    v->files = nf;
+    struct hub_scan_file *f = &v->files[v->nfiles++];
+    memset(f, 0, sizeof *f);
+    f->path = km_strdup(rel);
+    ssize_t n = readlink(full, target, sizeof target - 1);
+    if (n > 0) {
+        target[n] = '\0';
+        const char *slash = strrchr(target, '/');
+        f->blob = km_strdup(slash ? slash + 1 : target);
     }
-    closedir(d);
-    return rc;
+    f->present = stat(full, &st) == 0 && S_ISREG(st.st_mode);
+    f->size = f->present ? (uint64_t)st.st_size : 0;
+    hub__quant_of(rel, f->quant);
+    return f->path ? KM_OK : KM_ENOMEM;
 }
 
 static int cmp_file(const void *a, const void *b)
@@ -186,73 +147,58 @@ static int has_partial(const char *blobs, const char *etag)
     return access(p, F_OK) == 0;
 }
 
-static int scan_revs(struct hub_scan_repo *r)
+static void rev_state(struct hub_scan_rev *v, const char *blobs)
 {
-    char snaps[8192], blobs[8192];
-    snprintf(snaps, sizeof snaps, "%s/snapshots", r->dir);
-    snprintf(blobs, sizeof blobs, "%s/blobs", r->dir);
-    DIR *d = opendir(snaps);
-    if (!d)
-        return KM_OK;
-    int rc = KM_OK;
-    for (;;) {
-        struct dirent *e = readdir(d);
-        if (!e || rc != KM_OK)
-            break;
-        if (!hub__is_hex(e->d_name, 40))
-            continue;
-        struct hub_scan_rev *nv = km_realloc(r->revs, (r->nrevs + 1) * sizeof *nv);
-        if (!nv) {
-            rc = KM_ENOMEM;
-            break;
-        }
-        r->revs = nv;
-        struct hub_scan_rev *v = &r->revs[r->nrevs++];
-        memset(v, 0, sizeof *v);
-        memcpy(v->commit, e->d_name, 41);
-        char root[16384];
-        snprintf(root, sizeof root, "%s/%s", snaps, e->d_name);
-        rc = scan_snapshot(v, root, "");
-        if (v->nfiles > 1)
-            qsort(v->files, v->nfiles, sizeof *v->files, cmp_file);
-        v->complete = 1;
-        for (size_t i = 0; i < v->nfiles; i++) {
-            v->size += v->files[i].size;
-            if (!v->files[i].present ||
-                (v->files[i].blob && has_partial(blobs, v->files[i].blob)))
-                v->complete = 0;
-        }
+    if (v->nfiles > 1)
+        qsort(v->files, v->nfiles, sizeof *v->files, cmp_file);
+    v->complete = 1;
+    for (size_t i = 0; i < v->nfiles; i++) {
+        v->size += v->files[i].size;
+        if (!v->files[i].present ||
+            (v->files[i].blob && has_partial(blobs, v->files[i].blob)))
+            v->complete = 0;
     }
-    closedir(d);
-    return rc;
 }
 
-static void scan_blobs(struct hub_scan_repo *r)
+/* snapshots/<40 hex>: one revision. */
+static int add_rev(void *ud, const char *name, unsigned char type)
 {
-    char blobs[8192];
+    struct hub_scan_repo *r = ud;
+    char root[8192], blobs[8192];
+    (void)type;
+    if (!hub__is_hex(name, 40))
+        return KM_OK;
+    struct hub_scan_rev *nv = km_realloc(r->revs, (r->nrevs + 1) * sizeof *nv);
+    if (!nv)
+        return KM_ENOMEM;
+    r->revs = nv;
+    struct hub_scan_rev *v = &r->revs[r->nrevs++];
+    memset(v, 0, sizeof *v);
+    memcpy(v->commit, name, 41);
+    snprintf(root, sizeof root, "%s/snapshots/%s", r->dir, name);
     snprintf(blobs, sizeof blobs, "%s/blobs", r->dir);
-    DIR *d = opendir(blobs);
-    if (!d)
-        return;
-    for (;;) {
-        struct dirent *e = readdir(d);
-        if (!e)
-            break;
-        if (e->d_name[0] == '.')
-            continue;
-        char p[16384];
-        struct stat st;
-        snprintf(p, sizeof p, "%s/%s", blobs, e->d_name);
-        if (lstat(p, &st) != 0 || !S_ISREG(st.st_mode))
-            continue;
-        if (strchr(e->d_name, '.')) {
-            r->partial_bytes += (uint64_t)st.st_blocks * 512;
-        } else {
-            r->blob_bytes += (uint64_t)st.st_size;
-            r->nblobs++;
-        }
+    int rc = hub__walk_files(root, add_file, v);
+    rev_state(v, blobs);
+    return rc == KM_ENOMEM ? rc : KM_OK;
+}
+
+/* blobs/<name>: a blob, or a partial download if the name has a dot. */
+static int add_blob(void *ud, const char *name, unsigned char type)
+{
+    struct hub_scan_repo *r = ud;
+    char p[16384];
+    struct stat st;
+    (void)type;
+    snprintf(p, sizeof p, "%s/blobs/%s", r->dir, name);
+    if (name[0] == '.' || lstat(p, &st) != 0 || !S_ISREG(st.st_mode))
+        return KM_OK;
+    if (strchr(name, '.')) {
+        r->partial_bytes += (uint64_t)st.st_blocks * 512;
+    } else {
+        r->blob_bytes += (uint64_t)st.st_size;
+        r->nblobs++;
     }
-    closedir(d);
+    return KM_OK;
 }
 
 static int cmp_repo(const void *a, const void *b)
@@ -261,9 +207,19 @@ static int cmp_repo(const void *a, const void *b)
                   ((const struct hub_scan_repo *)b)->repo);
 }
 
-static int scan_one(struct hub_scan *s, const char *cache, const char *name)
+struct scan_ctx {
+    struct hub_scan *s;
+    const char *cache;
+};
+
+/* One entry of the cache root: a repo folder or something to skip. */
+static int scan_one(void *ud, const char *name, unsigned char dtype)
 {
+    struct scan_ctx *c = ud;
+    struct hub_scan *s = c->s;
     char *type = NULL, *repo = NULL;
+    char d[8192];
+    (void)dtype;
     int rc = repo_of_folder(name, &type, &repo);
     if (rc != KM_OK) {
         km_free(type);
@@ -281,34 +237,31 @@ static int scan_one(struct hub_scan *s, const char *cache, const char *name)
     memset(r, 0, sizeof *r);
     r->type = type;
     r->repo = repo;
-    r->dir = hub__path_join(cache, name);
+    r->dir = hub__path_join(c->cache, name);
     if (!r->dir)
         return KM_ENOMEM;
-    rc = scan_revs(r);
-    char refs[8192];
-    snprintf(refs, sizeof refs, "%s/refs", r->dir);
-    add_refs(r, refs, "");
-    scan_blobs(r);
+    snprintf(d, sizeof d, "%s/snapshots", r->dir);
+    rc = hub__dir_each(d, add_rev, r);
+    snprintf(d, sizeof d, "%s/refs", r->dir);
+    if (rc != KM_ENOMEM)
+        rc = hub__walk_files(d, add_ref, r);
+    snprintf(d, sizeof d, "%s/blobs", r->dir);
+    if (rc != KM_ENOMEM)
+        rc = hub__dir_each(d, add_blob, r);
     s->total += r->blob_bytes + r->partial_bytes;
-    return rc;
+    return rc == KM_ENOMEM ? rc : KM_OK; /* unreadable parts: skipped */
 }
 
 int hub_cache_scan(const char *cache, struct hub_scan *out, struct km_err *err)
 {
     memset(out, 0, sizeof *out);
-    DIR *d = opendir(cache);
-    if (!d)
-        return errno == ENOENT ? KM_OK
-                               : km_fail(err, KM_EIO, "cannot read cache %s: %s",
-                                         cache, strerror(errno));
-    int rc = KM_OK;
-    for (;;) {
-        struct dirent *e = readdir(d);
-        if (!e || rc != KM_OK)
-            break;
-        rc = scan_one(out, cache, e->d_name);
-    }
-    closedir(d);
+    struct scan_ctx c = {.s = out, .cache = cache};
+    int rc = hub__dir_each(cache, scan_one, &c);
+    if (rc == KM_ENOTFOUND)
+        return KM_OK;
+    if (rc == KM_EIO)
+        return km_fail(err, KM_EIO, "cannot read cache %s: %s", cache,
+                       strerror(errno));
     if (rc != KM_OK) {
         hub_scan_free(out);
         return km_fail(err, rc, "out of memory scanning %s", cache);
@@ -340,128 +293,6 @@ void hub_scan_free(struct hub_scan *s)
     }
     km_free(s->repos);
     memset(s, 0, sizeof *s);
-}
-
-/* ---------------- rm ---------------- */
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st;
-    (void)f;
-    return flag == FTW_DP ? rmdir(p) : unlink(p);
-}
-
-static int rm_tree(const char *dir, struct km_err *err)
-{
-    struct stat st;
-    if (lstat(dir, &st) != 0)
-        return KM_OK;
-    if (nftw(dir, rm_entry, 32, FTW_DEPTH | FTW_PHYS) != 0)
-        return km_fail(err, KM_EIO, "cannot remove %s: %s", dir, strerror(errno));
-    return KM_OK;
-}
-
-static const struct hub_scan_repo *find_repo(const struct hub_scan *s,
-                                             const char *repo)
-{
-    for (size_t i = 0; i < s->nrepos; i++)
-        if (strcmp(s->repos[i].repo, repo) == 0 &&
-            strcmp(s->repos[i].type, "model") == 0)
-            return &s->repos[i];
-    return NULL;
-}
-
-static int blob_used_elsewhere(const struct hub_scan_repo *r, size_t skip,
-                               const char *blob)
-{
-    for (size_t i = 0; i < r->nrevs; i++) {
-        if (i == skip)
-            continue;
-        for (size_t k = 0; k < r->revs[i].nfiles; k++) {
-            const char *b = r->revs[i].files[k].blob;
-            if (b && strcmp(b, blob) == 0)
-                return 1;
-        }
-    }
-    return 0;
-}
-
-static int rm_rev(const struct hub_scan_repo *r, size_t vi, uint64_t *freed,
-                  struct km_err *err)
-{
-    const struct hub_scan_rev *v = &r->revs[vi];
-    char p[16384];
-    for (size_t k = 0; k < v->nfiles; k++) {
-        const char *b = v->files[k].blob;
-        if (!b || blob_used_elsewhere(r, vi, b) || strchr(b, '/'))
-            continue;
-        snprintf(p, sizeof p, "%s/blobs/%s", r->dir, b);
-        struct stat st;
-        if (stat(p, &st) == 0 && unlink(p) == 0)
-            *freed += (uint64_t)st.st_size;
-    }
-    for (size_t k = 0; k < v->nrefs; k++) {
-        snprintf(p, sizeof p, "%s/refs/%s", r->dir, v->refs[k]);
-        unlink(p);
-    }
-    snprintf(p, sizeof p, "%s/.no_exist/%s", r->dir, v->commit);
-    int rc = rm_tree(p, err);
-    snprintf(p, sizeof p, "%s/snapshots/%s", r->dir, v->commit);
-    if (rc == KM_OK)
-        rc = rm_tree(p, err);
-    return rc;
-}
-
-static size_t find_rev(const struct hub_scan_repo *r, const char *rev)
-{
-    for (size_t i = 0; i < r->nrevs; i++) {
-        if (strcmp(r->revs[i].commit, rev) == 0)
-            return i;
-        for (size_t k = 0; k < r->revs[i].nrefs; k++)
-            if (strcmp(r->revs[i].refs[k], rev) == 0)
-                return i;
-    }
-    return (size_t)-1;
-}
-
-static int rm_repo(const char *cache, const struct hub_scan_repo *r,
-                   uint64_t *freed, struct km_err *err)
-{
-    char *folder = hub_repo_folder(r->repo);
-    if (!folder)
-        return km_fail(err, KM_ENOMEM, "out of memory");
-    char locks[8192];
-    snprintf(locks, sizeof locks, "%s/.locks/%s", cache, folder);
-    *freed = r->blob_bytes + r->partial_bytes;
-    int rc = rm_tree(r->dir, err);
-    if (rc == KM_OK)
-        rc = rm_tree(locks, err);
-    km_free(folder);
-    return rc;
-}
-
-int hub_cache_rm(const char *cache, const char *repo, const char *rev,
-                 uint64_t *freed, struct km_err *err)
-{
-    struct hub_scan s;
-    *freed = 0;
-    int rc = hub_cache_scan(cache, &s, err);
-    if (rc)
-        return rc;
-    const struct hub_scan_repo *r = find_repo(&s, repo);
-    size_t vi = r && rev ? find_rev(r, rev) : 0;
-    if (!r)
-        rc = km_fail(err, KM_ENOTFOUND, "repository %s is not in the cache %s",
-                     repo, cache);
-    else if (vi == (size_t)-1)
-        rc = km_fail(err, KM_ENOTFOUND, "revision '%s' of %s is not in the "
-                     "cache", rev, repo);
-    else if (!rev || r->nrevs <= 1)
-        rc = rm_repo(cache, r, freed, err);
-    else
-        rc = rm_rev(r, vi, freed, err);
-    hub_scan_free(&s);
-    return rc;
 }
 
 /* ---------------- verify ---------------- */

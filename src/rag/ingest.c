@@ -8,7 +8,9 @@
  * the old version; insert the document; COPY its chunks in binary while the
  * remaining batches are embedded; COMMIT. A crash or a lost connection
  * anywhere before COMMIT leaves the old version as it was (PostgreSQL rolls
- * the transaction back), and a rerun redoes that document.
+ * the transaction back), and a rerun redoes that document. Batches of
+ * o->batch chunks are embedded by an OpenAI-compatible endpoint (rag_embed)
+ * or by the local engine (o->embedder, embedder.c).
  *
  * The collection's HNSW index is created at the end of a run when missing,
  * so the first bulk load into a new collection does not pay for
@@ -330,7 +332,9 @@ static int embed_batch(struct run *r, const struct doc *d, size_t from, size_t n
     }
     double t0 = rag__now();
     if (rc == KM_OK)
-        rc = rag_embed(r->o->embed_url, r->model, r->o->api_key, texts, n, vecs, dim, err);
+        rc = r->o->embedder
+             ? rag_embedder_run(r->o->embedder, r->model, texts, n, vecs, dim, err)
+             : rag_embed(r->o->embed_url, r->model, r->o->api_key, texts, n, vecs, dim, err);
     r->st->embed_s += rag__now() - t0;
     for (size_t i = 0; texts && i < n; i++)
         km_free((void *)texts[i]);
@@ -627,9 +631,11 @@ int rag_ingest(struct rag_db *db, const char *const *paths, size_t n_paths,
     struct run r = {.db = db, .o = o, .st = st, .model = o->embed_model};
     struct files f = {0};
     km_buf_init(&r.copy, 256u << 20);
-    if (o->batch < 1 || !o->collection || !o->embed_url)
+    if (!r.model)
+        r.model = rag_embedder_model(o->embedder); /* NULL for HTTP */
+    if (o->batch < 1 || !o->collection || (!o->embed_url && !o->embedder))
         return km_fail(err, KM_EINVAL, "ingest needs a collection, an embeddings URL "
-                       "and a batch size >= 1");
+                       "or local model, and a batch size >= 1");
     int rc = open_collection(&r, err);
     if (rc == KM_OK)
         rc = collect(paths, n_paths, &f, err);

@@ -177,6 +177,17 @@ int rag_collection_get(struct rag_db *db, const char *name,
     return rc;
 }
 
+int rag_collection_get_cached(struct rag_db *db, const char *name,
+                              struct rag_collection *out, struct km_err *err)
+{
+    if (rag__cache_get(db, name, out))
+        return KM_OK;
+    int rc = rag_collection_get(db, name, out, err);
+    if (rc == KM_OK)
+        rag__cache_put(db, out);
+    return rc;
+}
+
 int rag_collection_ensure(struct rag_db *db, const char *name,
                           const char *model, int dim,
                           struct rag_collection *out, struct km_err *err)

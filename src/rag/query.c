@@ -329,6 +329,11 @@ int rag__fuse(struct rag_hits *v, struct rag_hits *t, int k, struct rag_hits *ou
 static int check_query(const struct rag_query *q, const struct rag_collection *c,
                        struct km_err *err)
 {
+    if (q->embed_model && q->mode != RAG_MODE_TEXT &&
+        (strcmp(q->embed_model, c->embed_model) != 0 || q->dim != c->dim))
+        return km_fail(err, KM_ESTATE, "collection '%s' now holds embeddings of model "
+                       "'%s' (dim %d), not '%s' (dim %d)", c->name, c->embed_model, c->dim,
+                       q->embed_model, q->dim);
     if (q->k < 1 || q->k > MAX_K)
         return km_fail(err, KM_EINVAL, "k must be 1..%d (got %d)", MAX_K, q->k);
     if (q->mode != RAG_MODE_TEXT && !q->vec)
@@ -343,7 +348,11 @@ static int check_query(const struct rag_query *q, const struct rag_collection *c
 
 /* BEGIN, the knobs, a check that collection c is still what we think it
  * is, the candidate queries and COMMIT: one pipeline, one round trip.
- * res[i] gets candidate i's rows; *stale is set when the check failed. */
+ * res[i] gets candidate i's rows; *stale is set when the check failed.
+ * Iterative index scans are turned on only when a filter may reject index
+ * candidates or more rows than ef_search are asked for: otherwise the
+ * first ef_search candidates hold the answer and the scan's bookkeeping
+ * is wasted. */
 static int run_pipeline(struct rag_db *db, const struct rag_collection *c,
                         const struct rag_query *q, struct cand *cd, int n_cd,
                         struct rag__res *res, bool *stale, struct km_err *err)
@@ -356,10 +365,13 @@ static int run_pipeline(struct rag_db *db, const struct rag_collection *c,
     const char *chk[2] = {id, dim};
     struct rag__stmt st[MAX_STMTS];
     struct rag__res r[MAX_STMTS];
-    int n = 0, check_at, at[2] = {-1, -1};
+    int n = 0, check_at, at[2] = {-1, -1}, most = 0;
+    for (int i = 0; i < n_cd; i++)
+        most = atoi(cd[i].lim) > most ? atoi(cd[i].lim) : most;
     st[n++] = (struct rag__stmt){"BEGIN", 0, NULL};
     st[n++] = (struct rag__stmt){ef, 0, NULL};
-    st[n++] = (struct rag__stmt){"SET LOCAL hnsw.iterative_scan = strict_order", 0, NULL};
+    if ((q->filter && q->filter->n) || most > e)
+        st[n++] = (struct rag__stmt){"SET LOCAL hnsw.iterative_scan = strict_order", 0, NULL};
     if (q->exact) {
         st[n++] = (struct rag__stmt){"SET LOCAL enable_indexscan = off", 0, NULL};
         st[n++] = (struct rag__stmt){"SET LOCAL enable_bitmapscan = off", 0, NULL};

@@ -3,8 +3,9 @@
  * Purpose: keep collections of documents cut into chunks with an embedding
  * and a tsvector each, and answer top-k queries by vector (HNSW, cosine),
  * text (ts_rank) or both fused by reciprocal rank fusion. Also runs the
- * private "embedded" PostgreSQL cluster (db_*) and talks to any OpenAI
- * `/v1/embeddings` endpoint (rag_embed).
+ * private "embedded" PostgreSQL cluster (db_*) and embeds text through any
+ * OpenAI `/v1/embeddings` endpoint (rag_embed) or the local engine
+ * (rag_embedder_local).
  *
  * Schema (migrations in migrate.c, versioned in kanoa.schema_version): one
  * schema `kanoa` with `collections` (name, embedding model, dimension),
@@ -78,6 +79,11 @@ struct rag_collection {
 /* Look a collection up by name: KM_ENOTFOUND when absent. */
 int rag_collection_get(struct rag_db *db, const char *name,
                        struct rag_collection *out, struct km_err *err);
+/* The same, answered from the connection's one-row cache when it holds
+ * `name` (no round trip; the row may be stale: rag_query_run checks it
+ * against the database in its own round trip, see rag_query.embed_model). */
+int rag_collection_get_cached(struct rag_db *db, const char *name,
+                              struct rag_collection *out, struct km_err *err);
 /* Create the collection or check that it records the same model and
  * dimension (KM_EINVAL otherwise: one collection never mixes them). */
 int rag_collection_ensure(struct rag_db *db, const char *name,
@@ -143,6 +149,39 @@ int rag_embed(const char *url, const char *model, const char *api_key,
               const char *const *texts, size_t n, float **vecs, int *dim,
               struct km_err *err);
 
+/* ---- embedders (embedder.c) --------------------------------------------- */
+
+/* Where embeddings come from: an OpenAI-compatible endpoint (rag_embed per
+ * batch) or the local engine (a GGUF embedding model loaded into this
+ * process, embedded with eng_embed on the calling thread). Ownership: the
+ * rag_embedder_* constructors return an object freed with rag_embedder_free
+ * (NULL-safe); vectors are km_free'd by the caller. Thread-safety: one
+ * embedder per thread. */
+struct rag_embedder;
+
+/* HTTP: `url` as for rag_embed; api_key may be NULL. Copies both. */
+int rag_embedder_http(const char *url, const char *api_key,
+                      struct rag_embedder **out, struct km_err *err);
+/* Local: load the GGUF file at `path` (task embed: bert, nomic-bert; a
+ * generation model is KM_EUNSUPPORTED). n_threads 0 = physical cores.
+ * `name` is the model name to record (NULL = the file stem, the name
+ * `serve --model PATH` gives it, so /v1/retrieve finds it there). Each text
+ * is tokenized with the model's framing ([CLS] .. [SEP]); one longer than
+ * the model's context keeps its first n_ctx-1 tokens and the final [SEP]
+ * (counted by rag_embedder_truncated). */
+int rag_embedder_local(const char *path, const char *name, int n_threads,
+                       struct rag_embedder **out, struct km_err *err);
+void rag_embedder_free(struct rag_embedder *e);
+/* The local model's name; NULL for HTTP (the caller names the model). */
+const char *rag_embedder_model(const struct rag_embedder *e);
+/* Inputs cut to the local model's context so far (0 for HTTP). */
+long rag_embedder_truncated(const struct rag_embedder *e);
+/* Embed n texts: n*dim floats in input order in *vecs (km_free). `model` is
+ * the name sent to an endpoint; a local embedder ignores it. */
+int rag_embedder_run(struct rag_embedder *e, const char *model,
+                     const char *const *texts, size_t n, float **vecs, int *dim,
+                     struct km_err *err);
+
 /* ---- ingest (ingest.c) -------------------------------------------------- */
 
 struct rag_ingest_stats {
@@ -155,8 +194,10 @@ struct rag_ingest_stats {
 
 struct rag_ingest_opts {
     const char *collection;
-    const char *embed_url;
-    const char *embed_model;
+    struct rag_embedder *embedder;  /* NULL = HTTP to embed_url */
+    const char *embed_url;          /* used when embedder is NULL */
+    const char *embed_model;        /* NULL = the collection's (or the
+                                       local embedder's name) */
     const char *api_key;            /* NULL = none */
     int chunk_tokens;               /* 512 */
     int overlap;                    /* 64 */
@@ -225,6 +266,12 @@ struct rag_query {
     const struct rag_filter *filter; /* may be NULL */
     int ef_search;      /* 0 = RAG_DEFAULT_EF_SEARCH */
     bool exact;         /* brute force (index scans off) */
+    /* The model `vec` was made with (optional). When the collection turns
+     * out to have been dropped and recreated with another model or
+     * dimension since the caller read it, the query fails with KM_ESTATE
+     * instead of running with a vector of the wrong model: read the
+     * collection again, re-embed, rerun. */
+    const char *embed_model;
 };
 
 int rag_parse_mode(const char *s, enum rag_mode *out);

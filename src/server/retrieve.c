@@ -1,6 +1,13 @@
 /* retrieve.c - POST /v1/retrieve (see retrieve.h): parse, embed the query
  * through the server's own backend for the collection's model, run
- * rag_query_run on a pooled connection, answer {"data": [hits]}. */
+ * rag_query_run on a pooled connection, answer {"data": [hits]}.
+ *
+ * Round trips to the database: one per request. The collection row comes
+ * from the pooled connection's cache (rag_collection_get_cached); the
+ * query's pipeline re-checks it, and when the collection was recreated
+ * with another model meanwhile (KM_ESTATE) the request starts over once
+ * with the fresh row. A pooled connection found dead (the database
+ * restarted) is replaced, and the idle ones with it. */
 #include "server/retrieve.h"
 
 #include "base/buf.h"
@@ -35,6 +42,20 @@ static int pool_take(struct srv_retrieve *r, struct rag_db **db, struct km_err *
     *db = r->n_idle > 0 ? r->idle[--r->n_idle] : NULL;
     pthread_mutex_unlock(&r->mu);
     return *db ? KM_OK : rag_open(r->url, db, err);
+}
+
+/* Close every idle connection (after one was found dead: a restarted
+ * database killed them all). */
+static void pool_drain(struct srv_retrieve *r)
+{
+    struct rag_db *idle[POOL_MAX];
+    pthread_mutex_lock(&r->mu);
+    int n = r->n_idle;
+    memcpy(idle, r->idle, sizeof idle);
+    r->n_idle = 0;
+    pthread_mutex_unlock(&r->mu);
+    for (int i = 0; i < n; i++)
+        rag_close(idle[i]);
 }
 
 /* Return a connection; one that failed with KM_ENET is closed instead. */
@@ -277,21 +298,78 @@ static int db_status(int rc)
     return rc == KM_ENOTFOUND ? 404 : rc == KM_EINVAL ? 400 : rc == KM_ENET ? 503 : 500;
 }
 
-/* The collection, on a pooled connection; a stale connection (the server
- * restarted) is replaced once. */
+/* The collection row, from the connection's cache when it has it; a dead
+ * pooled connection (the database restarted) is replaced once. */
 static int open_collection(struct srv_retrieve *r, const char *name, struct rag_db **db,
                            struct rag_collection *c, struct km_err *err)
 {
-    int rc = pool_take(r, db, err);
+    int rc = *db ? KM_OK : pool_take(r, db, err);
     if (rc == KM_OK)
-        rc = rag_collection_get(*db, name, c, err);
+        rc = rag_collection_get_cached(*db, name, c, err);
     if (rc == KM_ENET && *db) {
         rag_close(*db);
         *db = NULL;
+        pool_drain(r);
         rc = pool_take(r, db, err);
         if (rc == KM_OK)
-            rc = rag_collection_get(*db, name, c, err);
+            rc = rag_collection_get_cached(*db, name, c, err);
     }
+    return rc;
+}
+
+/* The query on *db; on a dead connection, once more on a new one. */
+static int run_query(struct srv_retrieve *r, struct rag_db **db, const struct rag_query *rq,
+                     struct rag_hits *hits, struct km_err *err)
+{
+    int rc = rag_query_run(*db, rq, hits, err);
+    if (rc != KM_ENET)
+        return rc;
+    rag_close(*db);
+    *db = NULL;
+    pool_drain(r);
+    km_err_clear(err);
+    rc = pool_take(r, db, err);
+    return rc == KM_OK ? rag_query_run(*db, rq, hits, err) : rc;
+}
+
+static void emb_reset(struct emb_wait *w)
+{
+    km_free(w->vec);
+    w->vec = NULL;
+    w->dim = 0;
+    w->done = false;
+    w->status = 0;
+    w->raw_status = 0;
+    w->msg[0] = '\0';
+    km_buf_reset(&w->raw);
+}
+
+/* Look up, embed, query: KM_ESTATE when the collection changed model
+ * between the lookup and the query (the caller starts over). */
+static int attempt(struct srv_retrieve *r, const struct rq *q, const char *request_id,
+                   struct rag_db **db, struct emb_wait *w, struct rag_hits *hits,
+                   struct srv_route_resp *resp)
+{
+    struct rag_collection c;
+    struct km_err err;
+    km_err_clear(&err);
+    int rc = open_collection(r, q->collection, db, &c, &err);
+    if (rc != KM_OK) {
+        fail(resp, db_status(rc), rc == KM_ENOTFOUND ? "collection" : NULL, "%s", km_err_text(&err));
+        return rc;
+    }
+    if (q->mode != RAG_MODE_TEXT) {
+        rc = embed_query(r, c.embed_model, q->query, request_id, w, resp);
+        if (rc != KM_OK)
+            return rc;
+    }
+    struct rag_query rq = {.collection = q->collection, .text = q->query, .vec = w->vec,
+                           .dim = w->dim, .k = q->k, .mode = q->mode, .filter = &q->filter,
+                           .embed_model = c.embed_model};
+    rc = run_query(r, db, &rq, hits, &err);
+    if (rc != KM_OK && rc != KM_ESTATE)
+        fail(resp, db_status(rc), rc == KM_ENOTFOUND ? "collection" : NULL, "%s",
+             km_err_text(&err));
     return rc;
 }
 
@@ -299,25 +377,19 @@ static void answer(struct srv_retrieve *r, const struct rq *q, const char *reque
                    struct srv_route_resp *resp)
 {
     struct rag_db *db = NULL;
-    struct rag_collection c;
     struct emb_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     struct rag_hits hits = {0};
     struct km_err err;
     km_err_clear(&err);
     km_buf_init(&w.raw, RAW_MAX);
     char *json = NULL;
-    int rc = open_collection(r, q->collection, &db, &c, &err);
-    if (rc != KM_OK)
-        fail(resp, db_status(rc), rc == KM_ENOTFOUND ? "collection" : NULL, "%s", km_err_text(&err));
-    if (rc == KM_OK && q->mode != RAG_MODE_TEXT)
-        rc = embed_query(r, c.embed_model, q->query, request_id, &w, resp);
-    struct rag_query rq = {.collection = q->collection, .text = q->query, .vec = w.vec,
-                           .dim = w.dim, .k = q->k, .mode = q->mode, .filter = &q->filter};
-    if (rc == KM_OK) {
-        rc = rag_query_run(db, &rq, &hits, &err);
-        if (rc != KM_OK)
-            fail(resp, db_status(rc), NULL, "%s", km_err_text(&err));
+    int rc = attempt(r, q, request_id, &db, &w, &hits, resp);
+    if (rc == KM_ESTATE) { /* recreated with another model: once more */
+        emb_reset(&w);
+        rc = attempt(r, q, request_id, &db, &w, &hits, resp);
     }
+    if (rc == KM_ESTATE)
+        fail(resp, 503, NULL, "%s", "the collection changed while the query ran; retry");
     if (rc == KM_OK && rag_hits_json(&hits, &json, &err) == KM_OK) {
         resp->status = 200;
         resp->json = json_loads(json, 0, NULL);

@@ -29,6 +29,7 @@ enum ups_err_kind {
 
 extern const char *const ups__err_kind_name[UPS_ERR_N];
 
+#define UPS_SPARE_EASY 32       /* easy handles kept for reuse */
 #define UPS_LAT_BUCKETS 16
 #define UPS_TTFT_BUCKETS 22
 #define UPS_ITL_BUCKETS 19
@@ -95,6 +96,8 @@ struct ups_pool {
     atomic_bool probe_asked;
     double next_probe, next_refresh;
     int probes_out;                     /* event thread only */
+    CURL *spare[UPS_SPARE_EASY];        /* reusable easy handles, event thread */
+    int n_spare;
     struct ups_probe *probes;           /* event thread only */
     void (*notify)(void *ud);           /* models changed */
     void *notify_ud;

@@ -16,6 +16,16 @@
  * again: the server may release it from the callback or any thread.
  * Backpressure: when sink->raw_full says the client is behind, the write
  * callback pauses the transfer; the loop polls every 5 ms and resumes it.
+ *
+ * Delivery (latency): every sink call can wake (resume) the client's HTTP
+ * connection, and each wake costs a thread switch on the HTTP side. So the
+ * head and body bytes read in one pass of the loop are held in the job
+ * (j->held, at most HOLD_MAX) and delivered together at the end of the
+ * pass; a completed transfer delivers them right before its terminal
+ * callback, which comes before the libcurl clean-up. A stream's `data:
+ * [DONE]` is held until the body ends (the upstream's last chunk follows at
+ * once), at most HOLD_DONE_MS, so the client gets its last event and the
+ * end of the stream from one wake. Easy handles are reset and reused.
  */
 #include "server/upstream_int.h"
 
@@ -29,6 +39,9 @@
 #include <time.h>
 
 enum { TAG_JOB = 0x4a4f42, TAG_PROBE = 0x50524f };
+
+#define HOLD_MAX (64u * 1024)   /* bytes held before delivering mid-pass */
+#define HOLD_DONE_MS 2          /* longest wait for the body end after [DONE] */
 
 struct srv_job {
     int tag;                    /* TAG_JOB: CURLOPT_PRIVATE points here */
@@ -47,11 +60,14 @@ struct srv_job {
     char ctype[128];
     bool head_seen;             /* response headers complete */
     bool head_sent;             /* on_raw_head called (committed) */
+    bool head_due;              /* head read, not delivered yet */
     bool buffering;             /* 5xx: keep the body for the error */
     bool paused;
     bool aborted_timeout;       /* the loop stopped it: timeout kind below */
     enum ups_err_kind abort_kind;
     struct km_buf errbody;
+    struct km_buf held;         /* body bytes read, not delivered yet */
+    double t_done;              /* when [DONE] was read and held, 0 none */
     double t_submit, t_attempt, t_last_byte, t_last_event;
     unsigned long events;
     size_t bytes_sent;
@@ -108,7 +124,7 @@ static void header_done(struct srv_job *j)
     if (j->status >= 500)
         j->buffering = true;
     else
-        commit_head(j);
+        j->head_due = true;     /* delivered at the end of the pass */
 }
 
 static size_t on_header(char *b, size_t size, size_t n, void *ud)
@@ -131,6 +147,18 @@ static size_t on_header(char *b, size_t size, size_t n, void *ud)
         header_done(j);
     }
     return atomic_load(&j->cancel) ? 0 : len;
+}
+
+/* Hand the head and the held bytes to the sink (one wake of the client). */
+static void deliver(struct srv_job *j)
+{
+    if (j->head_due || j->held.len)
+        commit_head(j);
+    j->head_due = false;
+    if (j->held.len && j->sink.on_raw)
+        j->sink.on_raw(j->sink.ud, j->held.data, j->held.len);
+    km_buf_reset(&j->held);
+    j->t_done = 0;
 }
 
 static void observe_events(struct srv_job *j, unsigned long k)
@@ -168,15 +196,22 @@ static size_t on_body(char *b, size_t size, size_t n, void *ud)
         j->paused = true;
         return CURL_WRITEFUNC_PAUSE;
     }
-    commit_head(j);
     if (j->req->stream) {
         unsigned long k = ups_sse_scan_feed(&j->sse, b, len);
         if (k)
             observe_events(j, k);
+        if (j->sse.done && !j->t_done)
+            j->t_done = j->t_last_byte;
     }
-    if (j->sink.on_raw)
-        j->sink.on_raw(j->sink.ud, b, len);
     j->bytes_sent += len;
+    if (km_buf_append(&j->held, b, len) != KM_OK) {
+        deliver(j);             /* cannot hold: pass these on directly */
+        commit_head(j);
+        if (j->sink.on_raw)
+            j->sink.on_raw(j->sink.ud, b, len);
+    } else if (j->held.len >= HOLD_MAX) {
+        deliver(j);
+    }
     return len;
 }
 
@@ -252,18 +287,53 @@ static int choose(struct srv_job *j, char *why, size_t cap)
     return k;
 }
 
-static void end_attempt(struct srv_job *j)
+/* Spare easy handles (event thread only): reset and reused, so an attempt
+ * does not allocate and free libcurl's per-handle buffers each time. */
+static CURL *easy_get(struct ups_pool *p)
 {
-    if (j->easy) {
-        curl_multi_remove_handle(j->pool->multi, j->easy);
-        curl_easy_cleanup(j->easy);
-        j->easy = NULL;
+    return p->n_spare ? p->spare[--p->n_spare] : curl_easy_init();
+}
+
+static void easy_put(struct ups_pool *p, CURL *e)
+{
+    if (!e)
+        return;
+    curl_multi_remove_handle(p->multi, e);
+    if (p->n_spare < UPS_SPARE_EASY) {
+        curl_easy_reset(e);
+        p->spare[p->n_spare++] = e;
+    } else {
+        curl_easy_cleanup(e);
     }
-    curl_slist_free_all(j->hdrs);
+}
+
+/* What an attempt holds in libcurl, detached from its job so that it can
+ * be released after the job's terminal callback (off the client's path). */
+struct attempt {
+    CURL *easy;
+    struct curl_slist *hdrs;
+};
+
+static struct attempt take_attempt(struct srv_job *j)
+{
+    struct attempt a = {j->easy, j->hdrs};
+    j->easy = NULL;
     j->hdrs = NULL;
     if (j->up >= 0)
         atomic_fetch_sub(&j->pool->ups[j->up].in_flight, 1);
     j->up = -1;
+    return a;
+}
+
+static void drop_attempt(struct ups_pool *p, struct attempt a)
+{
+    easy_put(p, a.easy);
+    curl_slist_free_all(a.hdrs);
+}
+
+static void end_attempt(struct srv_job *j)
+{
+    drop_attempt(j->pool, take_attempt(j));
 }
 
 /* Start the next attempt; false when no replica is left. */
@@ -281,7 +351,7 @@ static bool start_attempt(struct srv_job *j)
         }
         return false;
     }
-    j->easy = curl_easy_init();
+    j->easy = easy_get(j->pool);
     j->up = k;
     atomic_fetch_add(&j->pool->ups[k].in_flight, 1);
     if (!j->easy || setup_easy(j, &j->pool->ups[k]) != KM_OK) {
@@ -295,7 +365,10 @@ static bool start_attempt(struct srv_job *j)
     j->attempts++;
     j->status = 0;
     j->head_seen = j->buffering = j->paused = j->aborted_timeout = false;
+    j->head_due = false;
+    j->t_done = 0;
     km_buf_reset(&j->errbody);
+    km_buf_reset(&j->held);
     j->t_attempt = j->t_last_byte = ups__now();
     if (curl_multi_add_handle(j->pool->multi, j->easy) != CURLM_OK) {
         snprintf(j->last_err, sizeof j->last_err, "cannot start the upstream "
@@ -309,27 +382,37 @@ static bool start_attempt(struct srv_job *j)
     return true;
 }
 
-/* Terminal callbacks: the job must not be touched after these. */
+/* Terminal callbacks: the job must not be touched after these. The
+ * attempt's libcurl handles are released after the callback, so the client
+ * is woken without waiting for that clean-up. */
+static struct attempt job_finish(struct srv_job *j, struct srv_sink *s)
+{
+    struct attempt a = take_attempt(j);
+    km_buf_free(&j->errbody);
+    km_buf_free(&j->held);
+    *s = j->sink;
+    atomic_fetch_sub(&j->pool->live, 1);
+    return a;
+}
+
 static void job_error(struct srv_job *j, int http, const char *type,
                       const char *msg)
 {
-    end_attempt(j);
-    km_buf_free(&j->errbody);
     struct ups_pool *p = j->pool;
-    struct srv_sink s = j->sink;
-    atomic_fetch_sub(&p->live, 1);
+    struct srv_sink s;
+    struct attempt a = job_finish(j, &s);
     s.on_error(s.ud, http, type, msg);
+    drop_attempt(p, a);
 }
 
 static void job_done(struct srv_job *j)
 {
-    end_attempt(j);
-    km_buf_free(&j->errbody);
-    struct srv_usage usage = {0, 0};
     struct ups_pool *p = j->pool;
-    struct srv_sink s = j->sink;
-    atomic_fetch_sub(&p->live, 1);
+    struct srv_sink s;
+    struct attempt a = job_finish(j, &s);
+    struct srv_usage usage = {0, 0};
     s.on_done(s.ud, &usage);
+    drop_attempt(p, a);
 }
 
 static const char *err_type(int http)
@@ -435,6 +518,7 @@ static bool transfer_done(struct srv_job *j, CURLcode rc)
 {
     struct ups_pool *p = j->pool;
     size_t up = (size_t)j->up;
+    deliver(j);         /* what was read reached the client, as if at once */
     ups__count_request(p, up, j->req->model, j->head_seen ? j->status : 0);
     if (atomic_load(&j->cancel)) {
         ups__count_error(p, up, UPS_ERR_CANCELED);
@@ -442,7 +526,6 @@ static bool transfer_done(struct srv_job *j, CURLcode rc)
     }
     if (rc == CURLE_OK && !j->buffering) {
         ups__mark(p, up, true);
-        commit_head(j);
         job_done(j);
         return false;
     }
@@ -726,11 +809,25 @@ static int sweep(struct ups_pool *p)
             wait = 5;
         else if (wait > 50)
             wait = 50;
+        if (j->t_done && wait > HOLD_DONE_MS)
+            wait = HOLD_DONE_MS;
     }
     double to_probe = (p->next_probe - now) * 1000.0;
     if (to_probe < wait)
         wait = to_probe < 1 ? 1 : (int)to_probe;
     return wait;
+}
+
+/* End of a pass: deliver what each job read (a held [DONE] waits for its
+ * body's end up to HOLD_DONE_MS). */
+static void flush_held(struct ups_pool *p)
+{
+    double now = ups__now();
+    for (struct srv_job *j = p->active; j; j = j->next) {
+        bool await_end = j->t_done && now - j->t_done < HOLD_DONE_MS / 1000.0;
+        if ((j->head_due || j->held.len) && !await_end)
+            deliver(j);
+    }
 }
 
 static void read_done(struct ups_pool *p)
@@ -785,6 +882,7 @@ static void *loop_main(void *arg)
         curl_multi_perform(p->multi, &running);
         read_done(p);
         int wait = sweep(p);
+        flush_held(p);
         curl_multi_poll(p->multi, NULL, 0, wait, NULL);
     }
     shutdown_all(p);
@@ -846,6 +944,8 @@ void ups__loop_stop(struct ups_pool *p)
         pthread_join(p->thread, NULL);
         p->thread_started = false;
     }
+    while (p->n_spare > 0)
+        curl_easy_cleanup(p->spare[--p->n_spare]);
     if (p->multi)
         curl_multi_cleanup(p->multi);
     p->multi = NULL;
@@ -886,6 +986,7 @@ int ups_job_submit(struct ups_pool *p, const struct srv_request *req,
     j->up = -1;
     snprintf(j->path, sizeof j->path, "%s", path_for(req->ep));
     km_buf_init(&j->errbody, p->opt.error_body_max);
+    km_buf_init(&j->held, 2 * HOLD_MAX);
     ups_sse_scan_init(&j->sse);
     j->t_submit = ups__now();
     atomic_init(&j->cancel, false);

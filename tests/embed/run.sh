@@ -6,21 +6,8 @@
 # (tests/embed/sdk.mjs, the SDK installed as in tests/compat). Ends with
 # "N passed, N failed".
 set -u
-top=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$top"
-build=${KM_BUILD:-$top/build}
-shared=${KM_SHARED:-$top/../shared}
-bin=${KM_BIN:-$build/asan/kanoa-mlops}
-synth=${KM_BIN_RELEASE:-$build/kanoa-mlops}
-[ -x "$synth" ] || synth=$bin
-work=$(mktemp -d)
-pid=""
-cleanup() {
-    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "not ok - $1"; echo "0 passed, 1 failed"; exit 1; }
+# shellcheck source=tests/helpers/serve.sh
+source "$(dirname "$0")/../helpers/serve.sh"
 
 bge=$shared/data/tokenizer/ggml-vocab-bert-bge.gguf
 "$synth" models synth --arch bert --shape tiny --seed 3 -q --vocab-from "$bge" \
@@ -31,17 +18,8 @@ bge=$shared/data/tokenizer/ggml-vocab-bert-bge.gguf
     --vocab-from "$shared/data/tokenizer/ggml-vocab-gpt-2.gguf" \
     -o "$work/llama.gguf" >/dev/null || fail "synthesize llama"
 
-"$bin" serve --host 127.0.0.1 --port 0 --model "$work/bert.gguf" \
-    --model "$work/nomic.gguf" --model "$work/llama.gguf" --threads 2 >"$work/log" 2>&1 &
-pid=$!
-port=""
-for _ in $(seq 1 400); do
-    port=$(grep -Eo 'listening on http://127\.0\.0\.1:[0-9]+' "$work/log" | grep -Eo '[0-9]+$' | head -n 1)
-    [ -n "$port" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-done
-[ -n "$port" ] || { cat "$work/log"; fail "server did not start"; }
+serve_start --model "$work/bert.gguf" --model "$work/nomic.gguf" \
+    --model "$work/llama.gguf" --threads 2
 for _ in $(seq 1 600); do   # wait for the models to load (bounded: 60 s)
     curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
     sleep 0.1
@@ -66,13 +44,8 @@ echo "$sdk" | sed '$d'
 read -r sp sf < <(echo "$sdk" | tail -n 1 | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p')
 p=$((p + ${sp:-0})); f=$((f + ${sf:-1}))
 
-kill "$pid" 2>/dev/null
-wait "$pid"
-pid=""
-if grep -E 'Sanitizer|runtime error' "$work/log"; then
-    echo "not ok - sanitizer report in the server log"
-    f=$((f + 1))
-fi
+serve_stop
+serve_log_clean || f=$((f + 1))
 [ "$f" -eq 0 ] || tail -n 20 "$work/log"
 echo "$p passed, $f failed"
 [ "$f" -eq 0 ]

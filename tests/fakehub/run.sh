@@ -47,6 +47,8 @@ reset_hub() { curl -s -X POST "$EP/_reset" >/dev/null; }
 fault() { curl -s -X POST -H 'Content-Type: application/json' -d "$1" "$EP/_fault" >/dev/null; }
 hublog() { curl -s "$EP/_log"; }
 newcache() { export HF_HUB_CACHE="$work/cache-$1"; rm -rf "$HF_HUB_CACHE"; }
+# fresh NAME [FAULT]: a new empty cache, the hub's log and faults cleared, FAULT armed
+fresh() { newcache "$1"; reset_hub; [ -z "${2:-}" ] || fault "$2"; }
 # pull ARGS...: runs the binary, sets rc, out, errout
 pull() {
     timeout 120 "$BIN" pull "$@" >"$work/out" 2>"$work/err"
@@ -59,13 +61,22 @@ check() { $PY "$here/cachecheck.py" "$HF_HUB_CACHE" "$@" 2>&1; }
 count_req() {
     hublog | $PY -c "import json,sys; L=json.load(sys.stdin); print(sum(1 for r in L if $1))"
 }
+# pulled COND NAME DETAIL REPO REV [FILE...]: ok when the last pull exited 0,
+# the cache holds exactly that (cachecheck.py) and COND (an exit status) is 0
+pulled() {
+    local cond=$1 name=$2 detail=$3 r
+    shift 3
+    r=$(check "$@")
+    if [ "$rc" = 0 ] && [ -z "$r" ] && [ "$cond" = 0 ]; then ok "$name"
+    else bad "$name" "rc=$rc $detail $r $errout"; fi
+}
 expect_err() { # name, expected substring of stderr, exit code
     if [ "$rc" = "${3:-1}" ] && grep -qF -- "$2" "$work/err"; then ok "$1"
     else bad "$1" "rc=$rc stderr=$errout"; fi
 }
 
 # 1. full pull: exact cache, stdout is the snapshot, tag and locks exist
-newcache basic; reset_hub
+fresh basic
 pull kanoa-test/tiny -q
 r=$(check kanoa-test/tiny main)
 if [ $rc = 0 ] && [ -z "$r" ] && [ "$out" = "$HF_HUB_CACHE/models--kanoa-test--tiny/snapshots/$C_MAIN" ] &&
@@ -85,9 +96,8 @@ else bad "tree pages" "only $t tree requests"; fi
 reset_hub
 pull kanoa-test/tiny -q
 fr=$(count_req "'/resolve/' in r['path'] or r['listener'] == 'cdn'")
-if [ $rc = 0 ] && [ "$fr" = 0 ] && [ -z "$(check kanoa-test/tiny main)" ]; then
-    ok "second pull downloads nothing"
-else bad "second pull" "rc=$rc file requests=$fr"; fi
+[ "$fr" = 0 ]
+pulled $? "second pull downloads nothing" "file requests=$fr" kanoa-test/tiny main
 
 # 4. another revision sharing a blob: only the changed file is fetched
 reset_hub
@@ -100,7 +110,7 @@ if [ $rc = 0 ] && [ "$cdn" = 0 ] && [ "$res" = 1 ] && [ -z "$r" ]; then
 else bad "revision v1" "rc=$rc cdn=$cdn resolve=$res $r $errout"; fi
 
 # 5. include/exclude with fnmatch semantics ('*' crosses '/')
-newcache filter; reset_hub
+fresh filter
 pull kanoa-test/tiny --include '*.json' --include 'sub/*' --exclude 'config*' -q
 r=$(check kanoa-test/tiny main sub/dir/notes.txt)
 if [ $rc = 0 ] && [ -z "$r" ]; then ok "--include/--exclude select exactly sub/dir/notes.txt"
@@ -152,16 +162,14 @@ HF_TOKEN=hf_granted pull kanoa-test/gated -q
 hub_auth=$(count_req "r['listener'] == 'hub' and r['auth'] == 'Bearer hf_granted'")
 cdn_auth=$(count_req "r['listener'] == 'cdn' and r['auth'] is not None")
 cdn_all=$(count_req "r['listener'] == 'cdn'")
-if [ $rc = 0 ] && [ -z "$(check kanoa-test/gated main)" ] && [ "$hub_auth" -ge 3 ] &&
-   [ "$cdn_auth" = 0 ] && [ "$cdn_all" -ge 1 ]; then
-    ok "Authorization dropped on the redirect to 127.0.0.2 ($cdn_all CDN requests)"
-else bad "auth on redirect" "rc=$rc hub_auth=$hub_auth cdn_auth=$cdn_auth cdn=$cdn_all $errout"; fi
+[ "$hub_auth" -ge 3 ] && [ "$cdn_auth" = 0 ] && [ "$cdn_all" -ge 1 ]
+pulled $? "Authorization dropped on the redirect to 127.0.0.2 ($cdn_all CDN requests)" \
+  "hub_auth=$hub_auth cdn_auth=$cdn_auth cdn=$cdn_all" kanoa-test/gated main
 
 # 11. token file with a trailing newline ($HF_HOME/token)
 newcache tokfile; mkdir -p "$HF_HOME"; printf 'hf_granted\n' >"$HF_HOME/token"
 pull kanoa-test/gated -q
-if [ $rc = 0 ] && [ -z "$(check kanoa-test/gated main)" ]; then ok "token file is read and trimmed"
-else bad "token file" "rc=$rc $errout"; fi
+pulled 0 "token file is read and trimmed" "" kanoa-test/gated main
 rm -f "$HF_HOME/token"
 
 # 12. hostile paths: refused, nothing written anywhere
@@ -176,26 +184,21 @@ for repo in hostile hostile-abs hostile-deep; do
 done
 
 # 13. connection dropped mid-body: resumed inside the range, correct cache
-newcache drop; reset_hub
-fault '{"path": "model.safetensors", "kind": "drop", "after": 100000, "count": 2}'
+fresh drop '{"path": "model.safetensors", "kind": "drop", "after": 100000, "count": 2}'
 pull kanoa-test/tiny model.safetensors -c 1 -q
 resumed=$(count_req "r['listener'] == 'cdn' and r['method'] == 'GET' and (r['range'] or '').startswith('bytes=100000-')")
-if [ $rc = 0 ] && [ -z "$(check kanoa-test/tiny main model.safetensors)" ] && [ "$resumed" = 1 ]; then
-    ok "dropped connection resumes at byte 100000 and ends correct"
-else bad "drop" "rc=$rc resumed=$resumed $errout"; fi
+[ "$resumed" = 1 ]
+pulled $? "dropped connection resumes at byte 100000 and ends correct" "resumed=$resumed" kanoa-test/tiny main model.safetensors
 
 # 14. 500s then success
-newcache e500; reset_hub
-fault '{"path": "config.json", "kind": "status", "code": 500, "count": 2}'
+fresh e500 '{"path": "config.json", "kind": "status", "code": 500, "count": 2}'
 pull kanoa-test/tiny config.json -q
 gets=$(count_req "r['path'].endswith('/config.json') and r['method'] == 'GET'")
-if [ $rc = 0 ] && [ -z "$(check kanoa-test/tiny main config.json)" ] && [ "$gets" = 3 ]; then
-    ok "two 500s are retried (3 GETs) and the cache is correct"
-else bad "500" "rc=$rc gets=$gets $errout"; fi
+[ "$gets" = 3 ]
+pulled $? "two 500s are retried (3 GETs) and the cache is correct" "gets=$gets" kanoa-test/tiny main config.json
 
 # 15. 500 forever: clear error, partial kept for resume, no blob
-newcache e500b; reset_hub
-fault '{"path": "config.json", "kind": "status", "code": 503, "count": 100}'
+fresh e500b '{"path": "config.json", "kind": "status", "code": 503, "count": 100}'
 pull kanoa-test/tiny config.json -q
 expect_err "persistent 503 gives up with the status" "giving up after 6 failed attempts: config.json: HTTP 503 from the server"
 if [ ! -e "$HF_HUB_CACHE/models--kanoa-test--tiny/blobs/9eddb62b076f586b2186445e7872e5a05f0dfe06" ] &&
@@ -204,44 +207,38 @@ if [ ! -e "$HF_HUB_CACHE/models--kanoa-test--tiny/blobs/9eddb62b076f586b2186445e
 else bad "503 leftovers" "$(find "$HF_HUB_CACHE")"; fi
 
 # 16. 429 with Retry-After is honoured (JSON retry event names it)
-newcache e429; reset_hub
-fault '{"path": "README.md", "kind": "status", "code": 429, "retry_after": 1, "count": 1}'
+fresh e429 '{"path": "README.md", "kind": "status", "code": 429, "retry_after": 1, "count": 1}'
 pull kanoa-test/tiny README.md --json
 retry=$(grep -c '"event":"retry".*HTTP 429' "$work/out")
-if [ $rc = 0 ] && [ "$retry" = 1 ] && [ -z "$(check kanoa-test/tiny main README.md)" ] &&
-   tail -n 1 "$work/out" | grep -q '"event":"finish"'; then
-    ok "429 + Retry-After retried; --json reports retry and finish events"
-else bad "429" "rc=$rc retry=$retry $out $errout"; fi
+[ "$retry" = 1 ] && tail -n 1 "$work/out" | grep -q '"event":"finish"'
+pulled $? "429 + Retry-After retried; --json reports retry and finish events" \
+  "retry=$retry $out" kanoa-test/tiny main README.md
 
 # 16b. 429 with a RateLimit header (r=0;t=0 -> wait t+1 s), then success
-newcache rl; reset_hub
-fault '{"path": "README.md", "kind": "status", "code": 429, "ratelimit_t": 0, "count": 1}'
+fresh rl '{"path": "README.md", "kind": "status", "code": 429, "ratelimit_t": 0, "count": 1}'
 pull kanoa-test/tiny README.md -q
 gets=$(count_req "r['path'].endswith('/README.md') and r['method'] == 'GET'")
-if [ $rc = 0 ] && [ "$gets" = 2 ] && [ -z "$(check kanoa-test/tiny main README.md)" ]; then
-    ok "429 with RateLimit r=0 is retried"
-else bad "ratelimit" "rc=$rc gets=$gets $errout"; fi
+[ "$gets" = 2 ]
+pulled $? "429 with RateLimit r=0 is retried" "gets=$gets" kanoa-test/tiny main README.md
 
 # 16c. relative 307 to /api/resolve-cache (same host: the token is kept)
-newcache rel; reset_hub
+fresh rel
 HF_TOKEN=hf_granted pull kanoa-test/relredir -q
 rc_auth=$(count_req "r['path'].startswith('/api/resolve-cache/') and r['method'] == 'GET' and r['auth'] == 'Bearer hf_granted'")
-if [ $rc = 0 ] && [ "$rc_auth" = 1 ] && [ -z "$(check kanoa-test/relredir main)" ]; then
-    ok "relative redirect followed on the same host, token kept"
-else bad "relative redirect" "rc=$rc auth=$rc_auth $errout"; fi
+[ "$rc_auth" = 1 ]
+pulled $? "relative redirect followed on the same host, token kept" "auth=$rc_auth" \
+  kanoa-test/relredir main
 
 # 16d. an expired presigned CDN URL (403) is resolved again, then resumed
-newcache expired; reset_hub
-fault '{"path": "model.safetensors", "kind": "expired", "count": 2}'
+fresh expired '{"path": "model.safetensors", "kind": "expired", "count": 2}'
 pull kanoa-test/tiny model.safetensors -c 2 -q
 heads=$(count_req "r['method'] == 'HEAD' and r['path'].endswith('/model.safetensors')")
-if [ $rc = 0 ] && [ "$heads" -ge 2 ] && [ -z "$(check kanoa-test/tiny main model.safetensors)" ]; then
-    ok "CDN 403 (expired URL) triggers a new resolve and the pull completes"
-else bad "expired" "rc=$rc heads=$heads $errout"; fi
+[ "$heads" -ge 2 ]
+pulled $? "CDN 403 (expired URL) triggers a new resolve and the pull completes" \
+  "heads=$heads" kanoa-test/tiny main model.safetensors
 
 # 17. wrong bytes: hash mismatch is an error and nothing corrupt remains
-newcache flip; reset_hub
-fault '{"path": "model.safetensors", "kind": "flip", "at": 2000000, "count": 100}'
+fresh flip '{"path": "model.safetensors", "kind": "flip", "at": 2000000, "count": 100}'
 pull kanoa-test/tiny model.safetensors -q
 expect_err "flipped byte fails sha256 verification" \
   "model.safetensors: sha256 mismatch: the listing says $MODEL_SHA (3145851 bytes)"
@@ -251,29 +248,20 @@ if [ -z "$(find "$HF_HUB_CACHE/models--kanoa-test--tiny/blobs" -type f)" ] &&
 else bad "flip leftovers" "$(find "$HF_HUB_CACHE")"; fi
 reset_hub
 pull kanoa-test/tiny model.safetensors -q
-if [ $rc = 0 ] && [ -z "$(check kanoa-test/tiny main model.safetensors)" ]; then
-    ok "re-pull after the mismatch gives a correct cache"
-else bad "flip repull" "rc=$rc $errout"; fi
+pulled 0 "re-pull after the mismatch gives a correct cache" "" kanoa-test/tiny main model.safetensors
 
 # 18. a stalled body (headers then silence) times out and is retried
-newcache stall; reset_hub
-fault '{"path": "README.md", "kind": "stall", "seconds": 20, "count": 1}'
+fresh stall '{"path": "README.md", "kind": "stall", "seconds": 20, "count": 1}'
 HF_HUB_DOWNLOAD_TIMEOUT=1 pull kanoa-test/tiny README.md -q
-if [ $rc = 0 ] && [ -z "$(check kanoa-test/tiny main README.md)" ]; then
-    ok "stall detected by HF_HUB_DOWNLOAD_TIMEOUT and retried"
-else bad "stall" "rc=$rc $errout"; fi
+pulled 0 "stall detected by HF_HUB_DOWNLOAD_TIMEOUT and retried" "" kanoa-test/tiny main README.md
 
 # 19. server ignoring Range once (200 to a ranged GET) is not written at an offset
-newcache norange; reset_hub
-fault '{"path": "model.safetensors", "kind": "norange", "count": 2}'
+fresh norange '{"path": "model.safetensors", "kind": "norange", "count": 2}'
 pull kanoa-test/tiny model.safetensors -c 4 -q
-if [ $rc = 0 ] && [ -z "$(check kanoa-test/tiny main model.safetensors)" ]; then
-    ok "200-instead-of-206 is refused and retried"
-else bad "norange" "rc=$rc $errout"; fi
+pulled 0 "200-instead-of-206 is refused and retried" "" kanoa-test/tiny main model.safetensors
 
 # 20. kill -9 mid-download, then resume from the finished chunks
-newcache kill; reset_hub
-fault '{"path": "model.safetensors", "kind": "trickle", "delay": 0.02, "piece": 65536, "count": 100}'
+fresh kill '{"path": "model.safetensors", "kind": "trickle", "delay": 0.02, "piece": 65536, "count": 100}'
 "$BIN" pull kanoa-test/tiny model.safetensors -c 1 -q >/dev/null 2>&1 &
 pid=$!
 ranges="$HF_HUB_CACHE/models--kanoa-test--tiny/blobs/$MODEL_SHA.kanoa-partial.ranges"
@@ -290,13 +278,11 @@ else bad "kill state" "$(ls -la "$HF_HUB_CACHE/models--kanoa-test--tiny/blobs" 2
 reset_hub
 pull kanoa-test/tiny model.safetensors -c 1 -q
 first=$(count_req "r['listener'] == 'cdn' and r['method'] == 'GET' and (r['range'] or '').startswith('bytes=0-')")
-if [ $rc = 0 ] && [ -z "$(check kanoa-test/tiny main model.safetensors)" ] && [ "$first" = 0 ]; then
-    ok "re-run after kill -9 skips the finished chunk and ends correct"
-else bad "resume after kill" "rc=$rc first=$first $errout"; fi
+[ "$first" = 0 ]
+pulled $? "re-run after kill -9 skips the finished chunk and ends correct" "first=$first" kanoa-test/tiny main model.safetensors
 
 # 20b. kill -9 at several moments (4 connections), then a clean pull
-newcache killmany; reset_hub
-fault '{"path": "model.safetensors", "kind": "trickle", "delay": 0.01, "piece": 32768, "count": 1000}'
+fresh killmany '{"path": "model.safetensors", "kind": "trickle", "delay": 0.01, "piece": 32768, "count": 1000}'
 for d in 0.05 0.2 0.4 0.7 1.0; do
     "$BIN" pull kanoa-test/tiny -c 4 -q >/dev/null 2>&1 &
     pid=$!
@@ -305,18 +291,15 @@ for d in 0.05 0.2 0.4 0.7 1.0; do
 done
 reset_hub
 pull kanoa-test/tiny -q
-if [ $rc = 0 ] && [ -z "$(check kanoa-test/tiny main)" ]; then
-    ok "five kill -9 at different moments, then pull: correct cache, no leftovers"
-else bad "kill many" "rc=$rc $errout $(check kanoa-test/tiny main)"; fi
+pulled 0 "five kill -9 at different moments, then pull: correct cache, no leftovers" "" \
+  kanoa-test/tiny main
 
 # 20c. killed after the rename but before the ranges file was deleted
 blobdir="$HF_HUB_CACHE/models--kanoa-test--tiny/blobs"
 printf 'kanoa-partial 1 3145851 1048576\n1111' >"$blobdir/$MODEL_SHA.kanoa-partial.ranges"
 rm "$HF_HUB_CACHE/models--kanoa-test--tiny/snapshots/$C_MAIN/model.safetensors"
 pull kanoa-test/tiny -q
-if [ $rc = 0 ] && [ -z "$(check kanoa-test/tiny main)" ]; then
-    ok "a stale ranges file beside a finished blob is removed"
-else bad "stale sidecar" "rc=$rc $(check kanoa-test/tiny main)"; fi
+pulled 0 "a stale ranges file beside a finished blob is removed" "" kanoa-test/tiny main
 
 # 21. offline: warm cache resolves via refs with no request; cold cache errors
 reset_hub
@@ -331,7 +314,7 @@ expect_err "HF_HUB_OFFLINE=1 with a cold cache" \
   "kanoa-mlops pull: HF_HUB_OFFLINE is set and kanoa-test/tiny at revision 'main' is not in the cache $HF_HUB_CACHE"
 
 # 22. a cache built by a huggingface_hub-layout fixture is reused as is
-newcache fixture; reset_hub
+fresh fixture
 $PY - "$HF_HUB_CACHE" "$here" <<'PYEOF'
 import os, sys
 sys.path.insert(0, sys.argv[2]); import fakehub
@@ -350,9 +333,9 @@ for f in repo["commits"][c]:
 PYEOF
 pull kanoa-test/gguf -q
 fr=$(count_req "'/resolve/' in r['path'] or r['listener'] == 'cdn'")
-if [ $rc = 0 ] && [ "$fr" = 0 ] && [ -z "$(check kanoa-test/gguf main)" ]; then
-    ok "huggingface_hub-made cache reused without downloading"
-else bad "fixture reuse" "rc=$rc requests=$fr $errout"; fi
+[ "$fr" = 0 ]
+pulled $? "huggingface_hub-made cache reused without downloading" "requests=$fr" \
+  kanoa-test/gguf main
 
 # 23. not enough disk: refused before the first byte, nothing left behind
 if [ "$(id -u)" = 0 ] && mkdir -p "$work/small" && mount -t tmpfs -o size=2m tmpfs "$work/small" 2>/dev/null; then
@@ -379,8 +362,7 @@ else
 fi
 
 # 24. two concurrent pulls of the same repo: both succeed, one download
-newcache conc; reset_hub
-fault '{"path": "model.safetensors", "kind": "trickle", "delay": 0.01, "piece": 262144, "count": 100}'
+fresh conc '{"path": "model.safetensors", "kind": "trickle", "delay": 0.01, "piece": 262144, "count": 100}'
 "$BIN" pull kanoa-test/tiny -c 2 -q >"$work/o1" 2>"$work/e1" & p1=$!
 "$BIN" pull kanoa-test/tiny -c 2 -q >"$work/o2" 2>"$work/e2" & p2=$!
 wait $p1; r1=$?; wait $p2; r2=$?
@@ -404,7 +386,7 @@ pull 'bad/../repo' -q
 expect_err "invalid repo id" "kanoa-mlops pull: 'bad/../repo' is not a repository id of the form org/name"
 
 # ---- models list / verify / rm / du on a cache written by pull ----
-newcache models; reset_hub
+fresh models
 "$BIN" pull kanoa-test/tiny -q >/dev/null 2>&1
 "$BIN" pull kanoa-test/tiny --revision v1 -q >/dev/null 2>&1
 "$BIN" pull kanoa-test/gguf -q >/dev/null 2>&1
@@ -452,8 +434,7 @@ else bad "list incomplete" "$("$BIN" models list kanoa-test/tiny)"; fi
 # pull repairs it: the corrupt blob has the right size, so remove it first
 rm "$tb/9eddb62b076f586b2186445e7872e5a05f0dfe06"
 pull kanoa-test/tiny -q
-if [ $rc = 0 ] && [ -z "$(check kanoa-test/tiny main)" ]; then ok "pull repairs missing blobs"
-else bad "repair" "rc=$rc $errout"; fi
+pulled 0 "pull repairs missing blobs" "" kanoa-test/tiny main
 
 # rm one revision: its snapshot, ref and private blobs go; shared blobs stay
 "$BIN" models rm kanoa-test/tiny@v1 >"$work/out" 2>&1; rc=$?
@@ -463,6 +444,19 @@ if [ $rc = 0 ] && grep -qx 'removed kanoa-test/tiny@v1 (10 bytes, 10 B freed)' "
    [ -z "$(check kanoa-test/tiny main)" ]; then
     ok "models rm REPO@REV keeps blobs shared with main"
 else bad "rm rev" "rc=$rc $(cat "$work/out")"; fi
+# rm while a pull is writing a blob of the repo: refused at once (it does
+# not wait), nothing removed, and the pull completes
+rm "$tb/$MODEL_SHA"; reset_hub
+fault '{"path": "model.safetensors", "kind": "trickle", "delay": 0.02, "piece": 65536, "count": 100}'
+"$BIN" pull kanoa-test/tiny -c 1 -q >/dev/null 2>"$work/e1" & p1=$!
+for _ in $(seq 1 200); do [ -f "$tb/$MODEL_SHA.kanoa-partial" ] && break; sleep 0.05; done
+"$BIN" models rm kanoa-test/tiny >/dev/null 2>"$work/err"; rc=$?
+wait $p1; r1=$?
+expect_err "models rm during a pull fails naming the held lock" \
+  "kanoa-mlops models rm: kanoa-test/tiny is being downloaded by another process (it holds the lock $HF_HUB_CACHE/.locks/models--kanoa-test--tiny/$MODEL_SHA.lock); nothing was removed: try again when that pull finishes"
+if [ $r1 = 0 ] && [ -z "$(check kanoa-test/tiny main)" ]; then
+    ok "the pull that held the lock completes; the repo is intact"
+else bad "pull during rm" "r1=$r1 $(cat "$work/e1") $(check kanoa-test/tiny main)"; fi
 "$BIN" models rm kanoa-test/gguf >"$work/out" 2>&1; rc=$?
 if [ $rc = 0 ] && grep -qx 'removed kanoa-test/gguf (500015 bytes, 488.3 KiB freed)' "$work/out" &&
    [ ! -e "$HF_HUB_CACHE/models--kanoa-test--gguf" ] && [ ! -e "$HF_HUB_CACHE/.locks/models--kanoa-test--gguf" ]; then
@@ -473,7 +467,7 @@ expect_err "models rm of an absent repo" "kanoa-mlops models rm: repository kano
 
 # ---- serve --model REPO resolves from the cache written by pull ----
 if [ ${#synth[@]} -gt 0 ]; then
-    newcache serve; reset_hub
+    fresh serve
     pull kanoa-test/synth -q
     SNAP="$HF_HUB_CACHE/models--kanoa-test--synth/snapshots/$($PY -c "import hashlib;print(hashlib.sha1(b'synth-main').hexdigest())")"
     if [ $rc = 0 ] && cmp -s "$SNAP/tiny-F16.gguf" "$work/synth.gguf"; then

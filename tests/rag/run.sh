@@ -8,7 +8,9 @@
 # refusal, kill -9 and a terminated connection in the middle of ingesting a
 # changed document, injection strings stored and returned verbatim, exact
 # top-k against a numpy brute force, filtered queries with iterative scans,
-# text and hybrid modes, and CLI usage errors. Works as root (the server then
+# text and hybrid modes, the local engine (--embed-model FILE.gguf, a
+# synthesized tiny BERT; the same vectors through serve --model), and CLI
+# usage errors. Works as root (the server then
 # runs as `postgres`) and as a normal user.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -217,6 +219,64 @@ eq "hostile collection queryable" "$("$BIN" rag query "changed" --collection "$H
 out=$("$BIN" rag query "x" --collection "missing" 2>&1)
 eq "unknown collection" "$?:$out" "1:kanoa-mlops rag query: collection 'missing' does not exist"
 
+# ---- the local engine: --embed-model FILE.gguf ------------------------------
+# A synthesized tiny BERT (random weights, 128 dims, 128-token context) with
+# the bge WordPiece vocabulary. Embedding a chunk's exact text gives its
+# exact vector, so that query must return the chunk first with score 1.
+SYN=${KM_BIN_RELEASE:-$top/build/kanoa-mlops}
+[ -x "$SYN" ] || SYN=$BIN
+SHARED=${KM_SHARED:-$top/../shared}
+TB=$tmp/tinybert.gguf
+"$SYN" models synth --arch bert --shape tiny --seed 3 -q \
+    --vocab-from "$SHARED/data/tokenizer/ggml-vocab-bert-bge.gguf" -o "$TB" >/dev/null
+L="local kb"
+# an unreachable endpoint in the environment: the local engine must not use it
+out=$(KANOA_EMBED_URL=http://127.0.0.1:1/v1 "$BIN" rag ingest "$docs" --collection "$L" \
+      --embed-model "$TB" --batch 3 --threads 2 2>"$tmp/lerr")
+eq "local ingest exit" "$?" "0"
+eq "local ingest summary" "${out%%;*}" "ingested 7 files (8 chunks), 0 unchanged, 0 failed, 0 pruned"
+lcid=$(sql "SELECT id FROM kanoa.collections WHERE name = 'local kb'")
+eq "local collection records the file stem and n_embd" \
+    "$(sql "SELECT embed_model || '|' || dim FROM kanoa.collections WHERE id = $lcid")" "tinybert|128"
+eq "local chunk count and dims" "$(sql "SELECT count(*) || '|' || string_agg(DISTINCT vector_dims(embedding)::text, ',') FROM kanoa.chunks WHERE collection_id = $lcid")" "8|128"
+eq "local vectors are unit length" "$(sql "SELECT bool_and(abs(vector_norm(embedding) - 1) < 1e-5) FROM kanoa.chunks WHERE collection_id = $lcid")" "t"
+eq "local chunks = the HTTP collection's chunks" \
+    "$(sql "SELECT string_agg(chunk_id, ',' ORDER BY chunk_id) FROM kanoa.chunks WHERE collection_id = $lcid")" \
+    "$(sql "SELECT string_agg(c.chunk_id, ',' ORDER BY c.chunk_id) FROM kanoa.chunks c JOIN kanoa.collections k ON k.id = c.collection_id WHERE k.name = 'kb one' AND c.metadata->>'path' LIKE '$docs/%'")"
+names() { "$PY" -c 'import json,sys; [print(h["metadata"]["name"], "%.4f" % h["score"]) for h in json.load(sys.stdin)["data"]]'; }
+ltop() { KANOA_EMBED_URL=http://127.0.0.1:1/v1 "$BIN" rag query "$1" --collection "$L" \
+             --embed-model "$TB" -k "$2" --json "${@:3}" | names; }
+for f in b.txt d.py g.pdf; do
+    t=$(sql "SELECT text FROM kanoa.chunks WHERE collection_id = $lcid AND metadata->>'name' = '$f'")
+    eq "local query finds $f by its text" "$(ltop "$t" 1)" "$f 1.0000"
+done
+eq "local hnsw top-5 = exact top-5" "$(ltop "animals and pets" 5)" "$(ltop "animals and pets" 5 --exact)"
+out=$("$BIN" rag ingest "$docs" --collection "$L" --embed-model "$TB" 2>/dev/null)
+eq "local re-ingest skips unchanged" "${out%%;*}" "ingested 0 files (0 chunks), 7 unchanged, 0 failed, 0 pruned"
+mkdir -p "$tmp/long"
+"$PY" -c 'print(" ".join("word%d" % i for i in range(300)))' >"$tmp/long/long.txt"
+out=$("$BIN" rag ingest "$tmp/long" --collection "$L" --embed-model "$TB" 2>&1 >/dev/null)
+eq "a chunk over the context is cut, with a note" "$(grep '^kanoa' <<<"$out")" \
+    "kanoa-mlops rag ingest: note: 1 text was longer than model 'tinybert' allows and was cut to its context (use a smaller --chunk-tokens)"
+eq "the cut chunk is stored whole" "$(sql "SELECT length(text) FROM kanoa.chunks WHERE collection_id = $lcid AND metadata->>'name' = 'long.txt'")" \
+    "$(($(wc -c <"$tmp/long/long.txt") - 1))"
+"$BIN" rag ingest "$docs/b.txt" --collection "named" --embed-model "$TB" --embed-name my-bert >/dev/null 2>&1
+eq "--embed-name is recorded" "$(sql "SELECT embed_model || '|' || dim FROM kanoa.collections WHERE name = 'named'")" "my-bert|128"
+out=$("$BIN" rag query "x" --collection "$C" --embed-model "$TB" 2>&1)
+eq "local model other than the collection's refused" "$?:$out" \
+    "1:kanoa-mlops rag query: collection 'kb one' holds embeddings of model 'fake-embed', not of model 'tinybert' ($TB); give --embed-name 'fake-embed' if that file is the same model"
+out=$("$BIN" rag ingest "$docs/b.txt" --collection "$L" --embed-name x 2>&1)
+eq "--embed-name without a local model" "$?:$out" \
+    "1:kanoa-mlops rag ingest: --embed-name names a local model: give --embed-model FILE.gguf (and no --embed-url)"
+out=$("$BIN" rag ingest "$docs/b.txt" --collection "$L" --embed-model "$tmp/missing.gguf" 2>&1)
+eq "missing GGUF file (exit)" "$?" "1"
+check "missing GGUF file (message)" grep -q "^kanoa-mlops rag ingest: .*missing.gguf" <<<"$out"
+"$SYN" models synth --arch llama --shape tiny --seed 5 -q --dim 64 --ffn 128 \
+    --vocab-from "$SHARED/data/tokenizer/ggml-vocab-gpt-2.gguf" -o "$tmp/tinyllama.gguf" >/dev/null
+out=$("$BIN" rag ingest "$docs/b.txt" --collection "gen" --embed-model "$tmp/tinyllama.gguf" 2>&1)
+eq "generation model refused" "$?:$(grep '^kanoa-mlops' <<<"$out")" \
+    "1:kanoa-mlops rag ingest: model file $tmp/tinyllama.gguf is a llama text-generation model; embeddings need an embedding model (bert, nomic-bert)"
+
 # ---- crash and connection loss in the middle of a changed document --------
 big=$tmp/big
 mkdir -p "$big"
@@ -269,13 +329,14 @@ eq "new version in place" "$(sql "SELECT count(*) || ':' || sum((text LIKE 'Chan
 # ---- POST /v1/retrieve in serve ---------------------------------------------
 fake other --dim 8 --model other8
 "$BIN" rag ingest "$docs/b.txt" --collection "other" --embed-model other8 --embed-url "http://127.0.0.1:$port/v1" >/dev/null 2>&1
-"$BIN" serve --host 127.0.0.1 --port 0 --database-url "$URL" \
+"$BIN" serve --host 127.0.0.1 --port 0 --database-url "$URL" --model "$TB" --threads 2 \
     --upstream "fake=http://127.0.0.1:$(cat "$tmp/emb.port"),embed=fake-embed" >"$tmp/serve.log" 2>&1 &
 pids="$pids $!"
 SP=""
 for _ in $(seq 1 100); do
     SP=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/serve.log" 2>/dev/null | grep -o '[0-9]*$')
-    [ -n "$SP" ] && grep -q "upstream fake .* is healthy" "$tmp/serve.log" && break
+    [ -n "$SP" ] && grep -q "upstream fake .* is healthy" "$tmp/serve.log" &&
+        curl -sf "http://127.0.0.1:$SP/health" >/dev/null && break
     sleep 0.1
 done
 retrieve() { curl -s -w '\n%{http_code}' -H 'Content-Type: application/json' -X POST \
@@ -294,6 +355,15 @@ eq "retrieve bad k" "$(retrieve '{"collection":"corpus","query":"x","k":0}')" \
     '{"error":{"message":"k must be an integer in 1..1000","type":"BadRequestError","param":"k","code":400}}'$'\n400'
 eq "retrieve model not served" "$(retrieve '{"collection":"other","query":"x"}' | tail -n 1)" "400"
 eq "retrieve missing query" "$(retrieve '{"collection":"corpus"}' | tail -n 1)" "400"
+# the local-engine collection through serve --model (same name, same vectors)
+t=$(sql "SELECT text FROM kanoa.chunks WHERE collection_id = $lcid AND metadata->>'name' = 'd.py'")
+body=$("$PY" -c 'import json,sys; print(json.dumps({"collection": "local kb", "query": sys.argv[1], "k": 3}))' "$t")
+eq "retrieve on serve --model = local rag query" "$(retrieve "$body")" \
+    "$("$BIN" rag query "$t" --collection "$L" --embed-model "$TB" -k 3 --json)"$'\n200'
+cp "$docs/b.txt" "$tmp/b-copy.txt"
+"$BIN" rag ingest "$tmp/b-copy.txt" --collection "$L" --embed-url "http://127.0.0.1:$SP/v1" --embed-model tinybert >/dev/null 2>&1
+eq "HTTP ingest through serve --model: same vector as local" \
+    "$(sql "SELECT (a.embedding = b.embedding)::text FROM kanoa.chunks a, kanoa.chunks b WHERE a.collection_id = $lcid AND b.collection_id = $lcid AND a.metadata->>'name' = 'b.txt' AND b.metadata->>'name' = 'b-copy.txt'")" "true"
 # a pooled connection caches the collection row: drop and recreate it
 eq "retrieve text before recreate" "$(retrieve '{"collection":"other","query":"changed","mode":"text"}' | tail -n 1)" "200"
 sql "DELETE FROM kanoa.collections WHERE name = 'other'" >/dev/null

@@ -14,15 +14,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference import ACT_QUANT, dequant, read_gguf, rmsnorm  # noqa: E402
-
-
-def rope_neox(x, pos, inv_freq):
-    half = x.shape[-1] // 2
-    ang = pos[:, None] * inv_freq[None, :]
-    c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
-    a, b = x[..., :half], x[..., half:]
-    return np.concatenate([a * c - b * s, a * s + b * c], axis=-1)
+from reference import Args, attention, dequant, matmul, rmsnorm, rope_neox  # noqa: E402
 
 
 def gelu_tanh(x):
@@ -43,11 +35,7 @@ def forward(kv, T, ids, f16_kv, act_quant):
     scale = 1 / math.sqrt(E / H) if L == 62 else 1 / math.sqrt(D)
     W = lambda name: dequant(T[name])
 
-    def mm(name, h):
-        t = T[name][1]
-        if act_quant and t in ACT_QUANT:
-            h = ACT_QUANT[t](h)
-        return h @ W(name).T
+    mm = lambda name, h: matmul(T, name, h, act_quant)
 
     n = len(ids)
     pos = np.arange(n, dtype=np.float64)
@@ -71,10 +59,7 @@ def forward(kv, T, ids, f16_kv, act_quant):
             v = v.astype(np.float16).astype(np.float64)
         k = np.repeat(k, H // Hkv, axis=1)
         v = np.repeat(v, H // Hkv, axis=1)
-        s = np.einsum('qhd,khd->hqk', q, k) * scale + (causal if glob else local)
-        s = np.exp(s - s.max(axis=-1, keepdims=True))
-        s /= s.sum(axis=-1, keepdims=True)
-        att = np.einsum('hqk,khd->qhd', s, v).reshape(n, H * D)
+        att = attention(q, k, v, scale, causal if glob else local)
         a = mm(p + 'attn_output.weight', att)
         x = x + rmsnorm(a, W(p + 'post_attention_norm.weight'), eps)
         h = rmsnorm(x, W(p + 'ffn_norm.weight'), eps)
@@ -86,16 +71,6 @@ def forward(kv, T, ids, f16_kv, act_quant):
     return mm(out, h)[0]
 
 
-def main(argv):
-    f16_kv = '--f32-kv' not in argv
-    act_quant = '--act-quant' in argv
-    argv = [a for a in argv if a not in ('--f32-kv', '--act-quant')]
-    if len(argv) < 4:
-        raise SystemExit(__doc__)
-    kv, T = read_gguf(argv[1])
-    ids = [int(a) for a in argv[3:]]
-    forward(kv, T, ids, f16_kv, act_quant).astype('<f4').tofile(argv[2])
-
-
 if __name__ == '__main__':
-    main(sys.argv)
+    a = Args(sys.argv, __doc__)
+    a.write([forward(a.kv, a.T, a.seqs[0], a.f16_kv, a.act_quant)])

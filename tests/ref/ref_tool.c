@@ -1,7 +1,9 @@
 /* ref_tool.c - test-only C side of the reference check (built by run.sh).
  *
- *   ref_tool logits MODEL OUT.f32 THREADS ID...
- *                                   the engine's last-position logits as f32
+ *   ref_tool logits MODEL OUT.f32 THREADS[:BATCH] ID...
+ *                                   the engine's last-position logits as f32,
+ *                                   evaluated in batches of BATCH tokens
+ *                                   (default: the engine's)
  */
 #include "base/mem.h"
 #include "engine/engine.h"
@@ -17,6 +19,8 @@ static int logits(int argc, char **argv)
     eng_load_params_default(&p);
     p.path = argv[2];
     p.n_threads = atoi(argv[4]);
+    const char *batch = strchr(argv[4], ':');
+    p.n_batch = batch ? atoi(batch + 1) : 0;
     p.n_slots = 1;
     int n = argc - 5;
     int32_t *ids = km_calloc((size_t)n, sizeof *ids);
@@ -54,6 +58,6 @@ int main(int argc, char **argv)
 {
     if (argc >= 6 && strcmp(argv[1], "logits") == 0)
         return logits(argc, argv);
-    fprintf(stderr, "usage: ref_tool logits MODEL OUT THREADS ID...\n");
+    fprintf(stderr, "usage: ref_tool logits MODEL OUT THREADS[:BATCH] ID...\n");
     return 2;
 }

@@ -233,6 +233,23 @@ def rope(x, pos, inv_freq):
     return out
 
 
+def rope_neox(x, pos, inv_freq):
+    """x: [T, heads, D]; rotate pairs (i, i + D/2) (Gemma, nomic-bert)."""
+    half = x.shape[-1] // 2
+    ang = pos[:, None] * inv_freq[None, :]
+    c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+    a, b = x[..., :half], x[..., half:]
+    return np.concatenate([a * c - b * s, a * s + b * c], axis=-1)
+
+
+def attention(q, k, v, scale, mask):
+    """softmax(scale q.k + mask) v per head; q [n, H, D], k/v [m, H, D]."""
+    s = np.einsum('qhd,khd->hqk', q, k) * scale + mask
+    s = np.exp(s - s.max(axis=-1, keepdims=True))
+    s /= s.sum(axis=-1, keepdims=True)
+    return np.einsum('hqk,khd->qhd', s, v).reshape(q.shape[0], -1)
+
+
 def matmul(T, name, h, act_quant):
     """h @ W.T for the weight `name`, with the engine's input rounding."""
     t = T[name][1]
@@ -270,10 +287,7 @@ def forward(kv, T, ids, f16_kv=True, act_quant=False):
             v = v.astype(np.float16).astype(np.float64)
         k = np.repeat(k, H // Hkv, axis=1)            # GQA: head h uses h // (H/Hkv)
         v = np.repeat(v, H // Hkv, axis=1)
-        s = np.einsum('qhd,khd->hqk', q, k) / np.sqrt(D) + mask
-        s = np.exp(s - s.max(axis=-1, keepdims=True))
-        s /= s.sum(axis=-1, keepdims=True)
-        att = np.einsum('hqk,khd->qhd', s, v).reshape(n, H * D)
+        att = attention(q, k, v, 1 / np.sqrt(D), mask)
         x = x + matmul(T, p + 'attn_output.weight', att, act_quant)
         h = rmsnorm(x, W(p + 'ffn_norm.weight'), eps)
         g = matmul(T, p + 'ffn_gate.weight', h, act_quant)
@@ -284,17 +298,29 @@ def forward(kv, T, ids, f16_kv=True, act_quant=False):
     return matmul(T, out, h, act_quant)[0]
 
 
-def main(argv):
-    f16_kv = '--f32-kv' not in argv
-    act_quant = '--act-quant' in argv
-    argv = [a for a in argv if a not in ('--f32-kv', '--act-quant')]
-    if len(argv) < 4:
-        raise SystemExit(__doc__)
-    kv, T = read_gguf(argv[1])
-    ids = [int(a) for a in argv[3:]]
-    logits = forward(kv, T, ids, f16_kv, act_quant)
-    logits.astype('<f4').tofile(argv[2])
+class Args:
+    """Command line of the reference scripts: [--act-quant] [--f32-kv] MODEL
+    OUT.f32 ID... [-- ID...]... (f16_kv unless --f32-kv)."""
+
+    def __init__(self, argv, doc):
+        self.act_quant = '--act-quant' in argv
+        self.f16_kv = '--f32-kv' not in argv
+        argv = [a for a in argv if a not in ('--f32-kv', '--act-quant')]
+        if len(argv) < 4:
+            raise SystemExit(doc)
+        self.kv, self.T = read_gguf(argv[1])
+        self.out = argv[2]
+        self.seqs = [[]]
+        for a in argv[3:]:
+            if a == '--':
+                self.seqs.append([])
+            else:
+                self.seqs[-1].append(int(a))
+
+    def write(self, rows):
+        np.stack(rows).astype('<f4').tofile(self.out)
 
 
 if __name__ == '__main__':
-    main(sys.argv)
+    a = Args(sys.argv, __doc__)
+    a.write([forward(a.kv, a.T, a.seqs[0], a.f16_kv, a.act_quant)])
