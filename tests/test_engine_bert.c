@@ -338,6 +338,13 @@ Test(engine_bert, avx2_elementwise_match_reference)
             w[i] = frand(&seed);
             b[i] = frand(&seed);
         }
+        eng__bert_add_ref(y0, x, w, b, n);
+        eng__bert_add_avx2(y1, x, w, b, n);
+        cr_assert_eq(memcmp(y0, y1, (size_t)n * sizeof *y0), 0, "add %d", n);
+        memcpy(y1, x, sizeof x);
+        eng__bert_add_avx2(y1, y1, w, NULL, n);   /* in place, no second addend */
+        for (int i = 0; i < n; i++)
+            cr_assert_eq(y1[i], x[i] + w[i]);
         eng__bert_layernorm_ref(y0, x, w, b, n, 1e-12f);
         eng__bert_layernorm_avx2(y1, x, w, b, n, 1e-12f);
         assert_close(y1, y0, n, 2e-5f, "layernorm");

@@ -9,7 +9,10 @@
  * checked by tests/ref (ref_gemma3.py). */
 #include "base/mem.h"
 #include "engine/engine.h"
+#include "engine/gguf.h"
 #include "engine/synth.h"
+#include "engine/tok.h"
+#include "helpers/engine_eval.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -21,23 +24,13 @@
 
 TestSuite(engine_gemma, .timeout = 240);
 
-static char vocab[512];
-
-static const char *spm_vocab(void)
-{
-    const char *sh = getenv("KM_SHARED");
-    snprintf(vocab, sizeof vocab, "%s/data/tokenizer/ggml-vocab-llama-spm.gguf",
-             sh ? sh : "../shared");
-    return vocab;
-}
-
 /* tiny gemma3 (256, 2 heads / 1 KV of 128) with n_layer layers, window w */
 static struct eng_model *open_model(int n_layer, int window, char *path, size_t cap)
 {
     struct synth_params p;
     struct km_err err;
     cr_assert_eq(synth_preset("gemma3", "tiny", &p, &err), KM_OK, "%s", km_err_text(&err));
-    p.vocab_from = spm_vocab();
+    p.vocab_from = engine_shared_file("ggml-vocab-llama-spm.gguf");
     p.n_layer = n_layer;
     p.sliding_window = window;
     p.n_ctx = 256;
@@ -54,31 +47,12 @@ static struct eng_model *open_model(int n_layer, int window, char *path, size_t 
     return m;
 }
 
-/* Last-position logits of ids[0..n) evaluated `chunk` tokens per eng_eval
- * call (the engine splits further into batches of n_batch). */
-static float *logits(struct eng_model *m, const int32_t *ids, size_t n, size_t chunk)
-{
-    struct eng_model_info info;
-    eng_model_info(m, &info);
-    float *l = km_calloc((size_t)info.n_vocab, sizeof *l);
-    struct eng_seq *s;
-    struct km_err err;
-    cr_assert_eq(eng_seq_new(m, 0, &s, &err), KM_OK, "%s", km_err_text(&err));
-    for (size_t i = 0; i < n; i += chunk) {
-        size_t k = n - i < chunk ? n - i : chunk;
-        cr_assert_eq(eng_eval(s, ids + i, k, i + k == n ? l : NULL, &err), KM_OK,
-                     "%s", km_err_text(&err));
-    }
-    eng_seq_free(s);
-    return l;
-}
-
 /* Whether two prompts of n tokens give bit-identical last logits. */
 static bool same_logits(struct eng_model *m, const int32_t *p1, const int32_t *p2, size_t n)
 {
     struct eng_model_info info;
     eng_model_info(m, &info);
-    float *a = logits(m, p1, n, n), *b = logits(m, p2, n, n);
+    float *a = engine_last_logits(m, p1, n, n), *b = engine_last_logits(m, p2, n, n);
     bool same = memcmp(a, b, (size_t)info.n_vocab * sizeof *a) == 0;
     km_free(a);
     km_free(b);
@@ -126,8 +100,8 @@ Test(engine_gemma, one_shot_equals_token_by_token)
     char path[256];
     struct eng_model *m = open_model(6, 16, path, sizeof path);
     int32_t *ids = prompt(100, 5);
-    float *a = logits(m, ids, 100, 100), *b = logits(m, ids, 100, 7);
-    float *c = logits(m, ids, 100, 1);
+    float *a = engine_last_logits(m, ids, 100, 100), *b = engine_last_logits(m, ids, 100, 7);
+    float *c = engine_last_logits(m, ids, 100, 1);
     struct eng_model_info info;
     eng_model_info(m, &info);
     cr_assert_eq(memcmp(a, b, (size_t)info.n_vocab * sizeof *a), 0);
@@ -179,6 +153,34 @@ Test(engine_gemma, sliding_window_masks_old_tokens)
     km_free(p1);
     km_free(p2);
     eng_model_close(m);
+    unlink(path);
+}
+
+/* The synthetic Gemma vocabulary (no --vocab-from, as tests/gemma uses):
+ * <end_of_turn> (106) and <eos> (1) both end generation. */
+Test(engine_gemma, end_of_turn_ends_generation)
+{
+    struct synth_params p;
+    struct km_err err;
+    cr_assert_eq(synth_preset("gemma3", "tiny", &p, &err), KM_OK, "%s", km_err_text(&err));
+    p.n_layer = 1;
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/km-gemma-test-%d-vocab.gguf", (int)getpid());
+    cr_assert_eq(synth_write(&p, path, NULL, NULL, NULL, &err), KM_OK, "%s", km_err_text(&err));
+    struct gguf_file *f = NULL;
+    struct tok_vocab *v = NULL;
+    cr_assert_eq(gguf_open(path, &f, &err), KM_OK, "%s", km_err_text(&err));
+    cr_assert_eq(tok_load(f, &v, &err), KM_OK, "%s", km_err_text(&err));
+    size_t n = 0;
+    const int32_t *eog = tok_eog_ids(v, &n);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(eog[0], 1);
+    cr_assert_eq(eog[1], 106);
+    size_t len = 0;
+    const char *t = tok_text(v, 106, &len);
+    cr_assert(len == 13 && memcmp(t, "<end_of_turn>", 13) == 0);
+    tok_free(v);
+    gguf_close(f);
     unlink(path);
 }
 

@@ -111,3 +111,43 @@ Test(engine_ops, pool_runs_every_thread_once_per_run)
     cr_assert_eq(eng_pool_new(0, &pool, &err), KM_EINVAL);
     cr_assert(eng_physical_cores() >= 1);
 }
+
+/* eng_pool_run_chunks: every chunk exactly once per run, ith in range and
+ * never used by two calls at the same time (per-thread scratch is safe). */
+struct chunk_probe {
+    atomic_int hits[1000];
+    atomic_int busy[3];
+    atomic_int bad;
+};
+
+static void chunk_probe_fn(void *arg, int chunk, int ith)
+{
+    struct chunk_probe *p = arg;
+    if (ith < 0 || ith >= 3 || atomic_exchange(&p->busy[ith], 1) != 0) {
+        atomic_fetch_add(&p->bad, 1);
+        return;
+    }
+    atomic_fetch_add(&p->hits[chunk], 1);
+    atomic_store(&p->busy[ith], 0);
+}
+
+Test(engine_ops, pool_runs_every_chunk_once_per_run)
+{
+    static const int counts[] = {0, 1, 2, 3, 7, 1000};
+    for (int threads = 1; threads <= 3; threads += 2) {
+        struct eng_pool *pool;
+        struct km_err err;
+        cr_assert_eq(eng_pool_new(threads, &pool, &err), KM_OK);
+        for (size_t c = 0; c < sizeof counts / sizeof *counts; c++) {
+            static struct chunk_probe p;
+            memset(&p, 0, sizeof p);
+            for (int r = 0; r < 50; r++)
+                eng_pool_run_chunks(pool, chunk_probe_fn, &p, counts[c]);
+            cr_assert_eq(atomic_load(&p.bad), 0);
+            for (int i = 0; i < 1000; i++)
+                cr_assert_eq(atomic_load(&p.hits[i]), i < counts[c] ? 50 : 0,
+                             "%d threads, %d chunks: chunk %d", threads, counts[c], i);
+        }
+        eng_pool_free(pool);
+    }
+}

@@ -523,3 +523,53 @@ Test(quant, avx2_float_gemm_split_invariant)
     km_free(all);
     km_free(part);
 }
+
+/* Decode (n_act = 1) streams 6 float rows at once: for 1..13 rows (partial
+ * groups) and k with 16-, 8- and 1-element tails, every output equals the
+ * AVX2 dot of its row bit for bit and the scalar dot within tolerance. */
+Test(quant, avx2_float_matvec_rows)
+{
+    if (!cpu_has_avx2_fma_f16c()) {
+        cr_skip_test("CPU without AVX2/FMA/F16C");
+        return;
+    }
+    enum { NR = 13, KMAX = 1000 };
+    static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16};
+    static const int64_t ks[] = {1, 8, 15, 16, 24, 999, KMAX};
+    float *w = km_malloc(NR * KMAX * sizeof *w), *a = km_malloc(KMAX * sizeof *a);
+    uint8_t *wq = km_malloc(NR * KMAX * 4);
+    float got[NR + 1];
+    fill_random(w, NR * KMAX, 0.3f);
+    fill_random(a, KMAX, 3.0f);
+    for (size_t ti = 0; ti < 3; ti++) {
+        uint32_t t = types[ti];
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+            int64_t k = ks[ki];
+            size_t rs = quant_row_size(t, k);
+            for (int r = 0; r < NR; r++)
+                quant_quantize_row(t, w + r * k, wq + r * rs, k);
+            for (int nr = 1; nr <= NR; nr++) {
+                cr_assert(quant_kernels_force(QUANT_ISA_AVX2));
+                got[nr] = -1.0f;
+                quant_matmul(t, wq, nr, k, a, 1, got, nr);
+                cr_assert_eq(got[nr], -1.0f, "%s: wrote past %d rows", quant_type_name(t), nr);
+                for (int r = 0; r < nr; r++) {
+                    float d = quant_vec_dot(t, k, wq + r * rs, a);
+                    cr_assert_eq(got[r], d, "%s k=%lld nr=%d r%d: %.9g vs dot %.9g",
+                                 quant_type_name(t), (long long)k, nr, r, got[r], d);
+                }
+                cr_assert(quant_kernels_force(QUANT_ISA_SCALAR));
+                for (int r = 0; r < nr; r++) {
+                    float want = quant_vec_dot(t, k, wq + r * rs, a);
+                    cr_assert_leq(fabs(got[r] - want), float_tol(w + r * k, a, k),
+                                  "%s k=%lld r%d: avx2 %.8g scalar %.8g", quant_type_name(t),
+                                  (long long)k, r, got[r], want);
+                }
+            }
+        }
+    }
+    quant_kernels_force(QUANT_ISA_AVX2);
+    km_free(w);
+    km_free(a);
+    km_free(wq);
+}

@@ -1,7 +1,9 @@
 /* test_server_config.c - serve settings: defaults, YAML file, KANOA_* env and
- * flags with precedence flag > env > file > default, and --print-config. */
+ * flags with precedence flag > env > file > default, --print-config, and the
+ * gateway's upstream-* tuning through the same layers. */
 #include "base/mem.h"
 #include "server/server.h"
+#include "server/upstream.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -113,4 +115,49 @@ Test(server_config, print_redacts_keys)
     cr_assert(strstr(buf, "port: 8000\n"));
     free(buf);
     srv_config_free(&c);
+}
+
+Test(server_config, upstream_tuning_layers)
+{
+    struct srv_config c;
+    struct km_err e;
+    struct ups_options o, d;
+    ups_options_default(&d);
+    srv_config_init(&c);
+    ups_options_from_config(&o, &c);
+    cr_assert_eq(memcmp(&o, &d, sizeof o), 0, "defaults differ from the pool's");
+    const char *path = write_tmp("upstream-fall: 4\nupstream_rise: 3\n"
+                                 "upstream-probe-interval-ms: 500\n"
+                                 "upstream-max-attempts: 2\n");
+    cr_assert_eq(srv_config_load_yaml(&c, path, &e), KM_OK, "%s", e.msg);
+    setenv("KANOA_UPSTREAM_FALL", "5", 1);
+    setenv("KANOA_UPSTREAM_IDLE_TIMEOUT_MS", "7000", 1);
+    cr_assert_eq(srv_config_load_env(&c, &e), KM_OK, "%s", e.msg);
+    cr_assert_eq(srv_config_set(&c, SRV_LAYER_FLAG, "upstream-idle-timeout-ms",
+                                "9000", &e), KM_OK);
+    ups_options_from_config(&o, &c);
+    cr_assert_eq(o.fall, 5);                    /* env over YAML */
+    cr_assert_eq(o.rise, 3);                    /* YAML over default */
+    cr_assert_eq(o.probe_interval_ms, 500);
+    cr_assert_eq(o.max_attempts, 2);
+    cr_assert_eq(o.idle_timeout_ms, 9000);      /* flag over env */
+    cr_assert_eq(o.connect_timeout_ms, 2000);   /* default */
+    cr_assert_eq(o.error_body_max, d.error_body_max);
+    setenv("KANOA_UPSTREAM_RISE", "2x", 1);
+    cr_assert_eq(srv_config_load_env(&c, &e), KM_EINVAL);
+    cr_assert_str_eq(e.msg, "environment variable KANOA_UPSTREAM_RISE: setting "
+                     "upstream-rise: '2x' is not a whole number in [1, 1000]");
+    cr_assert_eq(srv_config_set(&c, SRV_LAYER_FLAG, "upstream-max-attempts",
+                                "65", &e), KM_EINVAL);
+    cr_assert_str_eq(e.msg, "setting upstream-max-attempts: '65' is not a whole "
+                     "number in [1, 64]");
+    cr_assert_eq(srv_config_set(&c, SRV_LAYER_FLAG, "upstream-connect-timeout-ms",
+                                "0", &e), KM_EINVAL);
+    cr_assert_str_eq(e.msg, "setting upstream-connect-timeout-ms: '0' is not a "
+                     "whole number in [1, 86400000]");
+    unsetenv("KANOA_UPSTREAM_FALL");
+    unsetenv("KANOA_UPSTREAM_IDLE_TIMEOUT_MS");
+    unsetenv("KANOA_UPSTREAM_RISE");
+    srv_config_free(&c);
+    unlink(path);
 }

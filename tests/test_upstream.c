@@ -206,21 +206,3 @@ Test(upstream_pool, rejects_bad_config)
     cr_assert_eq(ups_pool_new(s, 1, &o, &p, &err), KM_EINVAL);
     cr_assert_eq(km_mem_live(), live);
 }
-
-Test(upstream_spec, options_from_env)
-{
-    struct ups_options o;
-    struct km_err err = {0};
-    ups_options_default(&o);
-    setenv("KANOA_UPSTREAM_PROBE_INTERVAL_MS", "250", 1);
-    setenv("KANOA_UPSTREAM_FALL", "5", 1);
-    cr_assert_eq(ups_options_from_env(&o, &err), KM_OK);
-    cr_assert_eq(o.probe_interval_ms, 250);
-    cr_assert_eq(o.fall, 5);
-    cr_assert_eq(o.rise, 2);
-    cr_assert_eq(o.connect_timeout_ms, 2000);
-    setenv("KANOA_UPSTREAM_RISE", "2x", 1);
-    cr_assert_eq(ups_options_from_env(&o, &err), KM_EINVAL);
-    cr_assert_str_eq(err.msg, "environment variable KANOA_UPSTREAM_RISE: '2x' is "
-                     "not a whole number from 1 to 86400000");
-}

@@ -225,6 +225,69 @@ static void expect_ok_json(struct rec *r, const char *up, const char *rid)
     cr_assert_str_eq(km_buf_str(&r->body), want);
 }
 
+/* One request, finished within 5 s; r is initialised here, freed by the
+ * caller. */
+static void run_one(struct ups_pool *p, const char *body, bool stream,
+                    const char *rid, struct rec *r)
+{
+    rec_init(r);
+    struct srv_request req = chat_req(body, stream, rid);
+    cr_assert_eq(run(p, &req, r, 5000), KM_OK);
+}
+
+/* n JSON chats (request ids PREFIX-i), every one answered by fake `up`. */
+static void expect_served_by(struct ups_pool *p, int n, const char *prefix,
+                             const char *up)
+{
+    for (int i = 0; i < n; i++) {
+        struct rec r;
+        char rid[32];
+        snprintf(rid, sizeof rid, "%s-%d", prefix, i);
+        run_one(p, BODY, false, rid, &r);
+        expect_ok_json(&r, up, rid);
+        rec_free(&r);
+    }
+}
+
+/* r failed with `status` and the message "upstream u0 (<its URL>) <what>". */
+static void expect_u0_error(const struct rec *r, int status, const char *what)
+{
+    char want[512];
+    snprintf(want, sizeof want, "upstream u0 (%s) %s", fakes[0].url, what);
+    cr_assert_eq(r->err_status, status);
+    cr_assert_str_eq(r->err_msg, want);
+}
+
+/* Options for tests that run probe rounds themselves (ups_pool_probe_now). */
+static struct ups_options probes_on_demand(void)
+{
+    struct ups_options o;
+    ups_options_default(&o);
+    o.probe_timeout_ms = 2000;      /* ASan and a busy machine */
+    o.probe_interval_ms = 60000;
+    return o;
+}
+
+static bool metrics_have(struct ups_pool *p, const char *line)
+{
+    struct km_buf m;
+    km_buf_init(&m, 1 << 20);
+    cr_assert_eq(ups_pool_metrics(p, &m), KM_OK);
+    bool yes = strstr(km_buf_str(&m), line) != NULL;
+    if (!yes)
+        cr_log_error("no '%s' in:\n%s", line, km_buf_str(&m));
+    km_buf_free(&m);
+    return yes;
+}
+
+/* POST /control to fake i (e.g. {"health":false}). */
+static void fake_control(size_t i, const char *json)
+{
+    char url[128], out[256];
+    snprintf(url, sizeof url, "%s/control", fakes[i].url);
+    cr_assert_eq(gw_http("POST", url, json, out, sizeof out), 200);
+}
+
 TestSuite(upstream_proxy, .fini = stop_fakes, .timeout = 60);
 
 Test(upstream_proxy, json_pass_through_and_models)
@@ -242,13 +305,12 @@ Test(upstream_proxy, json_pass_through_and_models)
     cr_assert_eq(m[2].task, SRV_TASK_EMBED, "embed= marks embedding models");
     cr_assert_eq(ups_pool_healthy(p), 1);
     struct rec r;
-    rec_init(&r);
-    struct srv_request req = chat_req(BODY, false, "req-1");
-    cr_assert_eq(run(p, &req, &r, 5000), KM_OK);
+    run_one(p, BODY, false, "req-1", &r);
     expect_ok_json(&r, "a", "req-1");
     /* unknown model: 404-class error at submit, nothing called back */
     struct rec r2;
     rec_init(&r2);
+    struct srv_request req = chat_req(BODY, false, "req-1");
     req.model = "nope";
     cr_assert_eq(run(p, &req, &r2, 5000), KM_ENOTFOUND);
     cr_assert_str_eq(r2.err_msg, "The model `nope` does not exist.");
@@ -279,22 +341,20 @@ Test(upstream_proxy, sse_stream_is_verbatim_and_measured)
     km_buf_puts(&want, "data: [DONE]\n\n");
     cr_assert_str_eq(km_buf_str(&r.body), km_buf_str(&want));
     km_buf_free(&want);
-    struct km_buf m;
-    km_buf_init(&m, 1 << 20);
-    cr_assert_eq(ups_pool_metrics(p, &m), KM_OK);
-    const char *t = km_buf_str(&m);
-    cr_assert(strstr(t, "kanoa_gateway:time_to_first_token_seconds_count"
-                     "{model_name=\"m1\",upstream=\"u0\"} 1\n"), "%s", t);
-    cr_assert(strstr(t, "kanoa_gateway:inter_token_latency_seconds_count"
-                     "{model_name=\"m1\",upstream=\"u0\"} 4\n"), "%s", t);
-    cr_assert(strstr(t, "kanoa_upstream_requests_total{upstream=\"u0\","
-                     "model=\"m1\",code=\"200\"} 1\n"), "%s", t);
-    cr_assert(strstr(t, "kanoa_upstream_healthy{upstream=\"u0\"} 1\n"));
-    cr_assert(strstr(t, "kanoa_upstream_in_flight{upstream=\"u0\"} 0\n"));
-    cr_assert(strstr(t, "kanoa_upstream_waiting{upstream=\"u0\"} 0\n"));
-    cr_assert(strstr(t, "# TYPE kanoa_upstream_latency_seconds histogram\n"));
-    cr_assert(strstr(t, "kanoa_upstream_latency_seconds_count{upstream=\"u0\"} 1\n"));
-    km_buf_free(&m);
+    static const char *const lines[] = {
+        "kanoa_gateway:time_to_first_token_seconds_count"
+        "{model_name=\"m1\",upstream=\"u0\"} 1\n",
+        "kanoa_gateway:inter_token_latency_seconds_count"
+        "{model_name=\"m1\",upstream=\"u0\"} 4\n",
+        "kanoa_upstream_requests_total{upstream=\"u0\",model=\"m1\",code=\"200\"} 1\n",
+        "kanoa_upstream_healthy{upstream=\"u0\"} 1\n",
+        "kanoa_upstream_in_flight{upstream=\"u0\"} 0\n",
+        "kanoa_upstream_waiting{upstream=\"u0\"} 0\n",
+        "# TYPE kanoa_upstream_latency_seconds histogram\n",
+        "kanoa_upstream_latency_seconds_count{upstream=\"u0\"} 1\n",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        cr_assert(metrics_have(p, lines[i]));
     ups_pool_free(p);
     rec_free(&r);
 }
@@ -329,33 +389,19 @@ Test(upstream_proxy, failover_on_500_then_502_naming_upstream)
     start_fake("bad", (const char *const[]){"--mode", "500", NULL});
     start_fake("good", NULL);
     struct ups_pool *p = pool_over(2, NULL, NULL);
-    for (int i = 0; i < 6; i++) {
-        struct rec r;
-        rec_init(&r);
-        char rid[16];
-        snprintf(rid, sizeof rid, "f-%d", i);
-        struct srv_request req = chat_req(BODY, false, rid);
-        cr_assert_eq(run(p, &req, &r, 5000), KM_OK);
-        expect_ok_json(&r, "good", rid);
-        rec_free(&r);
-    }
+    expect_served_by(p, 6, "f", "good");
     ups_pool_free(p);
     stop_fakes();
     /* only the failing one: the client gets 502 naming it */
     start_fake("bad", (const char *const[]){"--mode", "500", NULL});
     p = pool_over(1, NULL, NULL);
     struct rec r;
-    rec_init(&r);
-    struct srv_request req = chat_req(BODY, false, "f-x");
-    cr_assert_eq(run(p, &req, &r, 5000), KM_OK);
+    run_one(p, BODY, false, "f-x", &r);
     cr_assert_eq(r.heads, 0);
-    cr_assert_eq(r.err_status, 502);
     cr_assert_str_eq(r.err_type, "bad_gateway");
-    char want[512];
-    snprintf(want, sizeof want, "upstream u0 (%s) answered HTTP 500: {\"error\":"
-             "{\"message\":\"injected 500 from bad\",\"type\":\"InternalServerError\","
-             "\"param\":null,\"code\":500}}", fakes[0].url);
-    cr_assert_str_eq(r.err_msg, want);
+    expect_u0_error(&r, 502, "answered HTTP 500: {\"error\":{\"message\":"
+                    "\"injected 500 from bad\",\"type\":\"InternalServerError\","
+                    "\"param\":null,\"code\":500}}");
     rec_free(&r);
     ups_pool_free(p);
 }
@@ -366,11 +412,8 @@ Test(upstream_proxy, drop_mid_stream_is_terminal_502)
     start_fake("b", NULL);
     struct ups_pool *p = pool_over(2, NULL, NULL);
     struct rec r;
-    rec_init(&r);
-    struct srv_request req = chat_req("{\"model\":\"m1\",\"stream\":true,"
-                                      "\"messages\":[{\"content\":\"FAULT:drop\"}]}",
-                                      true, "d-1");
-    cr_assert_eq(run(p, &req, &r, 5000), KM_OK);
+    run_one(p, "{\"model\":\"m1\",\"stream\":true,\"messages\":"
+            "[{\"content\":\"FAULT:drop\"}]}", true, "d-1", &r);
     cr_assert_eq(r.heads, 1);
     cr_assert_eq(r.head_status, 200);
     cr_assert_not(r.done);
@@ -398,9 +441,7 @@ Test(upstream_proxy, close_before_answer_retries_elsewhere)
     start_fake("b", (const char *const[]){"--mode", "close", NULL});
     struct ups_pool *p = pool_over(2, NULL, NULL);
     struct rec r;
-    rec_init(&r);
-    struct srv_request req = chat_req(BODY, false, "c-1");
-    cr_assert_eq(run(p, &req, &r, 5000), KM_OK);
+    run_one(p, BODY, false, "c-1", &r);
     cr_assert_eq(r.err_status, 502);
     cr_assert(strstr(r.err_msg, "closed the connection before answering"),
               "%s", r.err_msg);
@@ -421,35 +462,18 @@ Test(upstream_proxy, slow_first_byte_times_out_then_fails_over)
 {
     start_fake("slow", (const char *const[]){"--mode", "slow", "--slow", "3", NULL});
     start_fake("fast", NULL);
-    struct ups_options o;
-    ups_options_default(&o);
-    o.probe_timeout_ms = 2000;
+    struct ups_options o = probes_on_demand();
     o.first_byte_timeout_ms = 400;
     o.probe_interval_ms = 5000;
     struct ups_pool *p = pool_over(2, NULL, &o);
-    for (int i = 0; i < 2; i++) {
-        struct rec r;
-        rec_init(&r);
-        char rid[16];
-        snprintf(rid, sizeof rid, "t-%d", i);
-        struct srv_request req = chat_req(BODY, false, rid);
-        cr_assert_eq(run(p, &req, &r, 5000), KM_OK);
-        expect_ok_json(&r, "fast", rid);
-        rec_free(&r);
-    }
+    expect_served_by(p, 2, "t", "fast");
     ups_pool_free(p);
     stop_fakes();
     start_fake("slow", (const char *const[]){"--mode", "slow", "--slow", "3", NULL});
     p = pool_over(1, NULL, &o);
     struct rec r;
-    rec_init(&r);
-    struct srv_request req = chat_req(BODY, false, "t-x");
-    cr_assert_eq(run(p, &req, &r, 5000), KM_OK);
-    cr_assert_eq(r.err_status, 504);
-    char want[256];
-    snprintf(want, sizeof want, "upstream u0 (%s) sent no response within 400 ms",
-             fakes[0].url);
-    cr_assert_str_eq(r.err_msg, want);
+    run_one(p, BODY, false, "t-x", &r);
+    expect_u0_error(&r, 504, "sent no response within 400 ms");
     rec_free(&r);
     ups_pool_free(p);
 }
@@ -457,23 +481,15 @@ Test(upstream_proxy, slow_first_byte_times_out_then_fails_over)
 Test(upstream_proxy, hang_mid_stream_hits_idle_timeout)
 {
     start_fake("a", NULL);
-    struct ups_options o;
-    ups_options_default(&o);
-    o.probe_timeout_ms = 2000;
+    struct ups_options o = probes_on_demand();
+    o.probe_interval_ms = 2000;
     o.idle_timeout_ms = 300;
     struct ups_pool *p = pool_over(1, NULL, &o);
     struct rec r;
-    rec_init(&r);
-    struct srv_request req = chat_req("{\"model\":\"m1\",\"stream\":true,"
-                                      "\"messages\":[{\"content\":\"FAULT:hang\"}]}",
-                                      true, "h-1");
-    cr_assert_eq(run(p, &req, &r, 5000), KM_OK);
+    run_one(p, "{\"model\":\"m1\",\"stream\":true,\"messages\":"
+            "[{\"content\":\"FAULT:hang\"}]}", true, "h-1", &r);
     cr_assert_eq(r.heads, 1);
-    cr_assert_eq(r.err_status, 504);
-    char want[256];
-    snprintf(want, sizeof want, "upstream u0 (%s) sent nothing more within 300 ms",
-             fakes[0].url);
-    cr_assert_str_eq(r.err_msg, want);
+    expect_u0_error(&r, 504, "sent nothing more within 300 ms");
     rec_free(&r);
     ups_pool_free(p);
 }
@@ -503,12 +519,8 @@ Test(upstream_proxy, cancel_aborts_and_frees)
     ups_job_cancel(p, job);     /* a no-op after the end */
     ups_job_release(p, job);
     cr_assert_eq(ups_pool_live_transfers(p), 0);
-    struct km_buf m;
-    km_buf_init(&m, 1 << 20);
-    ups_pool_metrics(p, &m);
-    cr_assert(strstr(km_buf_str(&m), "kanoa_upstream_errors_total{upstream=\"u0\","
-                     "kind=\"canceled\"} 1\n"));
-    km_buf_free(&m);
+    cr_assert(metrics_have(p, "kanoa_upstream_errors_total{upstream=\"u0\","
+                           "kind=\"canceled\"} 1\n"));
     rec_free(&r);
     ups_pool_free(p);
 }
@@ -516,36 +528,28 @@ Test(upstream_proxy, cancel_aborts_and_frees)
 Test(upstream_proxy, flapping_health_ejects_and_recovers)
 {
     start_fake("a", NULL);
-    struct ups_options o;
-    ups_options_default(&o);
-    o.probe_timeout_ms = 2000;
-    o.probe_interval_ms = 60000;    /* rounds only when asked */
+    struct ups_options o = probes_on_demand();
     struct ups_pool *p = pool_over(1, NULL, &o);
-    char url[128], out[256];
-    snprintf(url, sizeof url, "%s/control", fakes[0].url);
     cr_assert_eq(ups_pool_healthy(p), 1);
-    cr_assert_eq(gw_http("POST", url, "{\"health\":false}", out, sizeof out), 200);
+    fake_control(0, "{\"health\":false}");
     ups_pool_probe_now(p);
     cr_assert_eq(ups_pool_healthy(p), 1, "one failure (fall=2) keeps it");
     ups_pool_probe_now(p);
     cr_assert_eq(ups_pool_healthy(p), 0, "two failures eject it");
     /* ejected: requests get 503 naming the reason */
     struct rec r;
-    rec_init(&r);
-    struct srv_request req = chat_req(BODY, false, "e-1");
-    cr_assert_eq(run(p, &req, &r, 5000), KM_OK);
+    run_one(p, BODY, false, "e-1", &r);
     cr_assert_eq(r.err_status, 503);
     cr_assert_str_eq(r.err_msg, "no healthy upstream for model `m1` (u0 ejected)");
     rec_free(&r);
-    cr_assert_eq(gw_http("POST", url, "{\"health\":true}", out, sizeof out), 200);
+    fake_control(0, "{\"health\":true}");
     ups_pool_probe_now(p);
     cr_assert_eq(ups_pool_healthy(p), 0, "one success (rise=2) is not enough");
     ups_pool_probe_now(p);
     cr_assert_eq(ups_pool_healthy(p), 1);
     /* flapping: fail, ok, fail, ok never reaches fall=2 */
     for (int i = 0; i < 4; i++) {
-        gw_http("POST", url, i % 2 ? "{\"health\":true}" : "{\"health\":false}",
-                out, sizeof out);
+        fake_control(0, i % 2 ? "{\"health\":true}" : "{\"health\":false}");
         ups_pool_probe_now(p);
         cr_assert_eq(ups_pool_healthy(p), 1);
     }
@@ -556,32 +560,16 @@ Test(upstream_proxy, dead_replica_connect_error_fails_over)
 {
     start_fake("a", NULL);
     start_fake("b", NULL);
-    struct ups_options o;
-    ups_options_default(&o);
-    o.probe_timeout_ms = 2000;
-    o.probe_interval_ms = 60000;
+    struct ups_options o = probes_on_demand();
     struct ups_pool *p = pool_over(2, NULL, &o);
     cr_assert_eq(ups_pool_healthy(p), 2);
     gw_fake_stop(&fakes[0]);
-    for (int i = 0; i < 4; i++) {
-        struct rec r;
-        rec_init(&r);
-        char rid[16];
-        snprintf(rid, sizeof rid, "k-%d", i);
-        struct srv_request req = chat_req(BODY, false, rid);
-        cr_assert_eq(run(p, &req, &r, 5000), KM_OK);
-        expect_ok_json(&r, "b", rid);
-        rec_free(&r);
-    }
+    expect_served_by(p, 4, "k", "b");
     struct ups_status st;
     ups_pool_status(p, 0, &st);
     cr_assert_not(st.healthy, "two connect failures eject u0");
-    struct km_buf m;
-    km_buf_init(&m, 1 << 20);
-    ups_pool_metrics(p, &m);
-    cr_assert(strstr(km_buf_str(&m), "kanoa_upstream_errors_total{upstream=\"u0\","
-                     "kind=\"connect\"} 2\n"), "%s", km_buf_str(&m));
-    km_buf_free(&m);
+    cr_assert(metrics_have(p, "kanoa_upstream_errors_total{upstream=\"u0\","
+                           "kind=\"connect\"} 2\n"));
     ups_pool_free(p);
 }
 
@@ -593,16 +581,7 @@ Test(upstream_proxy, waiting_metric_steers_load)
     struct ups_status st;
     ups_pool_status(p, 0, &st);
     cr_assert_eq(st.waiting, 50);
-    for (int i = 0; i < 8; i++) {
-        struct rec r;
-        rec_init(&r);
-        char rid[16];
-        snprintf(rid, sizeof rid, "w-%d", i);
-        struct srv_request req = chat_req(BODY, false, rid);
-        cr_assert_eq(run(p, &req, &r, 5000), KM_OK);
-        expect_ok_json(&r, "idle", rid);
-        rec_free(&r);
-    }
+    expect_served_by(p, 8, "w", "idle");
     ups_pool_free(p);
 }
 
@@ -742,18 +721,13 @@ Test(upstream_proxy, ten_thousand_requests_random_cancels_no_leak, .timeout = 24
 Test(upstream_proxy, slow_start_joins_at_first_pass)
 {
     start_fake("a", NULL);
-    char url[128], out[256];
-    snprintf(url, sizeof url, "%s/control", fakes[0].url);
-    cr_assert_eq(gw_http("POST", url, "{\"health\":false}", out, sizeof out), 200);
-    struct ups_options o;
-    ups_options_default(&o);
-    o.probe_timeout_ms = 2000;
-    o.probe_interval_ms = 60000;
+    fake_control(0, "{\"health\":false}");
+    struct ups_options o = probes_on_demand();
     struct ups_pool *p = pool_over(1, NULL, &o);
     cr_assert_eq(ups_pool_healthy(p), 0, "still loading: not in rotation");
     ups_pool_probe_now(p);
     cr_assert_eq(ups_pool_healthy(p), 0);
-    cr_assert_eq(gw_http("POST", url, "{\"health\":true}", out, sizeof out), 200);
+    fake_control(0, "{\"health\":true}");
     ups_pool_probe_now(p);
     cr_assert_eq(ups_pool_healthy(p), 1, "the first pass ever admits at once");
     ups_pool_free(p);

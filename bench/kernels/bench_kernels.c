@@ -119,8 +119,11 @@ static int bench_model(const char *path)
         rmax = t->n_rows > rmax ? t->n_rows : rmax;
         wbytes += t->nbytes;
     }
-    /* activations sized for the largest row and any type; zeros are fine */
+    /* activations sized for the largest row and any type; zeros are fine,
+     * but written: untouched calloc pages all map the one zero page, and on
+     * AMD Zen those virtual aliases thrash the L1 (prefill ran at half speed) */
     uint8_t *act = km_calloc(NA, kmax * 4 + 4096);
+    memset(act, 0, NA * (kmax * 4 + 4096));
     float *out = km_malloc(rmax * NA * sizeof *out);
     double td = 1e9, tp = 1e9;
     for (int rep = 0; rep < 2; rep++) {

@@ -18,7 +18,7 @@
  *     collection's model "bench"): QUERIES texts through POST
  *     /v1/embeddings (keeping their vectors), the bare SQL with those
  *     vectors, and POST /v1/retrieve of the same texts (k 10, default
- *     ef_search), one phase after the other. Wall-clock percentiles of each,
+ *     ef_search), in interleaved blocks of 20. Wall-clock percentiles of each,
  *     and, with BENCH_SERVE_PID, CPU time per request from /proc (server
  *     process, its pooled backends, our backend): retrieve - embeddings -
  *     bare SQL is the work /v1/retrieve adds, which a loaded machine does
@@ -389,20 +389,33 @@ static double cpu_of(int pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* CPU seconds of every other client backend of this database: the
- * server's pooled connections (the cluster is the benchmark's own). */
-static double cpu_of_pool(struct rag_db *db)
+#define MAX_POOL 16
+
+/* The pids of every other client backend of this database: the server's
+ * pooled connections (the cluster is the benchmark's own). Read once after
+ * the warm-up, so connections that come and go later do not count. */
+static int pool_pids(struct rag_db *db, int *pids)
 {
     struct km_err e;
     struct rag__res r;
-    double s = 0;
     if (rag__query(db, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend'"
                        " AND pid <> pg_backend_pid() AND datname = current_database()",
                    0, NULL, &r, &e) != KM_OK)
         die(&e);
-    for (int i = 0; i < r.ntuples; i++)
-        s += cpu_of(atoi(rag__val(&r, i, 0)));
+    int n = r.ntuples < MAX_POOL ? r.ntuples : MAX_POOL;
+    for (int i = 0; i < n; i++)
+        pids[i] = atoi(rag__val(&r, i, 0));
     rag__res_free(&r);
+    return n;
+}
+
+static int pool_pid[MAX_POOL], n_pool;
+
+static double cpu_of_pool(struct rag_db *db)
+{
+    double s = 0;
+    for (int i = 0; i < n_pool; i++)
+        s += cpu_of(pool_pid[i]);
     return s;
 }
 
@@ -432,14 +445,14 @@ static char *json_body(const struct rag_collection *c, const char *text, bool re
 }
 
 /* Phase 0: embeddings (keeps the vectors), 1: the bare SQL with them,
- * 2: retrieve. CPU of the server, its pooled backends and our backend
- * is read around each phase. */
+ * 2: retrieve, for queries [from, to). CPU of the server, its pooled
+ * backends and our backend is read around it and added up per phase. */
 static void run_phase(int ph, struct rag_db *db, const struct rag_collection *c, struct http *h,
-                      int nq, float *vecs, int serve_pid, struct phase *out)
+                      int from, int to, float *vecs, int serve_pid, struct phase *out)
 {
     double s0 = serve_pid ? cpu_of(serve_pid) : 0, p0 = cpu_of_pool(db), m0 = my_backend_cpu(db);
     char text[128];
-    for (int i = 0; i < nq; i++) {
+    for (int i = from; i < to; i++) {
         snprintf(text, sizeof text, "query %d about vector index recall latency", i);
         float *q = vecs + (size_t)i * (size_t)c->dim;
         if (ph == 1) {
@@ -452,9 +465,9 @@ static void run_phase(int ph, struct rag_db *db, const struct rag_collection *c,
         if (ph == 0)
             reply_vector(h, q, c->dim);
     }
-    out->cpu_serve[ph] = serve_pid ? cpu_of(serve_pid) - s0 : 0;
-    out->cpu_pool[ph] = cpu_of_pool(db) - p0;
-    out->cpu_self[ph] = my_backend_cpu(db) - m0;
+    out->cpu_serve[ph] += serve_pid ? cpu_of(serve_pid) - s0 : 0;
+    out->cpu_pool[ph] += cpu_of_pool(db) - p0;
+    out->cpu_self[ph] += my_backend_cpu(db) - m0;
 }
 
 static void retrieve_vs_sql(struct rag_db *db, const struct rag_collection *c, int nq, int port)
@@ -472,11 +485,18 @@ static void retrieve_vs_sql(struct rag_db *db, const struct rag_collection *c, i
         die(&e);
     http_init(&h, port);
     char *warm = json_body(c, "warm up: open the server's pooled connection", true);
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 10; i++) /* and past the 5 custom plans */
         post(&h, "/v1/retrieve", warm);
     free(warm);
-    for (int ph = 0; ph < 3; ph++)
-        run_phase(ph, db, c, &h, nq, vecs, serve_pid, p);
+    n_pool = pool_pids(db, pool_pid);
+    /* blocks of 20 queries, the phases interleaved (SQL and retrieve take
+     * turns going first), so a machine whose load drifts weighs on all */
+    for (int from = 0, round = 0; from < nq; from += 20, round++) {
+        int to = from + 20 < nq ? from + 20 : nq;
+        run_phase(0, db, c, &h, from, to, vecs, serve_pid, p);
+        run_phase(round % 2 ? 2 : 1, db, c, &h, from, to, vecs, serve_pid, p);
+        run_phase(round % 2 ? 1 : 2, db, c, &h, from, to, vecs, serve_pid, p);
+    }
     printf("POST /v1/retrieve vs the bare SQL, the same %d query vectors, k 10, ef_search %d:\n",
            nq, RAG_DEFAULT_EF_SEARCH);
     print_pct("POST /v1/embeddings (model bench)", p->wall[0], nq);

@@ -4,9 +4,11 @@
 #  1. bench_rag (built against BUILD_DIR/libkanoa.a) on a throwaway cluster
 #     (or $KANOA_DATABASE_URL): COPY rates, the ingest path without
 #     embeddings, the HNSW build, recall@10 and query latency;
-#  2. POST /v1/retrieve against the bare SQL with the same query vector
+#  2. POST /v1/retrieve against the bare SQL with the same query vectors
 #     (bench_rag with PORT): `serve` embeds with a synthesized 2-layer BERT
-#     of DIM dims served as "bench", the collection's model;
+#     of DIM dims served as "bench", the collection's model (one thread, so
+#     its CPU time per request is the embedding's); wall-clock percentiles
+#     and CPU time per request of the server and the database backends;
 #  3. `rag ingest` of 500 one-chunk files with embeddings included: the
 #     local engine (--embed-model, a synthesized bge-small: 12 layers, 384
 #     dims, random weights, the real cost) and the same model behind
@@ -40,10 +42,11 @@ fi
 echo "# $(uptime)"
 "$build/bench_rag" "$url" "$n" "$dim" "$nq"
 
-serve() { # serve LOG ARGS...: start kanoa-mlops serve, wait until ready, set $sport
+serve() { # serve LOG ARGS...: start kanoa-mlops serve, wait until ready; $sport, $spid
     local log=$1; shift
     "$bin" serve --host 127.0.0.1 --port 0 --database-url "$url" "$@" >"$log" 2>&1 &
-    pids="$pids $!"
+    spid=$!
+    pids="$pids $spid"
     sport=""
     for _ in $(seq 1 300); do
         sport=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$log" 2>/dev/null | grep -o '[0-9]*$' || true)
@@ -57,9 +60,9 @@ serve() { # serve LOG ARGS...: start kanoa-mlops serve, wait until ready, set $s
 # 2. POST /v1/retrieve vs the bare SQL
 "$bin" models synth --arch bert --shape tiny --dim "$dim" --heads 6 --ffn $((4 * dim)) -q \
     --vocab-from "$vocab" -o "$tmp/bench.gguf" >/dev/null
-serve "$tmp/serve.log" --model "$tmp/bench.gguf" --served-model-name bench
+serve "$tmp/serve.log" --model "$tmp/bench.gguf" --served-model-name bench --threads 1
 echo "# $(uptime)"
-"$build/bench_rag" "$url" "$n" "$dim" "$nq" "$sport"
+BENCH_SERVE_PID=$spid "$build/bench_rag" "$url" "$n" "$dim" "$nq" "$sport"
 
 # 3. ingest with embeddings included: 500 one-chunk files of 40 words
 "$bin" models synth --arch bert --shape bge-small -q --vocab-from "$vocab" \

@@ -10,8 +10,13 @@
 #   KANOA          the binary                          [kanoa-mlops]
 #   DOCS           folder to ingest                    [examples/rag/docs]
 #   COLLECTION     collection name                     [example]
-#   EMBED_BASE     OpenAI-compatible server with the embedding model, without
-#                  /v1 (vLLM --runner pooling, TEI, Ollama, llama.cpp) [http://127.0.0.1:8001]
+#   EMBED_GGUF     a GGUF embedding model for the local engine: a file or a
+#                  cached org/repo[:FILE] (kanoa-mlops pull). When set, ingest
+#                  and query embed in-process and serve loads it with --model;
+#                  EMBED_BASE/EMBED_MODEL are not used      []
+#   EMBED_BASE     else: OpenAI-compatible server with the embedding model,
+#                  without /v1 (vLLM --runner pooling, TEI, Ollama, llama.cpp)
+#                                                      [http://127.0.0.1:8001]
 #   EMBED_MODEL    its model id                        [BAAI/bge-small-en-v1.5]
 #   CHAT_BASE      server with the chat model          [http://127.0.0.1:8002]
 #   CHAT_MODEL     its model id; empty = skip step 5   []
@@ -22,6 +27,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 KANOA=${KANOA:-kanoa-mlops}
 DOCS=${DOCS:-$here/docs}
 COLLECTION=${COLLECTION:-example}
+EMBED_GGUF=${EMBED_GGUF:-}
 EMBED_BASE=${EMBED_BASE:-http://127.0.0.1:8001}
 EMBED_MODEL=${EMBED_MODEL:-BAAI/bge-small-en-v1.5}
 CHAT_BASE=${CHAT_BASE:-http://127.0.0.1:8002}
@@ -33,23 +39,35 @@ echo "== 1. database"
 export KANOA_DATABASE_URL=$("$KANOA" db start -q)
 echo "$KANOA_DATABASE_URL"
 
-echo "== 2. serve (embeddings${CHAT_MODEL:+ and chat} through upstreams, /v1/retrieve)"
-ups=(--upstream "embed=$EMBED_BASE,embed=$EMBED_MODEL")
-[ -n "$CHAT_MODEL" ] && ups+=(--upstream "chat=$CHAT_BASE,models=$CHAT_MODEL")
-"$KANOA" serve --host 127.0.0.1 --port "$PORT" --database-url "$KANOA_DATABASE_URL" "${ups[@]}" &
+echo "== 2. serve (embeddings${CHAT_MODEL:+ and chat}, /v1/retrieve)"
+if [ -n "$EMBED_GGUF" ]; then
+    models=(--model "$EMBED_GGUF")             # the local engine, in serve
+else
+    models=(--upstream "embed=$EMBED_BASE,embed=$EMBED_MODEL")
+fi
+[ -n "$CHAT_MODEL" ] && models+=(--upstream "chat=$CHAT_BASE,models=$CHAT_MODEL")
+"$KANOA" serve --host 127.0.0.1 --port "$PORT" --database-url "$KANOA_DATABASE_URL" "${models[@]}" &
 serve_pid=$!
 trap 'kill $serve_pid 2>/dev/null' EXIT
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$PORT/v1/models" | grep -q "\"$EMBED_MODEL\"" && break
+for _ in $(seq 1 300); do
+    curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
     sleep 0.2
 done
 API=http://127.0.0.1:$PORT/v1
 
-echo "== 3. ingest $DOCS (embeddings from $EMBED_MODEL through serve)"
-"$KANOA" rag ingest "$DOCS" --collection "$COLLECTION" --embed-url "$API" --embed-model "$EMBED_MODEL"
+if [ -n "$EMBED_GGUF" ]; then
+    # in-process; the collection records the name serve gives the file (its stem)
+    embed=(--embed-model "$EMBED_GGUF")
+    echo "== 3. ingest $DOCS (embeddings from $EMBED_GGUF in this process)"
+    "$KANOA" rag ingest "$DOCS" --collection "$COLLECTION" "${embed[@]}"
+else
+    embed=(--embed-url "$API")
+    echo "== 3. ingest $DOCS (embeddings from $EMBED_MODEL through serve)"
+    "$KANOA" rag ingest "$DOCS" --collection "$COLLECTION" "${embed[@]}" --embed-model "$EMBED_MODEL"
+fi
 
 echo "== 4. query"
-"$KANOA" rag query "$QUESTION" --collection "$COLLECTION" --embed-url "$API" -k 3 --mode hybrid
+"$KANOA" rag query "$QUESTION" --collection "$COLLECTION" "${embed[@]}" -k 3 --mode hybrid
 hits=$(curl -s "$API/retrieve" -H 'Content-Type: application/json' \
     -d "$(jq -n --arg c "$COLLECTION" --arg q "$QUESTION" '{collection: $c, query: $q, k: 3, mode: "hybrid"}')")
 echo "$hits" | jq .

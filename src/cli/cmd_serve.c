@@ -65,6 +65,16 @@ static const char usage_text[] =
     "  --threads N              engine threads (0 = auto)\n"
     "  --ctx N                  context length (0 = the model's)\n"
     "  --chat-template FILE     override the model's chat template\n"
+    "gateway tuning (milliseconds; also upstream-*: / KANOA_UPSTREAM_*):\n"
+    "  --upstream-connect-timeout-ms N     TCP/TLS connect (2000)\n"
+    "  --upstream-first-byte-timeout-ms N  request sent -> first byte (120000)\n"
+    "  --upstream-idle-timeout-ms N        longest gap between bytes (60000)\n"
+    "  --upstream-probe-interval-ms N      health probe period (2000)\n"
+    "  --upstream-probe-timeout-ms N       one probe (1000)\n"
+    "  --upstream-models-refresh-ms N      /v1/models and /metrics refresh (10000)\n"
+    "  --upstream-fall N          consecutive failures that eject (2)\n"
+    "  --upstream-rise N          consecutive passed probes that recover (2)\n"
+    "  --upstream-max-attempts N  replicas tried per request (3)\n"
     "  -h, --help               show this help\n";
 
 enum { OPT_CONFIG = 1000, OPT_PRINT };
@@ -97,6 +107,15 @@ static const struct option long_opts[] = {
     {"threads", required_argument, NULL, 's'},
     {"ctx", required_argument, NULL, 's'},
     {"chat-template", required_argument, NULL, 's'},
+    {"upstream-connect-timeout-ms", required_argument, NULL, 's'},
+    {"upstream-first-byte-timeout-ms", required_argument, NULL, 's'},
+    {"upstream-idle-timeout-ms", required_argument, NULL, 's'},
+    {"upstream-probe-interval-ms", required_argument, NULL, 's'},
+    {"upstream-probe-timeout-ms", required_argument, NULL, 's'},
+    {"upstream-models-refresh-ms", required_argument, NULL, 's'},
+    {"upstream-fall", required_argument, NULL, 's'},
+    {"upstream-rise", required_argument, NULL, 's'},
+    {"upstream-max-attempts", required_argument, NULL, 's'},
     {NULL, 0, NULL, 0},
 };
 
@@ -238,9 +257,7 @@ static int attach_upstreams(struct srv_server *srv, const struct srv_config *cfg
     int rc = specs ? KM_OK : km_fail(err, KM_ENOMEM, "serve: out of memory");
     for (size_t i = 0; !rc && i < cfg->upstreams.n; i++)
         rc = ups_spec_parse(cfg->upstreams.v[i], &specs[i], err);
-    ups_options_default(&opts);
-    if (!rc)
-        rc = ups_options_from_env(&opts, err);
+    ups_options_from_config(&opts, cfg);
     if (!rc)
         rc = ups_pool_new(specs, cfg->upstreams.n, &opts, &pool, err);
     km_free(specs);

@@ -364,14 +364,17 @@ void eng__bert_free(struct eng_model *m)
 /* ---- forward ---------------------------------------------------------------- */
 
 #define TOK_BLOCK 16     /* tokens per chunk of the per-token steps */
-#define ROW_BLOCK 64     /* weight rows per matmul tile */
-#define COL_BLOCK 48     /* about this many activation columns per matmul tile */
-#define COL_ALIGN 8      /* column block boundaries are multiples of this */
-#define Q_BLOCK 64       /* queries per attention unit */
+#define ROW_BLOCK 48     /* weight rows per matmul tile (a multiple of 2, 3, 4, 6, 8, 16) */
+#define TILES_PER_THREAD 6  /* columns are split until a matmul has this many tiles per thread */
+#define COL_MIN 48       /* ... but column blocks stay at least this wide */
+#define COL_ALIGN 24     /* column block boundaries are multiples of this */
+#define Q_BLOCK 128      /* queries per attention unit */
 
 /* Matmuls sharing one activation matrix (q|k|v, up|gate), run as tiles of
  * ROW_BLOCK weight rows x a column block; tile t of matrix i is column
- * block t / row_blocks, row block t % row_blocks. */
+ * block t / row_blocks, row block t % row_blocks. Few-row matrices (384
+ * rows: 8 row blocks) get their columns split too, so every thread has
+ * several tiles to claim. */
 struct mm_group {
     int n_mat;
     const struct eng_weight *w[3];
@@ -392,6 +395,7 @@ struct bfwd {
     const int *seq_start;        /* [n]: index of the first token of its sequence */
     int n;
     int n_units;                 /* attention units (sequence, query block) */
+    int q_rows;                  /* queries per unit */
     int il;
     /* per-token step: dst = LN(src + add + bias), then act = quant(dst) */
     float *dst;
@@ -449,6 +453,16 @@ static void op_embed(void *arg, int chunk, int ith)
     }
 }
 
+/* y = (x + a) + b, a and b optional (NULL); y may be x. */
+static void add3(const struct eng_bert *bt, float *y, const float *x, const float *a,
+                 const float *b, int n)
+{
+    if (a || b)
+        bt->ops.add(y, x, a ? a : b, a ? b : NULL, n);
+    else if (y != x)
+        memcpy(y, x, (size_t)n * sizeof *y);
+}
+
 /* Per token: dst = src + add + bias; dst = LN(dst); act = quant(dst) for qw. */
 static void op_add_ln_quant(void *arg, int chunk, int ith)
 {
@@ -459,9 +473,7 @@ static void op_add_ln_quant(void *arg, int chunk, int ith)
     for (int i = lo; i < hi; i++) {
         float *x = f->dst + (size_t)i * f->k;
         const float *s = f->src + (size_t)i * f->k;
-        for (int j = 0; (f->add || f->bias || x != s) && j < f->k; j++)
-            x[j] = s[j] + (f->add ? f->add[(size_t)i * f->k + j] : 0.0f) +
-                   (f->bias ? f->bias[j] : 0.0f);
+        add3(f->b, x, s, f->add ? f->add + (size_t)i * f->k : NULL, f->bias, f->k);
         if (f->ln_w)
             f->b->ops.layernorm(x, x, f->ln_w, f->ln_b, f->k, f->m->hp.eps);
         if (quant)
@@ -483,8 +495,9 @@ static void run_add_ln_quant(struct bfwd *f, float *dst, const float *src, const
 }
 
 /* Columns [lo, hi) of column block cb of n. Boundaries are multiples of
- * COL_ALIGN except n; every block has >= 2 columns when n >= 2 (n_cb > 1
- * only for n >= 72), so quant_matmul always takes its matmul path. */
+ * COL_ALIGN except n; blocks have >= COL_MIN - COL_ALIGN columns when
+ * n_cb > 1, so with n >= 2 every block has >= 2 and quant_matmul always
+ * takes its matmul path. */
 static void col_range(int n, int n_cb, int cb, int *lo, int *hi)
 {
     *lo = (int)((int64_t)n * cb / n_cb) / COL_ALIGN * COL_ALIGN;
@@ -519,8 +532,7 @@ static void op_mm_tile(void *arg, int chunk, int ith)
         if (g->gelu)
             f->b->ops.gelu(o, bias, (int)nr);
         else
-            for (int r = 0; bias && r < nr; r++)
-                o[r] += bias[r];
+            add3(f->b, o, o, bias, NULL, (int)nr);
     }
 }
 
@@ -528,9 +540,14 @@ static void op_mm_tile(void *arg, int chunk, int ith)
 static void run_mm_group(struct bfwd *f)
 {
     struct mm_group *g = &f->mm;
-    g->n_cb = (f->n + COL_BLOCK / 2) / COL_BLOCK;
+    int rbs = 0, total = 0;
+    for (int i = 0; i < g->n_mat; i++)
+        rbs += row_blocks(g->w[i]);
+    int want = TILES_PER_THREAD * eng_pool_size(f->m->pool);
+    int max_cb = f->n / COL_MIN;
+    g->n_cb = (want + rbs - 1) / rbs;
+    g->n_cb = g->n_cb > max_cb ? max_cb : g->n_cb;
     g->n_cb = g->n_cb < 1 ? 1 : g->n_cb;
-    int total = 0;
     for (int i = 0; i < g->n_mat; i++) {
         g->tiles[i] = row_blocks(g->w[i]) * g->n_cb;
         total += g->tiles[i];
@@ -567,14 +584,18 @@ static void op_rope(void *arg, int chunk, int ith)
     }
 }
 
-/* Attention units: whole sequences cut in blocks of Q_BLOCK queries. */
-static int build_units(struct eng_bert *b, const int *seq_start, const int *seq_len, int n)
+/* Attention units: whole sequences cut in blocks of q_rows queries
+ * (q_rows = 1 with cls_only: one unit per sequence, its [CLS] query). */
+static int build_units(struct bfwd *f, const int *seq_len, bool cls_only)
 {
+    struct eng_bert *b = f->b;
     int u = 0;
-    for (int i = 0; i < n; i++) {
-        if (seq_start[i] != i)
+    f->q_rows = cls_only ? 1 : Q_BLOCK;
+    for (int i = 0; i < f->n; i++) {
+        if (f->seq_start[i] != i)
             continue;
-        for (int q0 = 0; q0 < seq_len[i]; q0 += Q_BLOCK, u++) {
+        int n_q = cls_only ? 1 : seq_len[i];
+        for (int q0 = 0; q0 < n_q; q0 += f->q_rows, u++) {
             b->unit_start[u] = i;
             b->unit_len[u] = seq_len[i];
             b->unit_q0[u] = q0;
@@ -595,7 +616,7 @@ static void op_attention(void *arg, int chunk, int ith)
     struct bert_attn a = {
         .q = base + (size_t)q0 * 3 * E, .k = base + E, .v = base + 2 * E,
         .stride = (size_t)3 * E,
-        .n_q = len - q0 < Q_BLOCK ? len - q0 : Q_BLOCK, .n_k = len, .D = D,
+        .n_q = len - q0 < f->q_rows ? len - q0 : f->q_rows, .n_k = len, .D = D,
         .scale = 1.0f / sqrtf((float)D),
         .out = b->att + (size_t)(s0 + q0) * E + (size_t)h * D, .out_stride = (size_t)E,
         .scratch = b->att_scratch + (size_t)ith * b->att_floats,
@@ -666,12 +687,12 @@ static void ffn_hidden(struct bfwd *f, const struct bert_layer *ly)
     eng_pool_run_chunks(f->m->pool, op_silu_quant, f, n_token_chunks(f));
 }
 
-static void layer(struct bfwd *f)
+/* q|k|v = W x (+ b), nomic: RoPE on q and k; then the attention units. */
+static void layer_attention(struct bfwd *f)
 {
     struct eng_bert *b = f->b;
     const struct bert_layer *ly = &b->layers[f->il];
     int E = f->m->hp.n_embd;
-    /* q|k|v = W x (+ b), nomic: RoPE on q and k */
     if (b->nomic) {
         run_mm(f, &ly->wqkv, act_of(f, b->x, &ly->wqkv), b->qkv, 3 * E, NULL, false);
         eng_pool_run_chunks(f->m->pool, op_rope, f, n_token_chunks(f));
@@ -680,6 +701,14 @@ static void layer(struct bfwd *f)
     }
     /* att = softmax(q k^T / sqrt(D)) v per sequence and head */
     eng_pool_run_chunks(f->m->pool, op_attention, f, f->n_units * f->m->hp.n_head);
+}
+
+/* Output projection, first LN, FFN, second LN on the f->n rows of att, x. */
+static void layer_rest(struct bfwd *f)
+{
+    struct eng_bert *b = f->b;
+    const struct bert_layer *ly = &b->layers[f->il];
+    int E = f->m->hp.n_embd;
     /* tmp = Wo att */
     run_add_ln_quant(f, b->att, b->att, NULL, NULL, NULL, NULL, E, &ly->wo);
     run_mm(f, &ly->wo, act_of(f, b->att, &ly->wo), b->tmp, E, NULL, false);
@@ -695,21 +724,43 @@ static void layer(struct bfwd *f)
     run_add_ln_quant(f, b->x, b->x1, b->tmp, ly->b_down, ly->ln2_w, ly->ln2_b, E, next);
 }
 
-/* Pool sequence rows [s0, s0+len) of x into out[E] and L2-normalize. */
-static void pool(const struct eng_model *m, int s0, int len, float *out)
+/* Last layer of a CLS model: only [CLS] rows matter from here on. Moves
+ * sequence k's [CLS] rows of att and x to row k (sources are at or after
+ * their destination, so in order nothing is overwritten before it is read)
+ * and returns the new row count; one sequence gets a copy in row 1 so that
+ * matmuls keep >= 2 columns (see pack). */
+static int compact_cls(struct bfwd *f)
+{
+    struct eng_bert *b = f->b;
+    size_t E = (size_t)f->m->hp.n_embd, row = E * sizeof(float);
+    int k = 0;
+    for (int i = 0; i < f->n; i++) {
+        if (f->seq_start[i] != i)
+            continue;
+        if (i != k) {
+            memcpy(b->att + k * E, b->att + (size_t)i * E, row);
+            memcpy(b->x + k * E, b->x + (size_t)i * E, row);
+        }
+        k++;
+    }
+    if (k == 1) {
+        memcpy(b->att + E, b->att, row);
+        memcpy(b->x + E, b->x, row);
+        k = 2;
+    }
+    return k;
+}
+
+/* Pool rows [r0, r0 + rows) of x into out[E] (their mean) and L2-normalize. */
+static void pool(const struct eng_model *m, int r0, int rows, float *out)
 {
     const struct eng_bert *b = m->bert;
     int E = m->hp.n_embd;
     for (int j = 0; j < E; j++) {
         double s = 0;
-        if (b->pooling == POOL_CLS) {
-            s = b->x[(size_t)s0 * E + j];
-        } else {
-            for (int i = 0; i < len; i++)
-                s += b->x[(size_t)(s0 + i) * E + j];
-            s /= len;
-        }
-        out[j] = (float)s;
+        for (int i = 0; i < rows; i++)
+            s += b->x[(size_t)(r0 + i) * E + j];
+        out[j] = (float)(s / rows);
     }
     double nn = 0;
     for (int j = 0; j < E; j++)
@@ -719,7 +770,10 @@ static void pool(const struct eng_model *m, int s0, int len, float *out)
         out[j] *= inv;
 }
 
-/* Run whole sequences packed in tokens[0..n) (seq_start/seq_len per token). */
+/* Run whole sequences packed in tokens[0..n) (seq_start/seq_len per token).
+ * Afterwards x holds, for CLS pooling, the [CLS] row of the k-th sequence
+ * in row k (the last layer runs on those rows only), else every token's
+ * row. */
 int eng__bert_forward(struct eng_model *m, const int32_t *tokens, const int *seq_start,
                       const int *seq_len, int n, struct km_err *err)
 {
@@ -732,13 +786,19 @@ int eng__bert_forward(struct eng_model *m, const int32_t *tokens, const int *seq
                            "(0..%d)", tokens[i], m->hp.n_vocab - 1);
     }
     struct bfwd f = {.m = m, .b = b, .tokens = tokens, .seq_start = seq_start, .n = n};
-    f.n_units = build_units(b, seq_start, seq_len, n);
-    int E = m->hp.n_embd;
+    int E = m->hp.n_embd, L = m->hp.n_layer;
     eng_pool_run_chunks(m->pool, op_embed, &f, n_token_chunks(&f));
     const struct eng_weight *w0 = b->nomic ? &b->layers[0].wqkv : &b->layers[0].wq;
     run_add_ln_quant(&f, b->x, b->x, NULL, NULL, NULL, NULL, E, w0);
-    for (f.il = 0; f.il < m->hp.n_layer; f.il++)
-        layer(&f);
+    for (f.il = 0; f.il < L; f.il++) {
+        bool cls_only = f.il == L - 1 && b->pooling == POOL_CLS;
+        if (f.il == 0 || cls_only)
+            f.n_units = build_units(&f, seq_len, cls_only);
+        layer_attention(&f);
+        if (cls_only)
+            f.n = compact_cls(&f);
+        layer_rest(&f);
+    }
     return KM_OK;
 }
 
@@ -801,8 +861,13 @@ int eng_embed(struct eng_model *m, const int32_t *const *ids, const size_t *n_id
             total += n_ids[last++];
         int nt = pack(b, ids, n_ids, first, last);
         rc = eng__bert_forward(m, b->tok, b->seq_start, b->seq_len, nt, err);
-        for (size_t s = first, s0 = 0; rc == KM_OK && s < last; s0 += n_ids[s], s++)
-            pool(m, (int)s0, (int)n_ids[s], out + s * (size_t)m->hp.n_embd);
+        for (size_t s = first, s0 = 0; rc == KM_OK && s < last; s0 += n_ids[s], s++) {
+            float *o = out + s * (size_t)m->hp.n_embd;
+            if (b->pooling == POOL_CLS)
+                pool(m, (int)(s - first), 1, o);
+            else
+                pool(m, (int)s0, (int)n_ids[s], o);
+        }
         first = last;
     }
     pthread_mutex_unlock(&m->compute_mu);

@@ -44,8 +44,8 @@ static inline __m256 gelu_ps(__m256 x)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 z = _mm256_mul_ps(_mm256_andnot_ps(sign, x), _mm256_set1_ps((float)M_SQRT1_2));
-    __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
-                             _mm256_fmadd_ps(z, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f)));
+    __m256 d = _mm256_fmadd_ps(z, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f));
+    __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), d);   /* exact IEEE (rcp_ps differs by CPU) */
     __m256 p = _mm256_set1_ps(1.061405429f);
     p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
     p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
@@ -58,6 +58,19 @@ static inline __m256 gelu_ps(__m256 x)
 }
 
 /* ---- elementwise ------------------------------------------------------------ */
+
+void eng__bert_add_avx2(float *y, const float *x, const float *a, const float *b, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(a + i));
+        if (b)
+            v = _mm256_add_ps(v, _mm256_loadu_ps(b + i));
+        _mm256_storeu_ps(y + i, v);
+    }
+    for (; i < n; i++)
+        y[i] = b ? (x[i] + a[i]) + b[i] : x[i] + a[i];
+}
 
 void eng__bert_gelu_avx2(float *x, const float *bias, int n)
 {
@@ -137,10 +150,41 @@ void eng__bert_layernorm_avx2(float *y, const float *x, const float *w, const fl
 
 /* ---- attention -------------------------------------------------------------- */
 
-/* kt[d][j] = k[j][d] for j < n_k; zero for n_k <= j < ldk. */
+/* 8x8 transpose: rows r[0..8) become columns. */
+static inline void transpose8(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+/* kt[d][j] = k[j][d] for j < n_k; zero for n_k <= j < ldk (D % 8 == 0). */
 static void transpose_keys(const struct bert_attn *a, float *kt, size_t ldk)
 {
-    for (int j = 0; j < a->n_k; j++) {
+    int j = 0;
+    for (; j + 8 <= a->n_k; j += 8) {
+        for (int d = 0; d < a->D; d += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = _mm256_loadu_ps(a->k + (size_t)(j + i) * a->stride + d);
+            transpose8(r);
+            for (int i = 0; i < 8; i++)
+                _mm256_storeu_ps(kt + (size_t)(d + i) * ldk + j, r[i]);
+        }
+    }
+    for (; j < a->n_k; j++) {
         const float *k = a->k + (size_t)j * a->stride;
         for (int d = 0; d < a->D; d++)
             kt[(size_t)d * ldk + (size_t)j] = k[d];
@@ -149,29 +193,38 @@ static void transpose_keys(const struct bert_attn *a, float *kt, size_t ldk)
         memset(kt + (size_t)d * ldk + a->n_k, 0, (ldk - (size_t)a->n_k) * sizeof *kt);
 }
 
-/* s[r][j] = scale * q[r] . k[j] for 4 query rows, all ldk (padded) keys. */
+/* s[r][j] = scale * q[r] . k[j] for 4 query rows, all ldk (padded) keys;
+ * 8 accumulators: 4 rows x 16 keys. */
 static void scores_block(const float *const *q, const float *kt, size_t ldk, int D,
                          float scale, float *s)
 {
     __m256 vs = _mm256_set1_ps(scale);
     for (size_t j = 0; j < ldk; j += 16) {
-        __m256 acc[BERT_ATT_ROWS][2];
-        for (int r = 0; r < BERT_ATT_ROWS; r++)
-            acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-        for (int d = 0; d < D; d++) {
-            __m256 k0 = _mm256_loadu_ps(kt + (size_t)d * ldk + j);
-            __m256 k1 = _mm256_loadu_ps(kt + (size_t)d * ldk + j + 8);
-            #pragma GCC unroll 4
-            for (int r = 0; r < BERT_ATT_ROWS; r++) {
-                __m256 qd = _mm256_broadcast_ss(q[r] + d);
-                acc[r][0] = _mm256_fmadd_ps(qd, k0, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(qd, k1, acc[r][1]);
-            }
+        __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
+        __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+        const float *k = kt + j;
+        for (int d = 0; d < D; d++, k += ldk) {
+            __m256 k0 = _mm256_loadu_ps(k), k1 = _mm256_loadu_ps(k + 8);
+            __m256 q0 = _mm256_broadcast_ss(q[0] + d), q1 = _mm256_broadcast_ss(q[1] + d);
+            a00 = _mm256_fmadd_ps(q0, k0, a00);
+            a01 = _mm256_fmadd_ps(q0, k1, a01);
+            a10 = _mm256_fmadd_ps(q1, k0, a10);
+            a11 = _mm256_fmadd_ps(q1, k1, a11);
+            __m256 q2 = _mm256_broadcast_ss(q[2] + d), q3 = _mm256_broadcast_ss(q[3] + d);
+            a20 = _mm256_fmadd_ps(q2, k0, a20);
+            a21 = _mm256_fmadd_ps(q2, k1, a21);
+            a30 = _mm256_fmadd_ps(q3, k0, a30);
+            a31 = _mm256_fmadd_ps(q3, k1, a31);
         }
-        for (int r = 0; r < BERT_ATT_ROWS; r++) {
-            _mm256_storeu_ps(s + (size_t)r * ldk + j, _mm256_mul_ps(acc[r][0], vs));
-            _mm256_storeu_ps(s + (size_t)r * ldk + j + 8, _mm256_mul_ps(acc[r][1], vs));
-        }
+        float *o = s + j;
+        _mm256_storeu_ps(o, _mm256_mul_ps(a00, vs));
+        _mm256_storeu_ps(o + 8, _mm256_mul_ps(a01, vs));
+        _mm256_storeu_ps(o + ldk, _mm256_mul_ps(a10, vs));
+        _mm256_storeu_ps(o + ldk + 8, _mm256_mul_ps(a11, vs));
+        _mm256_storeu_ps(o + 2 * ldk, _mm256_mul_ps(a20, vs));
+        _mm256_storeu_ps(o + 2 * ldk + 8, _mm256_mul_ps(a21, vs));
+        _mm256_storeu_ps(o + 3 * ldk, _mm256_mul_ps(a30, vs));
+        _mm256_storeu_ps(o + 3 * ldk + 8, _mm256_mul_ps(a31, vs));
     }
 }
 
@@ -198,33 +251,56 @@ static float softmax_row(float *s, int n_k, size_t ldk)
     return 1.0f / hsum_ps(acc);
 }
 
-/* out[r][d0 .. d0 + 8*NV) = inv[r] * sum_j p[r][j] v[j][..] for r < nr. */
-static inline __attribute__((always_inline)) void
-values_block(const struct bert_attn *a, const float *p, size_t ldk, const float *inv,
-             int nr, float *out, int d0, int nv)
+static inline void store_scaled(float *o, __m256 acc, float inv)
 {
-    __m256 acc[BERT_ATT_ROWS][2];
-    for (int r = 0; r < BERT_ATT_ROWS; r++)
-        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (int j = 0; j < a->n_k; j++) {
-        const float *v = a->v + (size_t)j * a->stride + d0;
-        __m256 v0 = _mm256_loadu_ps(v);
-        __m256 v1 = nv == 2 ? _mm256_loadu_ps(v + 8) : v0;
-        #pragma GCC unroll 4
-        for (int r = 0; r < BERT_ATT_ROWS; r++) {
-            __m256 pr = _mm256_broadcast_ss(p + (size_t)r * ldk + j);
-            acc[r][0] = _mm256_fmadd_ps(pr, v0, acc[r][0]);
-            if (nv == 2)
-                acc[r][1] = _mm256_fmadd_ps(pr, v1, acc[r][1]);
-        }
+    _mm256_storeu_ps(o, _mm256_mul_ps(acc, _mm256_set1_ps(inv)));
+}
+
+/* out[r][d0 .. d0 + 16) = inv[r] * sum_j p[r][j] v[j][d0 ..] for r < nr. */
+static void values16(const struct bert_attn *a, const float *p, size_t ldk, const float *inv,
+                     int nr, float *out, int d0)
+{
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00;
+    __m256 a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    const float *v = a->v + d0;
+    for (int j = 0; j < a->n_k; j++, v += a->stride) {
+        __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
+        __m256 p0 = _mm256_broadcast_ss(p + j), p1 = _mm256_broadcast_ss(p + ldk + j);
+        a00 = _mm256_fmadd_ps(p0, v0, a00);
+        a01 = _mm256_fmadd_ps(p0, v1, a01);
+        a10 = _mm256_fmadd_ps(p1, v0, a10);
+        a11 = _mm256_fmadd_ps(p1, v1, a11);
+        __m256 p2 = _mm256_broadcast_ss(p + 2 * ldk + j);
+        __m256 p3 = _mm256_broadcast_ss(p + 3 * ldk + j);
+        a20 = _mm256_fmadd_ps(p2, v0, a20);
+        a21 = _mm256_fmadd_ps(p2, v1, a21);
+        a30 = _mm256_fmadd_ps(p3, v0, a30);
+        a31 = _mm256_fmadd_ps(p3, v1, a31);
     }
+    __m256 acc[BERT_ATT_ROWS][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
     for (int r = 0; r < nr; r++) {
-        __m256 vi = _mm256_set1_ps(inv[r]);
         float *o = out + (size_t)r * a->out_stride + d0;
-        _mm256_storeu_ps(o, _mm256_mul_ps(acc[r][0], vi));
-        if (nv == 2)
-            _mm256_storeu_ps(o + 8, _mm256_mul_ps(acc[r][1], vi));
+        store_scaled(o, acc[r][0], inv[r]);
+        store_scaled(o + 8, acc[r][1], inv[r]);
     }
+}
+
+/* The same for 8 columns (the last ones when D % 16 == 8). */
+static void values8(const struct bert_attn *a, const float *p, size_t ldk, const float *inv,
+                    int nr, float *out, int d0)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const float *v = a->v + d0;
+    for (int j = 0; j < a->n_k; j++, v += a->stride) {
+        __m256 v0 = _mm256_loadu_ps(v);
+        a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), v0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + ldk + j), v0, a1);
+        a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + 2 * ldk + j), v0, a2);
+        a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + 3 * ldk + j), v0, a3);
+    }
+    __m256 acc[BERT_ATT_ROWS] = {a0, a1, a2, a3};
+    for (int r = 0; r < nr; r++)
+        store_scaled(out + (size_t)r * a->out_stride + d0, acc[r], inv[r]);
 }
 
 /* Blocks of 4 queries: scores against the transposed keys, softmax, then
@@ -248,8 +324,8 @@ void eng__bert_attend_avx2(const struct bert_attn *a)
         float *out = a->out + (size_t)i0 * a->out_stride;
         int d0 = 0;
         for (; d0 + 16 <= a->D; d0 += 16)
-            values_block(a, s, ldk, inv, nr, out, d0, 2);
+            values16(a, s, ldk, inv, nr, out, d0);
         if (d0 < a->D)
-            values_block(a, s, ldk, inv, nr, out, d0, 1);
+            values8(a, s, ldk, inv, nr, out, d0);
     }
 }

@@ -14,11 +14,18 @@ size_t eng__bert_attn_scratch(int n_k, int D)
 void eng__bert_ops_select(struct bert_ops *ops, bool avx2, int D)
 {
     *ops = (struct bert_ops){
+        .add = avx2 ? eng__bert_add_avx2 : eng__bert_add_ref,
         .layernorm = avx2 ? eng__bert_layernorm_avx2 : eng__bert_layernorm_ref,
         .gelu = avx2 ? eng__bert_gelu_avx2 : eng__bert_gelu_ref,
         .silu_mul = avx2 ? eng__bert_silu_mul_avx2 : eng__bert_silu_mul_ref,
         .attend = avx2 && D % 8 == 0 ? eng__bert_attend_avx2 : eng__bert_attend_ref,
     };
+}
+
+void eng__bert_add_ref(float *y, const float *x, const float *a, const float *b, int n)
+{
+    for (int i = 0; i < n; i++)
+        y[i] = b ? (x[i] + a[i]) + b[i] : x[i] + a[i];
 }
 
 /* Sums in double. */

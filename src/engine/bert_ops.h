@@ -1,6 +1,6 @@
 /* bert_ops.h - private: the non-matmul kernels of the BERT-family encoders
- * (bert.c): LayerNorm, GELU, SiLU-gate and one attention head over one
- * sequence. Engine-internal.
+ * (bert.c): residual/bias adds, LayerNorm, GELU, SiLU-gate and one
+ * attention head over one sequence. Engine-internal.
  *
  * Each kernel has a scalar reference in bert_ops.c and an AVX2+FMA version
  * in bert_avx2.c; eng__bert_ops_select fills a table once per model (AVX2
@@ -37,6 +37,8 @@ struct bert_attn {
 };
 
 struct bert_ops {
+    /* y = (x + a) + b over n; b may be NULL; y may be x (no other overlap) */
+    void (*add)(float *y, const float *x, const float *a, const float *b, int n);
     /* y = (x - mean) / sqrt(var + eps) * w + b over n (y may alias x) */
     void (*layernorm)(float *y, const float *x, const float *w, const float *b, int n,
                       float eps);
@@ -53,12 +55,14 @@ size_t eng__bert_attn_scratch(int n_k, int D);
 /* Fill ops with the AVX2 set when avx2 (and D suits it), else the reference. */
 void eng__bert_ops_select(struct bert_ops *ops, bool avx2, int D);
 
+void eng__bert_add_ref(float *y, const float *x, const float *a, const float *b, int n);
 void eng__bert_layernorm_ref(float *y, const float *x, const float *w, const float *b,
                              int n, float eps);
 void eng__bert_gelu_ref(float *x, const float *bias, int n);
 void eng__bert_silu_mul_ref(float *h, const float *g, int n);
 void eng__bert_attend_ref(const struct bert_attn *a);
 
+void eng__bert_add_avx2(float *y, const float *x, const float *a, const float *b, int n);
 void eng__bert_layernorm_avx2(float *y, const float *x, const float *w, const float *b,
                               int n, float eps);
 void eng__bert_gelu_avx2(float *x, const float *bias, int n);

@@ -12,6 +12,9 @@
 
 #define MR 16 /* weight rows per register tile (2 ymm) */
 #define NR 6  /* activations per register tile (broadcast) */
+#ifndef GEMM_PREFETCH
+#define GEMM_PREFETCH 1 /* prefetch the next weight panel */
+#endif
 
 /* ---- packing: 16 weight rows x kc -> f32, k-major (wp[kk*16 + row]) ----- */
 
@@ -97,6 +100,15 @@ pack_panel(uint32_t t, const uint8_t *w, size_t rs, int nrow, int64_t p0, int64_
     }
 }
 
+/* Ask for the next panel's bytes [off, off + n) of nrow rows (into L2)
+ * while this one is computed: weights usually come from DRAM. */
+static void prefetch_panel(const uint8_t *w, size_t rs, int nrow, size_t off, size_t n)
+{
+    for (int q = 0; q < nrow; q++)
+        for (size_t b = 0; b < n; b += 64)
+            _mm_prefetch((const char *)(w + (size_t)q * rs + off + b), _MM_HINT_T1);
+}
+
 /* ---- register tile: 16 rows x n activations ----------------------------- */
 
 /* out[0..nrow) = (or +=) the 16 lanes of c0, c1. */
@@ -166,23 +178,37 @@ static void panel_x_acts(const float *wp, int64_t kc, const float *a, size_t as,
     }
 }
 
+/* Rows [0, nr) (nr <= GEMM_MC) x activations [0, nb) (nb <= GEMM_NC): k in
+ * blocks of GEMM_KC; each block's 16-row panels packed and run in turn. */
 static inline __attribute__((always_inline)) void
-gemm_type(uint32_t t, int64_t k, const uint8_t *w, size_t rs, int64_t nr,
-                      const float *a, size_t as, int64_t na, float *out, int64_t os)
+row_block(uint32_t t, int64_t k, const uint8_t *w, size_t rs, int64_t nr, const uint8_t *a,
+          size_t as, int64_t nb, float *out, int64_t os)
 {
     float wp[MR * GEMM_KC] __attribute__((aligned(32)));
+    const size_t es = t == GGML_TYPE_F32 ? 4 : 2;
+    for (int64_t p0 = 0; p0 < k; p0 += GEMM_KC) {
+        int64_t kc = k - p0 < GEMM_KC ? k - p0 : GEMM_KC;
+        for (int64_t r0 = 0; r0 < nr; r0 += MR) {
+            int nrow = nr - r0 < MR ? (int)(nr - r0) : MR;
+            pack_panel(t, w + (size_t)r0 * rs, rs, nrow, p0, kc, wp);
+            if (GEMM_PREFETCH && r0 + MR < nr)
+                prefetch_panel(w + (size_t)(r0 + MR) * rs, rs,
+                               nr - r0 - MR < MR ? (int)(nr - r0 - MR) : MR,
+                               (size_t)p0 * es, (size_t)kc * es);
+            panel_x_acts(wp, kc, (const float *)a + p0, as, nb, out + r0, os, nrow, p0 > 0);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void
+gemm_type(uint32_t t, int64_t k, const uint8_t *w, size_t rs, int64_t nr, const float *a,
+          size_t as, int64_t na, float *out, int64_t os)
+{
     for (int64_t j0 = 0; j0 < na; j0 += GEMM_NC) {
         int64_t nb = na - j0 < GEMM_NC ? na - j0 : GEMM_NC;
-        const uint8_t *aj = (const uint8_t *)a + (size_t)j0 * as;
-        for (int64_t p0 = 0; p0 < k; p0 += GEMM_KC) {
-            int64_t kc = k - p0 < GEMM_KC ? k - p0 : GEMM_KC;
-            for (int64_t r0 = 0; r0 < nr; r0 += MR) {
-                int nrow = nr - r0 < MR ? (int)(nr - r0) : MR;
-                pack_panel(t, w + (size_t)r0 * rs, rs, nrow, p0, kc, wp);
-                panel_x_acts(wp, kc, (const float *)aj + p0, as, nb, out + j0 * os + r0, os,
-                             nrow, p0 > 0);
-            }
-        }
+        for (int64_t r0 = 0; r0 < nr; r0 += GEMM_MC)
+            row_block(t, k, w + (size_t)r0 * rs, rs, nr - r0 < GEMM_MC ? nr - r0 : GEMM_MC,
+                      (const uint8_t *)a + (size_t)j0 * as, as, nb, out + j0 * os + r0, os);
     }
 }
 

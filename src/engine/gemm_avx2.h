@@ -26,6 +26,7 @@
 
 #define GEMM_KC 256 /* k block: 16 x GEMM_KC f32 weight panel in L1 */
 #define GEMM_NC 120 /* activation block: GEMM_NC x GEMM_KC f32 in L2 */
+#define GEMM_MC 64  /* weight rows streamed together through the k blocks */
 
 void gemm__avx2_float(uint32_t wt, int64_t k, const void *w, size_t rs, int64_t nr,
                       const float *a, size_t as, int64_t na, float *out, int64_t os);

@@ -8,7 +8,9 @@
  * m->gemma. Norm weights already include Gemma's +1 (converter).
  *
  * Forward for n tokens of one sequence at positions pos0.. (uses the model's
- * eng_scratch and the sequence's F16 KV cache like llama.c):
+ * eng_scratch and the sequence's F16 KV cache like llama.c; a local layer's
+ * cache is a ring of s->kv_len[l] = min(C, W + B - 1) rows, position p in
+ * row p % kv_len, see engine_int.h):
  *   x = token_embd[t] * sqrt(E)
  *   per layer l (global iff (l+1) % 6 == 0, else sliding-window local):
  *     h = RMSNorm(x) attn_norm;  q, k, v = Wq h, Wk h, Wv h

@@ -295,6 +295,10 @@ void quant_matmul(uint32_t t, const void *W, int64_t n_rows, int64_t k,
         return;
     size_t rs = quant_row_size(t, k);
     size_t as = quant_act_row_size(t, k);
+    if (n_act == 1 && kern.mv[t]) {
+        kern.mv[t](k, W, rs, n_rows, act, out);
+        return;
+    }
     /* One activation (decode): the streaming dot kernels are the fastest. */
     if (kern.mm[t] && n_act > 1) {
         kern.mm[t](k, W, rs, n_rows, act, as, n_act, out, out_stride);

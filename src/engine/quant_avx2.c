@@ -4,9 +4,10 @@
  * accumulation in a different order; tests/test_quant.c checks every one.
  *
  * Dots: one weight row x one activation row, streaming the weights once
- * (decode is memory-bound). Matmuls: for each weight row and block, the
- * weights are unpacked once into registers / an L1 buffer and reused for up
- * to MM_COLS activation columns (prefill is compute-bound).
+ * (decode is memory-bound). Matmuls of Q4_0/Q4_1/Q5_0/Q5_1 weights: for each
+ * weight row and block, the weights are unpacked once into registers and
+ * reused for up to MM_COLS activation columns (prefill is compute-bound).
+ * Q8_0 and k-quant matmuls are in quant_avx2_tile.c.
  *
  * int8 products use maddubs (u8 x s8 -> s16 pairs) + madd (-> s32); the
  * unsigned operand stays <= 63 for k-quants and <= 127 for |q8|, so the s16
@@ -16,7 +17,6 @@
 #include "engine/simd_avx2.h"
 
 #include <immintrin.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define MM_COLS 8
@@ -166,7 +166,37 @@ static float dot_q4_0(int64_t n, const void *w, const void *a) { return dot_lega
 static float dot_q4_1(int64_t n, const void *w, const void *a) { return dot_legacy(GGML_TYPE_Q4_1, n, w, a); }
 static float dot_q5_0(int64_t n, const void *w, const void *a) { return dot_legacy(GGML_TYPE_Q5_0, n, w, a); }
 static float dot_q5_1(int64_t n, const void *w, const void *a) { return dot_legacy(GGML_TYPE_Q5_1, n, w, a); }
-static float dot_q8_0(int64_t n, const void *w, const void *a) { return dot_legacy(GGML_TYPE_Q8_0, n, w, a); }
+
+/* One Q8_0 x Q8_0 block: acc += dx*dy * (x . y). */
+static inline __attribute__((always_inline)) __m256
+q8_0_block(const struct blk_q8_0 *x, const struct blk_q8_0 *y, __m256 acc)
+{
+    __m256i p = dot_ss(_mm256_loadu_si256((const __m256i *)x->qs),
+                       _mm256_loadu_si256((const __m256i *)y->qs));
+    return _mm256_fmadd_ps(_mm256_set1_ps(f16(x->d) * f16(y->d)), _mm256_cvtepi32_ps(p), acc);
+}
+
+/* Decode path for Q8_0 (memory-bound): four blocks per iteration into two
+ * accumulators, the weights prefetched ~1 KiB ahead so that more lines are
+ * in flight than the hardware prefetcher alone keeps, and no min term. */
+static float dot_q8_0(int64_t n, const void *w, const void *a)
+{
+    const struct blk_q8_0 *x = w, *y = a;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t nb = n / 32, i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        _mm_prefetch((const char *)(x + i) + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i) + 1088, _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + i) + 1152, _MM_HINT_T0);
+        acc0 = q8_0_block(x + i, y + i, acc0);
+        acc1 = q8_0_block(x + i + 1, y + i + 1, acc1);
+        acc0 = q8_0_block(x + i + 2, y + i + 2, acc0);
+        acc1 = q8_0_block(x + i + 3, y + i + 3, acc1);
+    }
+    for (; i < nb; i++)
+        acc0 = q8_0_block(x + i, y + i, acc0);
+    return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
 
 /* Eight int32 vectors -> one vector whose lane j is the sum of v[j]. */
 static inline __m256i hsum8_i32(const __m256i *v)
@@ -268,129 +298,9 @@ MM_LEGACY(mm_q4_0, GGML_TYPE_Q4_0)
 MM_LEGACY(mm_q4_1, GGML_TYPE_Q4_1)
 MM_LEGACY(mm_q5_0, GGML_TYPE_Q5_0)
 MM_LEGACY(mm_q5_1, GGML_TYPE_Q5_1)
-MM_LEGACY(mm_q8_0, GGML_TYPE_Q8_0)
 #undef MM_LEGACY
 
 /* ---- k-quants (256-element super-blocks) x Q8_K -------------------------- */
-
-/* One weight super-block unpacked for reuse across activation columns:
- * q[c] = unsigned levels of elements 32c..32c+31; s16[c] = the int16 scale of
- * each maddubs lane; coef = int16 weights of the 16 activation bsums in the
- * correction term; result = d*dy*sum_c(q.y*s) - cd*dy*(coef.bsums). */
-struct kblk {
-    __m256i q[8];
-    __m256i s16[8];
-    __m256i coef;
-    float d, cd;
-};
-
-static inline __m128i scales_mins_k4(const uint8_t *s12);
-static inline __m256i bcast16(int j);
-
-static inline void scales_q4k(const uint8_t *sc12, struct kblk *k)
-{
-    __m128i sm = scales_mins_k4(sc12);
-    __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
-    for (int j = 0; j < 8; j++)
-        k->s16[j] = _mm256_shuffle_epi8(sc, bcast16(j));
-    k->coef = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
-}
-
-static inline void unpack_q4k(const struct blk_q4_k *b, struct kblk *k)
-{
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    for (int c = 0; c < 4; c++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
-        k->q[2 * c] = _mm256_and_si256(v, m4);
-        k->q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-    }
-    scales_q4k(b->scales, k);
-    k->d = f16(b->d);
-    k->cd = f16(b->dmin);
-}
-
-static inline void unpack_q5k(const struct blk_q5_k *b, struct kblk *k)
-{
-    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
-    __m256i qh = _mm256_loadu_si256((const __m256i *)b->qh);
-    for (int c = 0; c < 4; c++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
-        __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one);
-        __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one);
-        k->q[2 * c] = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4));
-        k->q[2 * c + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
-                                          _mm256_slli_epi16(h1, 4));
-    }
-    scales_q4k(b->scales, k);
-    k->d = f16(b->d);
-    k->cd = f16(b->dmin);
-}
-
-static inline void unpack_q6k(const struct blk_q6_k *b, struct kblk *k)
-{
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
-    for (int h = 0; h < 2; h++) {
-        __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
-        __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
-        __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
-        k->q[4 * h + 0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
-                                          _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-        k->q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                          _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-        k->q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                          _mm256_and_si256(qh, m30));
-        k->q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-    }
-    for (int c = 0; c < 8; c++)
-        k->s16[c] = _mm256_set_m128i(_mm_set1_epi16(b->scales[2 * c + 1]),
-                                     _mm_set1_epi16(b->scales[2 * c]));
-    __m128i sc8 = _mm_loadu_si128((const __m128i *)b->scales);
-    k->coef = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc8), 5); /* 32 * sc */
-    k->d = f16(b->d);
-    k->cd = k->d;
-}
-
-/* acc += this super-block's contribution for one Q8_K activation block. */
-static inline __m256 kblk_dot(const struct kblk *k, const struct blk_q8_k *y, __m256 acc)
-{
-    __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
-    for (int c = 0; c < 8; c += 2) {
-        __m256i y0 = _mm256_loadu_si256((const __m256i *)(y->qs + 32 * c));
-        __m256i y1 = _mm256_loadu_si256((const __m256i *)(y->qs + 32 * c + 32));
-        s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(k->q[c], y0), k->s16[c]));
-        s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(k->q[c + 1], y1),
-                                                    k->s16[c + 1]));
-    }
-    __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
-    __m256i corr = _mm256_madd_epi16(k->coef, bs);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(k->d * y->d), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc);
-    return _mm256_fmadd_ps(_mm256_set1_ps(-k->cd * y->d), _mm256_cvtepi32_ps(corr), acc);
-}
-
-static inline __attribute__((always_inline)) void
-unpack_k(uint32_t t, const uint8_t *row, int64_t i, struct kblk *k)
-{
-    if (t == GGML_TYPE_Q4_K)
-        unpack_q4k((const struct blk_q4_k *)row + i, k);
-    else if (t == GGML_TYPE_Q5_K)
-        unpack_q5k((const struct blk_q5_k *)row + i, k);
-    else
-        unpack_q6k((const struct blk_q6_k *)row + i, k);
-}
-
-static inline __attribute__((always_inline)) float
-dot_k(uint32_t t, int64_t n, const void *w, const void *a)
-{
-    const struct blk_q8_k *y = a;
-    __m256 acc = _mm256_setzero_ps();
-    struct kblk k;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        unpack_k(t, w, i, &k);
-        acc = kblk_dot(&k, &y[i], acc);
-    }
-    return hsum_ps(acc);
-}
 
 /* The 12 packed scale bytes of a Q4_K/Q5_K block as 8 scales then 8 mins
  * (bytes), unpacked with 32-bit operations (facts §2.2 layout). */
@@ -578,99 +488,6 @@ static float dot_q6_k(int64_t n, const void *w, const void *a)
     return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
-/* K-quant weights x MM_COLS columns, lanes = columns (as mm_legacy_group):
- * per super-block one unpack, one reduction of the scaled integer sums and
- * one of the min/offset corrections. */
-static inline __attribute__((always_inline)) void
-mm_k_group(uint32_t t, int64_t k, const uint8_t *w, size_t rs, int64_t nr,
-           const uint8_t *ap, size_t as, int nc, float *out, int64_t os)
-{
-    float dy[MM_MAX_BLOCKS][MM_COLS];
-    int64_t nb = k / QK_K;
-    struct kblk kb;
-    for (int64_t i = 0; i < nb; i++)
-        for (int j = 0; j < MM_COLS; j++)
-            dy[i][j] = j < nc ? ((const struct blk_q8_k *)(ap + (size_t)j * as))[i].d : 0.0f;
-    for (int64_t r = 0; r < nr; r++) {
-        const uint8_t *x = w + (size_t)r * rs;
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t i = 0; i < nb; i++) {
-            unpack_k(t, x, i, &kb);
-            __m256i p[MM_COLS];
-            const int8_t *yq[MM_COLS];
-            #pragma GCC unroll 8
-            for (int j = 0; j < MM_COLS; j++) {
-                p[j] = _mm256_setzero_si256();
-                yq[j] = ((const struct blk_q8_k *)(ap + (size_t)(j < nc ? j : 0) * as))[i].qs;
-            }
-            /* sub-block outer, columns inner: the weights stay in registers.
-             * Not unrolled: fully unrolled, GCC computes all 64 products
-             * first and spills them to the stack before summing. */
-            #pragma GCC unroll 1
-            for (int c = 0; c < 8; c++) {
-                __m256i q = kb.q[c], sc = kb.s16[c];
-                #pragma GCC unroll 8
-                for (int j = 0; j < MM_COLS; j++) {
-                    __m256i yv = _mm256_loadu_si256((const __m256i *)(yq[j] + 32 * c));
-                    p[j] = _mm256_add_epi32(p[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q, yv), sc));
-                }
-            }
-            for (int j = nc; j < MM_COLS; j++)
-                p[j] = _mm256_setzero_si256();
-            __m256 sum = _mm256_cvtepi32_ps(hsum8_i32(p));
-            #pragma GCC unroll 8
-            for (int j = 0; j < MM_COLS; j++) {
-                const struct blk_q8_k *y = (const struct blk_q8_k *)(ap + (size_t)(j < nc ? j : 0) * as) + i;
-                p[j] = _mm256_madd_epi16(kb.coef, _mm256_loadu_si256((const __m256i *)y->bsums));
-            }
-            __m256 corr = _mm256_cvtepi32_ps(hsum8_i32(p));
-            __m256 dyv = _mm256_loadu_ps(dy[i]);
-            acc = _mm256_fmadd_ps(sum, _mm256_mul_ps(_mm256_set1_ps(kb.d), dyv), acc);
-            acc = _mm256_fnmadd_ps(corr, _mm256_mul_ps(_mm256_set1_ps(kb.cd), dyv), acc);
-        }
-        float lanes[MM_COLS];
-        _mm256_storeu_ps(lanes, acc);
-        for (int j = 0; j < nc; j++)
-            out[j * os + r] = lanes[j];
-    }
-}
-
-static inline __attribute__((always_inline)) void
-mm_k(uint32_t t, int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
-     size_t as, int64_t na, float *out, int64_t os)
-{
-    if (k / QK_K > MM_MAX_BLOCKS) {
-        for (int64_t j = 0; j < na; j++)
-            for (int64_t r = 0; r < nr; r++)
-                out[j * os + r] = dot_k(t, k, (const uint8_t *)w + (size_t)r * rs,
-                                        (const uint8_t *)a + (size_t)j * as);
-        return;
-    }
-    for (int64_t j0 = 0; j0 < na; j0 += MM_COLS) {
-        int nc = na - j0 < MM_COLS ? (int)(na - j0) : MM_COLS;
-        mm_k_group(t, k, w, rs, nr, (const uint8_t *)a + (size_t)j0 * as, as, nc,
-                   out + j0 * os, os);
-    }
-}
-
-static void mm_q4_k(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
-                    size_t as, int64_t na, float *out, int64_t os)
-{
-    mm_k(GGML_TYPE_Q4_K, k, w, rs, nr, a, as, na, out, os);
-}
-
-static void mm_q5_k(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
-                    size_t as, int64_t na, float *out, int64_t os)
-{
-    mm_k(GGML_TYPE_Q5_K, k, w, rs, nr, a, as, na, out, os);
-}
-
-static void mm_q6_k(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
-                    size_t as, int64_t na, float *out, int64_t os)
-{
-    mm_k(GGML_TYPE_Q6_K, k, w, rs, nr, a, as, na, out, os);
-}
-
 /* ---- activation quantization ----------------------------------------- */
 
 static void act_q8_0(const float *x, void *dst, int64_t n)
@@ -783,12 +600,7 @@ void quant__avx2_kernels(struct quant_kernels *k)
     k->mm[GGML_TYPE_Q4_1] = mm_q4_1;
     k->mm[GGML_TYPE_Q5_0] = mm_q5_0;
     k->mm[GGML_TYPE_Q5_1] = mm_q5_1;
-    k->mm[GGML_TYPE_Q8_0] = mm_q8_0;
-    k->mm[GGML_TYPE_Q4_K] = mm_q4_k;
-    k->mm[GGML_TYPE_Q5_K] = mm_q5_k;
-    k->mm[GGML_TYPE_Q6_K] = mm_q6_k;
     k->act[GGML_TYPE_Q8_0] = act_q8_0;
     k->act[GGML_TYPE_Q8_K] = act_q8_k;
-    if (!getenv("KQ_NOTILE"))
-        quant__avx2_tile_kernels(k);
+    quant__avx2_tile_kernels(k);
 }

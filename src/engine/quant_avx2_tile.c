@@ -18,8 +18,8 @@
  * only on its own row and column, in block order: results do not depend on
  * how rows and columns are grouped or split between threads.
  *
- * The tiles live on the stack (a chunk of TILE_Q8_BLOCKS / TILE_K_BLOCKS
- * blocks of 8 rows, < 24 KiB); nothing is allocated.
+ * Tiles and sums live on the stack (~41 KiB: one k chunk of 8 rows and the
+ * float sums of 64 rows x 68 columns); nothing is allocated.
  */
 #include "engine/quant_int.h"
 #include "engine/simd_avx2.h"
@@ -31,6 +31,7 @@
 #define COL_CHUNK 64        /* columns whose float sums are kept per row group */
 #define TILE_Q8_BLOCKS 64   /* Q8_0 blocks (32 values) per tile chunk */
 #define TILE_K_BLOCKS 8     /* k-quant super-blocks (256 values) per tile chunk */
+#define ROW_GROUPS 8        /* 8-row groups sharing one k chunk of the columns */
 
 /* 8 rows x 32 values of one Q8_0 block: q[v] = values 4v..4v+3 of rows 0..7. */
 struct tile_q8 {
@@ -320,64 +321,78 @@ static void micro_q6k(const struct tile_k *t, int64_t n, const uint8_t *const y[
 
 /* ---- driver ------------------------------------------------------------ */
 
-/* One group of up to 8 rows (missing rows repeat the last one and are not
- * written) x columns [0, na), in chunks of COL_CHUNK columns and of `chunk`
- * blocks of k. */
-static void tile_rows(uint32_t t, int64_t nb, const uint8_t *const rows[8], int nrow,
-                      const uint8_t *a, size_t as, int64_t na, float *out, int64_t os)
+struct job {
+    uint32_t t;
+    int64_t nb;             /* blocks per row */
+    const uint8_t *w;       /* weight rows of rs bytes, nr of them */
+    size_t rs;
+    int64_t nr;
+    const uint8_t *a;       /* activation rows of as bytes */
+    size_t as;
+};
+
+/* acc[j] += blocks [b0, b0+n) of the 8 rows from r0 (missing rows repeat
+ * the last one; their sums are not used) x columns c0 + j, j < ncol. */
+static void group_chunk(const struct job *jb, int64_t r0, int64_t b0, int64_t n, int64_t c0,
+                        int ncol, float (*acc)[8], void *buf)
+{
+    const uint8_t *rows[8];
+    for (int r = 0; r < 8; r++)
+        rows[r] = jb->w + (size_t)(r0 + r < jb->nr ? r0 + r : jb->nr - 1) * jb->rs;
+    bool q8 = jb->t == GGML_TYPE_Q8_0;
+    if (q8)
+        pack_q8(rows, b0, n, buf);
+    else
+        pack_k(jb->t, rows, b0, n, buf);
+    for (int j = 0; j < ncol; j += NC) {
+        const uint8_t *y[NC];
+        float *ac[NC];
+        /* columns past the last one re-read it into spare sums */
+        #pragma GCC unroll 8
+        for (int c = 0; c < NC; c++) {
+            int col = j + c < ncol ? j + c : ncol - 1;
+            y[c] = jb->a + (size_t)(c0 + col) * jb->as;
+            ac[c] = acc[j + c < ncol ? j + c : COL_CHUNK + c];
+        }
+        if (q8)
+            micro_q8(buf, n, y, b0, ac);
+        else if (jb->t == GGML_TYPE_Q4_K)
+            micro_q4k(buf, n, y, b0, ac);
+        else if (jb->t == GGML_TYPE_Q5_K)
+            micro_q5k(buf, n, y, b0, ac);
+        else
+            micro_q6k(buf, n, y, b0, ac);
+    }
+}
+
+/* Columns in chunks of COL_CHUNK, rows in blocks of ROW_GROUPS 8-row groups,
+ * k in chunks: a k chunk of the columns (~150 KiB) stays in L2 while every
+ * group of the row block uses it; one group's tile (< 24 KiB) stays in L1
+ * while every column uses it. */
+static void mm_tile(uint32_t t, int64_t k, const void *w, size_t rs, int64_t nr,
+                    const void *a, size_t as, int64_t na, float *out, int64_t os)
 {
     _Alignas(32) unsigned char buf[TILE_K_BLOCKS * sizeof(struct tile_k) >
                                    TILE_Q8_BLOCKS * sizeof(struct tile_q8)
                                        ? TILE_K_BLOCKS * sizeof(struct tile_k)
                                        : TILE_Q8_BLOCKS * sizeof(struct tile_q8)];
-    float acc[COL_CHUNK + NC][8];
-    bool q8 = t == GGML_TYPE_Q8_0;
-    int64_t chunk = q8 ? TILE_Q8_BLOCKS : TILE_K_BLOCKS;
+    float acc[ROW_GROUPS][COL_CHUNK + NC][8];
+    struct job jb = {t, k / (t == GGML_TYPE_Q8_0 ? 32 : QK_K), w, rs, nr, a, as};
+    int64_t chunk = t == GGML_TYPE_Q8_0 ? TILE_Q8_BLOCKS : TILE_K_BLOCKS;
     for (int64_t c0 = 0; c0 < na; c0 += COL_CHUNK) {
         int ncol = na - c0 < COL_CHUNK ? (int)(na - c0) : COL_CHUNK;
-        memset(acc, 0, sizeof acc);
-        for (int64_t b0 = 0; b0 < nb; b0 += chunk) {
-            int64_t n = nb - b0 < chunk ? nb - b0 : chunk;
-            if (q8)
-                pack_q8(rows, b0, n, (struct tile_q8 *)buf);
-            else
-                pack_k(t, rows, b0, n, (struct tile_k *)buf);
-            for (int j = 0; j < ncol; j += NC) {
-                const uint8_t *y[NC];
-                float *ac[NC];
-                /* columns past the last one re-read it into spare sums */
-                #pragma GCC unroll 8
-                for (int c = 0; c < NC; c++) {
-                    int col = j + c < ncol ? j + c : ncol - 1;
-                    y[c] = a + (size_t)(c0 + col) * as;
-                    ac[c] = acc[j + c < ncol ? j + c : COL_CHUNK + c];
-                }
-                if (q8)
-                    micro_q8((const struct tile_q8 *)buf, n, y, b0, ac);
-                else if (t == GGML_TYPE_Q4_K)
-                    micro_q4k((const struct tile_k *)buf, n, y, b0, ac);
-                else if (t == GGML_TYPE_Q5_K)
-                    micro_q5k((const struct tile_k *)buf, n, y, b0, ac);
-                else
-                    micro_q6k((const struct tile_k *)buf, n, y, b0, ac);
+        for (int64_t rb = 0; rb < nr; rb += 8 * ROW_GROUPS) {
+            int64_t nrb = nr - rb < 8 * ROW_GROUPS ? nr - rb : 8 * ROW_GROUPS;
+            memset(acc, 0, sizeof acc);
+            for (int64_t b0 = 0; b0 < jb.nb; b0 += chunk) {
+                int64_t n = jb.nb - b0 < chunk ? jb.nb - b0 : chunk;
+                for (int64_t g = 0; 8 * g < nrb; g++)
+                    group_chunk(&jb, rb + 8 * g, b0, n, c0, ncol, acc[g], buf);
             }
+            for (int j = 0; j < ncol; j++)
+                for (int64_t r = 0; r < nrb; r++)
+                    out[(c0 + j) * os + rb + r] = acc[r / 8][j][r % 8];
         }
-        for (int j = 0; j < ncol; j++)
-            for (int r = 0; r < nrow; r++)
-                out[(c0 + j) * os + r] = acc[j][r];
-    }
-}
-
-static void mm_tile(uint32_t t, int64_t k, const void *w, size_t rs, int64_t nr,
-                    const void *a, size_t as, int64_t na, float *out, int64_t os)
-{
-    int64_t nb = k / (t == GGML_TYPE_Q8_0 ? 32 : QK_K);
-    for (int64_t r0 = 0; r0 < nr; r0 += 8) {
-        int nrow = nr - r0 < 8 ? (int)(nr - r0) : 8;
-        const uint8_t *rows[8];
-        for (int r = 0; r < 8; r++)
-            rows[r] = (const uint8_t *)w + (size_t)(r0 + (r < nrow ? r : nrow - 1)) * rs;
-        tile_rows(t, nb, rows, nrow, a, as, na, out + r0, os);
     }
 }
 

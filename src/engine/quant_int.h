@@ -38,12 +38,16 @@ typedef float (*quant_dot_fn)(int64_t n, const void *w, const void *a);
 typedef void (*quant_mm_fn)(int64_t k, const void *w, size_t rs, int64_t nr,
                             const void *a, size_t as, int64_t na, float *out,
                             int64_t os);
+/* out[r] = dot(row r, a) for r < nr: decode (one activation), several rows at once */
+typedef void (*quant_mv_fn)(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
+                            float *out);
 typedef void (*quant_row_fn)(const void *src, float *dst, int64_t n);
 typedef void (*quant_act_fn)(const float *x, void *dst, int64_t n);
 
 struct quant_kernels {
     quant_dot_fn dot[GGML_TYPE_COUNT];
     quant_mm_fn mm[GGML_TYPE_COUNT];     /* NULL: fall back to dot per pair */
+    quant_mv_fn mv[GGML_TYPE_COUNT];     /* n_act == 1; NULL: dot per row */
     quant_row_fn dequant[GGML_TYPE_COUNT];
     quant_act_fn act[GGML_TYPE_COUNT];   /* indexed by activation type */
 };

@@ -690,6 +690,21 @@ static int start_feed(struct hub__dl *d, struct job *j, struct km_err *err)
     return KM_OK;
 }
 
+/* Release what a job holds (the hashing thread is joined before part_fd
+ * closes). */
+static void job_release(struct job *j)
+{
+    hub__hashfeed_free(j->feed);
+    if (j->part_fd >= 0)
+        close(j->part_fd);
+    ranges_close(j->rg);
+    km_free(j->url);
+    for (int k = 0; k < j->refreshed; k++)
+        km_free(j->old_urls[k]);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+}
+
 int hub__download(struct hub__dl *d, struct km_err *err)
 {
     char part[4096], side[4200], final[4096];
@@ -740,18 +755,10 @@ int hub__download(struct hub__dl *d, struct km_err *err)
              dt > 0 ? (double)(d->file->size - resumed) / dt : 0, NULL);
     }
 out:
-    hub__hashfeed_free(j.feed); /* joins the thread before part_fd closes */
+    job_release(&j);
     if (rc == KM_ENOSPACE || rc == KM_EINTEGRITY)
         unlink_partial(part, side);
-    if (j.part_fd >= 0)
-        close(j.part_fd);
-    ranges_close(&rg);
     km_free(url);
-    km_free(j.url);
-    for (int k = 0; k < j.refreshed; k++)
-        km_free(j.old_urls[k]);
     hub__http_free(h);
-    pthread_mutex_destroy(&j.mu);
-    pthread_cond_destroy(&j.cv);
     return rc;
 }

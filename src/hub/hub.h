@@ -175,7 +175,9 @@ int hub_cache_scan(const char *cache, struct hub_scan *out, struct km_err *err);
 void hub_scan_free(struct hub_scan *s);
 
 /* Remove a repo (rev NULL) or one revision: its snapshot, refs naming it
- * and blobs no other snapshot uses. *freed = bytes removed. */
+ * and blobs no other snapshot uses. *freed = bytes removed. Takes the blob
+ * locks a pull holds (.locks/<folder>/<etag>.lock) without waiting: if one
+ * is held, nothing is removed and it returns KM_EBUSY naming the lock. */
 int hub_cache_rm(const char *cache, const char *repo, const char *rev,
                  uint64_t *freed, struct km_err *err);
 

@@ -1,11 +1,14 @@
 /* hub_int.h - internals shared by the files of src/hub/ (not for callers).
  *
  * http.c is the only libcurl user; api.c turns Hub JSON into struct
- * hub__file lists; cache.c owns paths, refs, links, locks and markers;
- * download.c fetches one file into blobs/; hash.c and filter.c are pure.
+ * hub__file lists; cache.c owns paths, refs, links, locks, markers and the
+ * directory walkers; download.c fetches one file into blobs/ while
+ * hashfeed.c's thread hashes it; scan.c reads the cache back, rm.c removes
+ * from it under the blob locks; hash.c and filter.c are pure.
  * Ownership: every char * in these structs is km_malloc'ed and freed by the
  * matching _free function. Thread-safety: a struct hub__http is used by one
- * thread at a time; everything else is reentrant.
+ * thread at a time; a struct hub__hashfeed is shared by the writers and its
+ * thread as its contract says; everything else is reentrant.
  */
 #ifndef KM_HUB_INT_H
 #define KM_HUB_INT_H

@@ -178,14 +178,21 @@ int rag_collection_get(struct rag_db *db, const char *name,
 }
 
 int rag_collection_get_cached(struct rag_db *db, const char *name,
-                              struct rag_collection *out, struct km_err *err)
+                              struct rag_collection *out, bool *cached,
+                              struct km_err *err)
 {
-    if (rag__cache_get(db, name, out))
+    *cached = rag__cache_get(db, name, out);
+    if (*cached)
         return KM_OK;
     int rc = rag_collection_get(db, name, out, err);
     if (rc == KM_OK)
         rag__cache_put(db, out);
     return rc;
+}
+
+void rag_collection_forget(struct rag_db *db)
+{
+    rag__cache_drop(db);
 }
 
 int rag_collection_ensure(struct rag_db *db, const char *name,

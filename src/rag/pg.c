@@ -14,6 +14,11 @@ struct rag_db {
     PGconn *conn;
     bool cached;
     struct rag_collection cache;
+    int ef_search;                   /* session hnsw.ef_search; 0 = unknown */
+    int iterative;                   /* hnsw.iterative_scan: -1 unknown, 0 off, 1 strict */
+    char *prepared[RAG__PREPARED];   /* SQL of statement kq<i>, NULL = free */
+    int prep_next;                   /* slot to reuse next */
+    bool prep_reset;                 /* DEALLOCATE ALL before the next pipeline */
 };
 
 double rag__now(void)
@@ -65,6 +70,7 @@ int rag_open(const char *url, struct rag_db **out, struct km_err *err)
     struct rag_db *db = km_calloc(1, sizeof *db);
     if (!db)
         return km_fail(err, KM_ENOMEM, "out of memory opening a database connection");
+    db->iterative = -1;
     db->conn = PQconnectdb(url);
     if (!db->conn) {
         km_free(db);
@@ -88,11 +94,14 @@ void rag_close(struct rag_db *db)
     if (!db)
         return;
     PQfinish(db->conn);
+    for (int i = 0; i < RAG__PREPARED; i++)
+        km_free(db->prepared[i]);
     km_free(db);
 }
 
 int rag_exec(struct rag_db *db, const char *sql, struct km_err *err)
 {
+    rag__settings_forget(db); /* it may SET anything */
     PGresult *r = PQexec(db->conn, sql);
     int st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     int rc = KM_OK;
@@ -283,22 +292,116 @@ static int pipeline_read(struct rag_db *db, struct rag__res *res, int rc,
     return rc;
 }
 
+int rag__session_ef(const struct rag_db *db)
+{
+    return db->ef_search;
+}
+
+int rag__session_iterative(const struct rag_db *db)
+{
+    return db->iterative;
+}
+
+void rag__session_set(struct rag_db *db, int ef_search, int iterative)
+{
+    db->ef_search = ef_search;
+    db->iterative = iterative;
+}
+
+void rag__settings_forget(struct rag_db *db)
+{
+    db->ef_search = 0;
+    db->iterative = -1;
+}
+
+/* After a failed pipeline nothing is known: its SETs were rolled back and
+ * a PREPARE after the failure never ran. */
+static void forget_all(struct rag_db *db)
+{
+    rag__settings_forget(db);
+    for (int i = 0; i < RAG__PREPARED; i++) {
+        km_free(db->prepared[i]);
+        db->prepared[i] = NULL;
+    }
+    db->prep_reset = true;
+}
+
+/* Queue what runs st as prepared statement kq<slot>: DEALLOCATE of the
+ * slot's previous statement and PREPARE when new (each one result more:
+ * *extra counts them), then the execution. 1 on success. */
+static int send_prepared(struct rag_db *db, const struct rag__stmt *st, int *extra)
+{
+    int slot = -1;
+    char name[16], dealloc[32];
+    for (int i = 0; i < RAG__PREPARED && slot < 0; i++)
+        if (db->prepared[i] && strcmp(db->prepared[i], st->sql) == 0)
+            slot = i;
+    if (slot < 0) {
+        slot = db->prep_next;
+        db->prep_next = (db->prep_next + 1) % RAG__PREPARED;
+        snprintf(name, sizeof name, "kq%d", slot);
+        snprintf(dealloc, sizeof dealloc, "DEALLOCATE kq%d", slot);
+        if (db->prepared[slot] &&
+            PQsendQueryParams(db->conn, dealloc, 0, NULL, NULL, NULL, NULL, 0) != 1)
+            return 0;
+        *extra += db->prepared[slot] != NULL;
+        km_free(db->prepared[slot]);
+        db->prepared[slot] = km_strdup(st->sql);
+        if (!db->prepared[slot] ||
+            PQsendPrepare(db->conn, name, st->sql, st->n_params, NULL) != 1)
+            return 0;
+        (*extra)++;
+    }
+    snprintf(name, sizeof name, "kq%d", slot);
+    return PQsendQueryPrepared(db->conn, name, st->n_params, st->params, st->lengths,
+                               st->formats, 0);
+}
+
+/* Queue the statements; owner[j] = the statement of the j-th result (-1
+ * for DEALLOCATE / PREPARE results). Returns how many results to read. */
+static int send_all(struct rag_db *db, const struct rag__stmt *st, int n, int *owner,
+                    bool *ok)
+{
+    int m = 0;
+    *ok = true;
+    if (db->prep_reset) {
+        *ok = PQsendQueryParams(db->conn, "DEALLOCATE ALL", 0, NULL, NULL, NULL, NULL, 0) == 1;
+        owner[m++] = -1;
+        db->prep_reset = !*ok;
+    }
+    for (int i = 0; i < n && *ok; i++) {
+        int extra = 0;
+        *ok = st[i].prepare
+              ? send_prepared(db, &st[i], &extra) == 1
+              : PQsendQueryParams(db->conn, st[i].sql, st[i].n_params, NULL,
+                                  st[i].params, st[i].lengths, st[i].formats, 0) == 1;
+        while (extra-- > 0)
+            owner[m++] = -1;
+        if (*ok)
+            owner[m++] = i;
+    }
+    return m;
+}
+
 int rag__pipeline(struct rag_db *db, const struct rag__stmt *st, int n,
                   struct rag__res *res, struct km_err *err)
 {
+    int owner[3 * 16 + 1];
     for (int i = 0; i < n; i++)
         res[i] = (struct rag__res){NULL, 0};
+    if (n > 16)
+        return km_fail(err, KM_EINVAL, "a pipeline of %d statements (at most 16)", n);
     if (PQenterPipelineMode(db->conn) != 1)
         return conn_error(db, "a query pipeline", err);
-    int rc = KM_OK, sent = 0;
-    for (; sent < n; sent++)
-        if (PQsendQueryParams(db->conn, st[sent].sql, st[sent].n_params, NULL,
-                              st[sent].params, NULL, NULL, 0) != 1)
-            break;
-    if (sent < n || PQpipelineSync(db->conn) != 1)
+    bool ok;
+    int rc = KM_OK, m = send_all(db, st, n, owner, &ok);
+    if (!ok || PQpipelineSync(db->conn) != 1)
         rc = conn_error(db, "a query pipeline", err);
-    for (int i = 0; i < sent && PQstatus(db->conn) != CONNECTION_BAD; i++)
-        rc = pipeline_read(db, &res[i], rc, err);
+    for (int j = 0; j < m && PQstatus(db->conn) != CONNECTION_BAD; j++) {
+        struct rag__res scratch = {NULL, 0};
+        rc = pipeline_read(db, owner[j] >= 0 ? &res[owner[j]] : &scratch, rc, err);
+        rag__res_free(&scratch);
+    }
     for (int guard = 0; guard < 4 && PQstatus(db->conn) != CONNECTION_BAD; guard++) {
         PGresult *r = PQgetResult(db->conn); /* the sync's PGRES_PIPELINE_SYNC */
         ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
@@ -310,8 +413,10 @@ int rag__pipeline(struct rag_db *db, const struct rag__stmt *st, int n,
         PQexitPipelineMode(db->conn);
     if (rc == KM_OK && PQstatus(db->conn) == CONNECTION_BAD)
         rc = conn_error(db, "a query pipeline", err);
-    if (rc != KM_OK)
+    if (rc != KM_OK) {
+        forget_all(db);
         for (int i = 0; i < n; i++)
             rag__res_free(&res[i]);
+    }
     return rc;
 }

@@ -1,10 +1,12 @@
 /* query.c - top-k retrieval: vector (HNSW cosine), text (ts_rank) and
  * hybrid (reciprocal rank fusion of both, computed here in C).
  *
- * Each query runs in one transaction with SET LOCAL hnsw.ef_search and
- * hnsw.iterative_scan = strict_order, so a metadata filter that rejects
- * most index candidates still returns k rows (pgvector 0.8 iterative scans)
- * in exact distance order. The ORDER BY uses the same expression as the
+ * Each query is one libpq pipeline (one round trip): the session's
+ * hnsw.ef_search when it changes, hnsw.iterative_scan = strict_order when a
+ * metadata filter may reject most index candidates (pgvector 0.8 iterative
+ * scans still return k rows, in exact distance order), a check of the
+ * cached collection row, and the candidate queries (vector mode without a
+ * filter as a prepared statement). The ORDER BY uses the same expression as the
  * collection's partial index, `embedding::vector(N) <=> $1::vector(N)`.
  * Scores are 0..1 similarities: 1 - cosine distance clamped to [0,1]; in
  * text mode ts_rank/(1+ts_rank). Hybrid hits keep the cosine score and carry
@@ -132,30 +134,47 @@ void rag_hits_free(struct rag_hits *h)
 struct sql {
     struct km_buf b;
     const char *p[8];
+    int len[8];     /* bytes of a binary parameter, 0 for text */
+    int fmt[8];     /* 1 = binary, 0 = text */
     int n;
 };
 
 static int param(struct sql *s, const char *v)
 {
+    s->len[s->n] = 0;
+    s->fmt[s->n] = 0;
     s->p[s->n++] = v;
     return s->n;
 }
 
-/* "[x,y,...]" for a vector parameter. */
-static char *vector_literal(const float *v, int dim)
+static int param_bin(struct sql *s, const char *v, int len)
 {
-    struct km_buf b;
-    km_buf_init(&b, (size_t)dim * 18 + 8);
-    int rc = km_buf_putc(&b, '[');
-    for (int i = 0; i < dim && rc == KM_OK; i++)
-        rc = km_buf_printf(&b, i ? ",%.9g" : "%.9g", (double)v[i]);
-    if (rc == KM_OK)
-        rc = km_buf_putc(&b, ']');
-    if (rc != KM_OK) {
-        km_buf_free(&b);
+    s->len[s->n] = len;
+    s->fmt[s->n] = 1;
+    s->p[s->n++] = v;
+    return s->n;
+}
+
+/* The query vector in pgvector's binary form (vector_recv: uint16 dim,
+ * uint16 0, dim big-endian float4): 4 + 4 * dim bytes, no text to format
+ * on our side nor to parse on the server's. */
+static char *vector_binary(const float *v, int dim)
+{
+    unsigned char *b = km_malloc(4 + 4 * (size_t)dim);
+    if (!b)
         return NULL;
+    b[0] = (unsigned char)(dim >> 8);
+    b[1] = (unsigned char)dim;
+    b[2] = b[3] = 0;
+    for (int i = 0; i < dim; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        b[4 + 4 * i] = (unsigned char)(u >> 24);
+        b[5 + 4 * i] = (unsigned char)(u >> 16);
+        b[6 + 4 * i] = (unsigned char)(u >> 8);
+        b[7 + 4 * i] = (unsigned char)u;
     }
-    return km_buf_take(&b, NULL);
+    return (char *)b;
 }
 
 /* Words of the query joined with " or " for websearch_to_tsquery: any hit
@@ -183,7 +202,7 @@ static char *or_words(const char *q)
 
 /* Candidate query. With text: rank by ts_rank, else by distance. */
 static int build(struct sql *s, const struct rag_collection *c, const char *vec,
-                 const char *words, const char *filter, const char *limit)
+                 const char *words, const char *filter, int limit)
 {
     bool text = words != NULL;
     int rc = km_buf_printf(&s->b,
@@ -191,7 +210,7 @@ static int build(struct sql *s, const struct rag_collection *c, const char *vec,
         " FROM (SELECT c.id, c.document_id, c.text, c.chunk_id, c.metadata, ");
     if (rc == KM_OK && vec)
         rc = km_buf_printf(&s->b, "c.embedding::vector(%d) <=> $%d::vector(%d) AS dist, ",
-                           c->dim, param(s, vec), c->dim);
+                           c->dim, param_bin(s, vec, 4 + 4 * c->dim), c->dim);
     else if (rc == KM_OK)
         rc = km_buf_puts(&s->b, "-1::float8 AS dist, ");
     if (rc == KM_OK && text)
@@ -205,10 +224,10 @@ static int build(struct sql *s, const struct rag_collection *c, const char *vec,
     if (rc == KM_OK && filter)
         rc = km_buf_printf(&s->b, " AND c.metadata @> $%d::jsonb", param(s, filter));
     if (rc == KM_OK)
-        rc = km_buf_printf(&s->b, " ORDER BY %s LIMIT $%d::int) h"
+        rc = km_buf_printf(&s->b, " ORDER BY %s LIMIT %d) h"
                            " JOIN kanoa.documents d ON d.id = h.document_id ORDER BY %s",
                            /* ORDER BY the distance alone, so the HNSW index serves it */
-                           text ? "rank DESC, c.id" : "dist", param(s, limit),
+                           text ? "rank DESC, c.id" : "dist", limit,
                            text ? "h.rank DESC, h.id" : "h.dist, h.id");
     return rc;
 }
@@ -246,7 +265,7 @@ static int fill_hits(const struct rag__res *r, bool text_rank, struct rag_hits *
 /* One candidate query, built but not yet run. */
 struct cand {
     struct sql s;
-    char lim[16];
+    int limit;
     char *words;    /* text mode: the OR-ed words; "" = nothing to match */
     bool text;
 };
@@ -257,12 +276,12 @@ static int cand_build(struct cand *cd, const struct rag_collection *c,
     memset(cd, 0, sizeof *cd);
     km_buf_init(&cd->s.b, 8192);
     cd->text = text;
-    snprintf(cd->lim, sizeof cd->lim, "%d", limit);
+    cd->limit = limit;
     cd->words = text ? or_words(q->text) : NULL;
     if (text && !cd->words)
         return KM_ENOMEM;
     return build(&cd->s, c, vec, cd->words,
-                 q->filter && q->filter->n ? q->filter->json : NULL, cd->lim);
+                 q->filter && q->filter->n ? q->filter->json : NULL, limit);
 }
 
 static bool cand_empty(const struct cand *cd)
@@ -346,49 +365,72 @@ static int check_query(const struct rag_query *q, const struct rag_collection *c
 
 #define MAX_STMTS 10
 
-/* BEGIN, the knobs, a check that collection c is still what we think it
- * is, the candidate queries and COMMIT: one pipeline, one round trip.
- * res[i] gets candidate i's rows; *stale is set when the check failed.
- * Iterative index scans are turned on only when a filter may reject index
- * candidates or more rows than ef_search are asked for: otherwise the
- * first ef_search candidates hold the answer and the scan's bookkeeping
- * is wasted. */
+/* The SETs a query needs on the session (hnsw.ef_search, and iterative
+ * scans only when a filter may reject index candidates or more rows than
+ * ef_search are asked for: otherwise the first ef_search candidates hold
+ * the answer and the scan's bookkeeping is wasted). A pooled connection
+ * keeps them, so most queries send none. */
+static void session_sets(struct rag_db *db, const struct rag_query *q, int most,
+                         char *ef_sql, size_t cap, struct rag__stmt *st, int *n,
+                         int *ef, int *iter)
+{
+    int e = q->ef_search > 0 ? q->ef_search : RAG_DEFAULT_EF_SEARCH;
+    *ef = e > 1000 ? 1000 : e;
+    *iter = (q->filter && q->filter->n) || most > *ef;
+    if (rag__session_ef(db) != *ef) {
+        snprintf(ef_sql, cap, "SET hnsw.ef_search = %d", *ef);
+        st[(*n)++] = (struct rag__stmt){ef_sql, 0, NULL, false, NULL, NULL};
+    }
+    if (rag__session_iterative(db) != *iter)
+        st[(*n)++] = (struct rag__stmt){*iter ? "SET hnsw.iterative_scan = strict_order"
+                                              : "SET hnsw.iterative_scan = off", 0, NULL, false, NULL, NULL};
+}
+
+/* The session knobs, a check that collection c is still what we think it
+ * is, and the candidate queries: one pipeline, one round trip. --exact
+ * wraps them in BEGIN .. COMMIT with SET LOCALs that turn index scans off.
+ * The candidate query of vector mode without a filter is a prepared
+ * statement (its plan does not depend on the vector); with text or a
+ * filter the plan depends on the values (selectivity), so those are
+ * planned per query. res[i] gets candidate i's rows; *stale is set when
+ * the check failed. */
 static int run_pipeline(struct rag_db *db, const struct rag_collection *c,
                         const struct rag_query *q, struct cand *cd, int n_cd,
                         struct rag__res *res, bool *stale, struct km_err *err)
 {
-    char ef[64], id[24], dim[16];
-    int e = q->ef_search > 0 ? q->ef_search : RAG_DEFAULT_EF_SEARCH;
-    snprintf(ef, sizeof ef, "SET LOCAL hnsw.ef_search = %d", e > 1000 ? 1000 : e);
+    char ef_sql[64], id[24], dim[16];
     snprintf(id, sizeof id, "%lld", c->id);
     snprintf(dim, sizeof dim, "%d", c->dim);
     const char *chk[2] = {id, dim};
     struct rag__stmt st[MAX_STMTS];
     struct rag__res r[MAX_STMTS];
-    int n = 0, check_at, at[2] = {-1, -1}, most = 0;
+    int n = 0, check_at, at[2] = {-1, -1}, most = 0, ef, iter;
+    bool filtered = q->filter && q->filter->n;
     for (int i = 0; i < n_cd; i++)
-        most = atoi(cd[i].lim) > most ? atoi(cd[i].lim) : most;
-    st[n++] = (struct rag__stmt){"BEGIN", 0, NULL};
-    st[n++] = (struct rag__stmt){ef, 0, NULL};
-    if ((q->filter && q->filter->n) || most > e)
-        st[n++] = (struct rag__stmt){"SET LOCAL hnsw.iterative_scan = strict_order", 0, NULL};
+        most = cd[i].limit > most ? cd[i].limit : most;
+    session_sets(db, q, most, ef_sql, sizeof ef_sql, st, &n, &ef, &iter);
     if (q->exact) {
-        st[n++] = (struct rag__stmt){"SET LOCAL enable_indexscan = off", 0, NULL};
-        st[n++] = (struct rag__stmt){"SET LOCAL enable_bitmapscan = off", 0, NULL};
+        st[n++] = (struct rag__stmt){"BEGIN", 0, NULL, false, NULL, NULL};
+        st[n++] = (struct rag__stmt){"SET LOCAL enable_indexscan = off", 0, NULL, false, NULL, NULL};
+        st[n++] = (struct rag__stmt){"SET LOCAL enable_bitmapscan = off", 0, NULL, false, NULL, NULL};
     }
     check_at = n;
     st[n++] = (struct rag__stmt){"SELECT 1 FROM kanoa.collections WHERE id = $1::bigint"
-                                 " AND dim = $2::int", 2, chk};
+                                 " AND dim = $2::int", 2, chk, true, NULL, NULL};
     for (int i = 0; i < n_cd; i++) {
         if (cand_empty(&cd[i]))
             continue;
         at[i] = n;
-        st[n++] = (struct rag__stmt){km_buf_str(&cd[i].s.b), cd[i].s.n, cd[i].s.p};
+        st[n++] = (struct rag__stmt){km_buf_str(&cd[i].s.b), cd[i].s.n, cd[i].s.p,
+                                     !cd[i].text && !filtered && !q->exact,
+                                     cd[i].s.len, cd[i].s.fmt};
     }
-    st[n++] = (struct rag__stmt){"COMMIT", 0, NULL};
+    if (q->exact)
+        st[n++] = (struct rag__stmt){"COMMIT", 0, NULL, false, NULL, NULL};
     int rc = rag__pipeline(db, st, n, r, err);
     if (rc != KM_OK)
         return rc;
+    rag__session_set(db, ef, iter);
     *stale = r[check_at].ntuples != 1;
     for (int i = 0; i < n; i++) {
         bool keep = i == at[0] || i == at[1];
@@ -460,7 +502,7 @@ int rag_query_run(struct rag_db *db, const struct rag_query *q,
     char *vec = NULL;
     int rc = KM_OK;
     if (q->mode != RAG_MODE_TEXT && q->vec) {
-        vec = vector_literal(q->vec, q->dim);
+        vec = vector_binary(q->vec, q->dim);
         if (!vec)
             return km_fail(err, KM_ENOMEM, "out of memory formatting the query vector");
     }
@@ -488,8 +530,8 @@ int rag_query_run(struct rag_db *db, const struct rag_query *q,
         if (rc == KM_OK && pass == 1)
             rc = km_fail(err, KM_ENOTFOUND, "collection '%s' does not exist", q->collection);
     }
-    if (rc != KM_OK && ran)
-        rag__rollback(db); /* a failed pipeline leaves its transaction open */
+    if (rc != KM_OK && ran && q->exact)
+        rag__rollback(db); /* a failed --exact pipeline leaves BEGIN open */
     km_free(vec);
     return rc;
 }

@@ -81,9 +81,13 @@ int rag_collection_get(struct rag_db *db, const char *name,
                        struct rag_collection *out, struct km_err *err);
 /* The same, answered from the connection's one-row cache when it holds
  * `name` (no round trip; the row may be stale: rag_query_run checks it
- * against the database in its own round trip, see rag_query.embed_model). */
+ * against the database in its own round trip, see rag_query.embed_model).
+ * *cached tells whether it came from the cache; rag_collection_forget
+ * empties the cache, so the next call reads the database. */
 int rag_collection_get_cached(struct rag_db *db, const char *name,
-                              struct rag_collection *out, struct km_err *err);
+                              struct rag_collection *out, bool *cached,
+                              struct km_err *err);
+void rag_collection_forget(struct rag_db *db);
 /* Create the collection or check that it records the same model and
  * dimension (KM_EINVAL otherwise: one collection never mixes them). */
 int rag_collection_ensure(struct rag_db *db, const char *name,

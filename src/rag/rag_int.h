@@ -32,17 +32,27 @@ int rag__commit(struct rag_db *db, struct km_err *err);
 /* Best effort; ignores errors (the connection may be gone). */
 void rag__rollback(struct rag_db *db);
 
-/* One statement of a pipeline. */
+/* One statement of a pipeline. `prepare`: run it as a named prepared
+ * statement of this connection (parsed and planned once; PostgreSQL keeps
+ * a generic plan after five runs), for hot statements whose plan does not
+ * depend on the parameter values. */
 struct rag__stmt {
     const char *sql;
     int n_params;
     const char *const *params;
+    bool prepare;
+    const int *lengths;   /* per parameter: bytes of a binary value */
+    const int *formats;   /* per parameter: 1 binary, 0 text; NULL = all text */
 };
 
 /* Send every statement at once (libpq pipeline mode: one network round
- * trip), then read one result per statement into res[i] (free each with
- * rag__res_free). The first failure is reported; statements after it are
- * skipped by the server. */
+ * trip; the statements share one implicit transaction), then read one
+ * result per statement into res[i] (free each with rag__res_free). The
+ * first failure is reported; statements after it are skipped by the
+ * server. A connection keeps up to RAG__PREPARED statements (least
+ * recently prepared ones are deallocated in the same pipeline); after a
+ * failure it forgets them and deallocates all at its next pipeline. */
+#define RAG__PREPARED 8
 int rag__pipeline(struct rag_db *db, const struct rag__stmt *st, int n,
                   struct rag__res *res, struct km_err *err);
 
@@ -51,6 +61,14 @@ int rag__pipeline(struct rag_db *db, const struct rag__stmt *st, int n,
 bool rag__cache_get(struct rag_db *db, const char *name, struct rag_collection *out);
 void rag__cache_put(struct rag_db *db, const struct rag_collection *c);
 void rag__cache_drop(struct rag_db *db);
+
+/* The session's hnsw settings as last set through these functions, so a
+ * query sends a SET only when its value changes (0 / -1 = unknown, after
+ * rag_exec or a failed pipeline). rag__settings_forget marks them unknown. */
+int rag__session_ef(const struct rag_db *db);
+int rag__session_iterative(const struct rag_db *db);
+void rag__session_set(struct rag_db *db, int ef_search, int iterative);
+void rag__settings_forget(struct rag_db *db);
 
 /* COPY ... FROM STDIN: begin, put bytes (any split), end (waits for the
  * server's verdict). rag__copy_abort cancels a COPY in progress. */

@@ -6,6 +6,7 @@
 #include "server/server.h"
 
 #include "base/mem.h"
+#include "server/upstream.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -50,6 +51,16 @@ static const struct setting settings[] = {
     {"threads", K_LONG, F(threads), 0, 4096},
     {"ctx", K_LONG, F(ctx), 0, 1 << 24},
     {"chat-template", K_STR, F(chat_template), 0, 0},
+    /* gateway tuning: KANOA_UPSTREAM_* in the environment */
+    {"upstream-connect-timeout-ms", K_LONG, F(upstream_connect_timeout_ms), 1, 86400000},
+    {"upstream-first-byte-timeout-ms", K_LONG, F(upstream_first_byte_timeout_ms), 1, 86400000},
+    {"upstream-idle-timeout-ms", K_LONG, F(upstream_idle_timeout_ms), 1, 86400000},
+    {"upstream-probe-interval-ms", K_LONG, F(upstream_probe_interval_ms), 1, 86400000},
+    {"upstream-probe-timeout-ms", K_LONG, F(upstream_probe_timeout_ms), 1, 86400000},
+    {"upstream-models-refresh-ms", K_LONG, F(upstream_models_refresh_ms), 1, 86400000},
+    {"upstream-fall", K_LONG, F(upstream_fall), 1, 1000},
+    {"upstream-rise", K_LONG, F(upstream_rise), 1, 1000},
+    {"upstream-max-attempts", K_LONG, F(upstream_max_attempts), 1, UPS_MAX_UPSTREAMS},
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -101,6 +112,17 @@ void srv_config_init(struct srv_config *c)
     c->keepalive = 10;
     c->log_format = km_strdup("text");
     c->log_level = km_strdup("info");
+    struct ups_options o;
+    ups_options_default(&o);
+    c->upstream_connect_timeout_ms = o.connect_timeout_ms;
+    c->upstream_first_byte_timeout_ms = o.first_byte_timeout_ms;
+    c->upstream_idle_timeout_ms = o.idle_timeout_ms;
+    c->upstream_probe_interval_ms = o.probe_interval_ms;
+    c->upstream_probe_timeout_ms = o.probe_timeout_ms;
+    c->upstream_models_refresh_ms = o.models_refresh_ms;
+    c->upstream_fall = o.fall;
+    c->upstream_rise = o.rise;
+    c->upstream_max_attempts = o.max_attempts;
 }
 
 void srv_config_free(struct srv_config *c)
@@ -241,8 +263,9 @@ static int set_value(struct srv_config *c, const struct setting *s,
     case K_LONG:
     case K_DBL:
         if (parse_number(s, v, &d))
-            return km_fail(err, KM_EINVAL,
-                           "setting %s: '%s' is not a %s in [%g, %g]", s->key,
+            return km_fail(err, KM_EINVAL, s->kind == K_LONG
+                           ? "setting %s: '%s' is not a %s in [%.0f, %.0f]"
+                           : "setting %s: '%s' is not a %s in [%g, %g]", s->key,
                            v, s->kind == K_LONG ? "whole number" : "number",
                            s->min, s->max);
         if (s->kind == K_LONG)

@@ -276,23 +276,6 @@ static void hist_render(struct km_buf *o, const char *name, const char *labels,
                   name, labels, sum);
 }
 
-struct model_hist {
-    const char *name, *help;
-    size_t off;
-};
-
-static const struct model_hist model_hists[] = {
-    {"vllm:time_to_first_token_seconds",
-     "Histogram of time to first token in seconds.", offsetof(struct srv_mm, ttft)},
-    {"vllm:inter_token_latency_seconds",
-     "Histogram of inter-token latency in seconds.", offsetof(struct srv_mm, itl)},
-    {"vllm:e2e_request_latency_seconds",
-     "Histogram of e2e request latency in seconds.", offsetof(struct srv_mm, e2e)},
-    {"vllm:request_queue_time_seconds",
-     "Histogram of time spent in WAITING phase for request.",
-     offsetof(struct srv_mm, queue)},
-};
-
 static void labels_for(const struct srv_mm *mm, char *out, size_t cap)
 {
     char esc[600];
@@ -322,69 +305,86 @@ static long long mm_value(struct srv_mm *mm, enum mm_field f)
     }
 }
 
-/* One whole-number family with a sample per model. */
-static void per_model(struct km_buf *o, struct srv_metrics *m,
-                      const char *name, const char *type, const char *help,
-                      enum mm_field f)
+struct family;
+typedef void (*mm_line_fn)(struct km_buf *o, struct srv_mm *mm,
+                           const char *labels, const struct family *f,
+                           struct srv_server *s);
+
+/* A per-model family: whole-number samples of field `f`, or line(). */
+struct family {
+    const char *name, *type, *help;
+    enum mm_field f;
+    mm_line_fn line;
+    size_t off;                 /* hist_line: the struct hist in srv_mm */
+};
+
+/* One family: HELP and TYPE, then one sample line per model. */
+static void each_model(struct km_buf *o, struct srv_metrics *m,
+                       const struct family *f, struct srv_server *s)
 {
     char lb[700];
-    head(o, name, type, help);
+    head(o, f->name, f->type, f->help);
     for (struct srv_mm *mm = m->models; mm; mm = mm->next) {
         labels_for(mm, lb, sizeof lb);
-        km_buf_printf(o, "%s{%s} %lld.0\n", name, lb, mm_value(mm, f));
+        if (f->line)
+            f->line(o, mm, lb, f, s);
+        else
+            km_buf_printf(o, "%s{%s} %lld.0\n", f->name, lb, mm_value(mm, f->f));
     }
 }
 
-static void render_gauges(struct km_buf *o, struct srv_metrics *m,
-                          struct srv_server *s)
+static void kv_line(struct km_buf *o, struct srv_mm *mm, const char *lb,
+                    const struct family *f, struct srv_server *s)
 {
-    char lb[700], v[40];
-    per_model(o, m, "vllm:num_requests_running", "gauge",
-              "Number of requests in model execution batches.", MM_RUNNING);
-    per_model(o, m, "vllm:num_requests_waiting", "gauge",
-              "Number of requests waiting to be processed.", MM_WAITING);
-    head(o, "vllm:kv_cache_usage_perc", "gauge",
-         "KV-cache usage. 1 means 100 percent usage.");
-    for (struct srv_mm *mm = m->models; mm; mm = mm->next) {
-        labels_for(mm, lb, sizeof lb);
-        fmt_float(v, sizeof v, kv_usage(s, mm->name));
-        km_buf_printf(o, "vllm:kv_cache_usage_perc{%s} %s\n", lb, v);
-    }
+    char v[40];
+    fmt_float(v, sizeof v, kv_usage(s, mm->name));
+    km_buf_printf(o, "%s{%s} %s\n", f->name, lb, v);
 }
 
-static void render_counters(struct km_buf *o, struct srv_metrics *m)
+static void success_line(struct km_buf *o, struct srv_mm *mm, const char *lb,
+                         const struct family *f, struct srv_server *s)
 {
-    char lb[700];
-    per_model(o, m, "vllm:prompt_tokens_total", "counter",
-              "Number of prefill tokens processed.", MM_PROMPT_TOKENS);
-    per_model(o, m, "vllm:generation_tokens_total", "counter",
-              "Number of generation tokens processed.", MM_GEN_TOKENS);
-    head(o, "vllm:request_success_total", "counter",
-         "Count of successfully processed requests.");
-    for (struct srv_mm *mm = m->models; mm; mm = mm->next) {
-        labels_for(mm, lb, sizeof lb);
-        for (int r = 0; r < N_REASONS; r++)
-            km_buf_printf(o,
-                          "vllm:request_success_total{%s,finished_reason=\"%s\"} "
-                          "%lld.0\n", lb, reasons[r],
-                          atomic_load(&mm->success[r]));
-    }
+    (void)s;
+    for (int r = 0; r < N_REASONS; r++)
+        km_buf_printf(o, "%s{%s,finished_reason=\"%s\"} %lld.0\n", f->name, lb,
+                      reasons[r], atomic_load(&mm->success[r]));
 }
 
-static void render_model_hists(struct km_buf *o, struct srv_metrics *m)
+static void hist_line(struct km_buf *o, struct srv_mm *mm, const char *lb,
+                      const struct family *f, struct srv_server *s)
 {
-    char lb[700];
-    for (size_t k = 0; k < sizeof model_hists / sizeof model_hists[0]; k++) {
-        head(o, model_hists[k].name, "histogram", model_hists[k].help);
-        for (struct srv_mm *mm = m->models; mm; mm = mm->next) {
-            labels_for(mm, lb, sizeof lb);
-            pthread_mutex_lock(&mm->mu);
-            struct hist h = *(struct hist *)((char *)mm + model_hists[k].off);
-            pthread_mutex_unlock(&mm->mu);
-            hist_render(o, model_hists[k].name, lb, &h);
-        }
-    }
+    (void)s;
+    pthread_mutex_lock(&mm->mu);
+    struct hist h = *(struct hist *)((char *)mm + f->off);
+    pthread_mutex_unlock(&mm->mu);
+    hist_render(o, f->name, lb, &h);
 }
+
+#define HIST(name, help, field) \
+    {name, "histogram", help, MM_RUNNING, hist_line, offsetof(struct srv_mm, field)}
+
+static const struct family families[] = {
+    {"vllm:num_requests_running", "gauge",
+     "Number of requests in model execution batches.", MM_RUNNING, NULL, 0},
+    {"vllm:num_requests_waiting", "gauge",
+     "Number of requests waiting to be processed.", MM_WAITING, NULL, 0},
+    {"vllm:kv_cache_usage_perc", "gauge",
+     "KV-cache usage. 1 means 100 percent usage.", MM_RUNNING, kv_line, 0},
+    {"vllm:prompt_tokens_total", "counter",
+     "Number of prefill tokens processed.", MM_PROMPT_TOKENS, NULL, 0},
+    {"vllm:generation_tokens_total", "counter",
+     "Number of generation tokens processed.", MM_GEN_TOKENS, NULL, 0},
+    {"vllm:request_success_total", "counter",
+     "Count of successfully processed requests.", MM_RUNNING, success_line, 0},
+    HIST("vllm:time_to_first_token_seconds",
+         "Histogram of time to first token in seconds.", ttft),
+    HIST("vllm:inter_token_latency_seconds",
+         "Histogram of inter-token latency in seconds.", itl),
+    HIST("vllm:e2e_request_latency_seconds",
+         "Histogram of e2e request latency in seconds.", e2e),
+    HIST("vllm:request_queue_time_seconds",
+         "Histogram of time spent in WAITING phase for request.", queue),
+};
 
 static void render_http(struct km_buf *o, struct srv_metrics *m,
                         struct srv_server *s)
@@ -435,9 +435,8 @@ int srv__metrics_render(struct srv_metrics *m, struct srv_server *s,
                         struct km_buf *out)
 {
     pthread_mutex_lock(&m->mu);
-    render_gauges(out, m, s);
-    render_counters(out, m);
-    render_model_hists(out, m);
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        each_model(out, m, &families[i], s);
     pthread_mutex_unlock(&m->mu);
     render_http(out, m, s);
     int nb = atomic_load(&s->n_backends);

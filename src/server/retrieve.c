@@ -298,21 +298,22 @@ static int db_status(int rc)
     return rc == KM_ENOTFOUND ? 404 : rc == KM_EINVAL ? 400 : rc == KM_ENET ? 503 : 500;
 }
 
-/* The collection row, from the connection's cache when it has it; a dead
- * pooled connection (the database restarted) is replaced once. */
+/* The collection row, from the connection's cache when it has it
+ * (*cached); a dead pooled connection (the database restarted) is
+ * replaced once. */
 static int open_collection(struct srv_retrieve *r, const char *name, struct rag_db **db,
-                           struct rag_collection *c, struct km_err *err)
+                           struct rag_collection *c, bool *cached, struct km_err *err)
 {
     int rc = *db ? KM_OK : pool_take(r, db, err);
     if (rc == KM_OK)
-        rc = rag_collection_get_cached(*db, name, c, err);
+        rc = rag_collection_get_cached(*db, name, c, cached, err);
     if (rc == KM_ENET && *db) {
         rag_close(*db);
         *db = NULL;
         pool_drain(r);
         rc = pool_take(r, db, err);
         if (rc == KM_OK)
-            rc = rag_collection_get_cached(*db, name, c, err);
+            rc = rag_collection_get_cached(*db, name, c, cached, err);
     }
     return rc;
 }
@@ -345,21 +346,26 @@ static void emb_reset(struct emb_wait *w)
 }
 
 /* Look up, embed, query: KM_ESTATE when the collection changed model
- * between the lookup and the query (the caller starts over). */
+ * between the lookup and the query, or when a cached row's model is not
+ * served / refused by its backend (the row may be stale): the caller
+ * starts over with a fresh row. */
 static int attempt(struct srv_retrieve *r, const struct rq *q, const char *request_id,
                    struct rag_db **db, struct emb_wait *w, struct rag_hits *hits,
                    struct srv_route_resp *resp)
 {
     struct rag_collection c;
     struct km_err err;
+    bool cached = false;
     km_err_clear(&err);
-    int rc = open_collection(r, q->collection, db, &c, &err);
+    int rc = open_collection(r, q->collection, db, &c, &cached, &err);
     if (rc != KM_OK) {
         fail(resp, db_status(rc), rc == KM_ENOTFOUND ? "collection" : NULL, "%s", km_err_text(&err));
         return rc;
     }
     if (q->mode != RAG_MODE_TEXT) {
         rc = embed_query(r, c.embed_model, q->query, request_id, w, resp);
+        if (cached && (rc == KM_ENOTFOUND || (rc == KM_EHTTP && resp->status < 500)))
+            return KM_ESTATE;
         if (rc != KM_OK)
             return rc;
     }
@@ -384,8 +390,10 @@ static void answer(struct srv_retrieve *r, const struct rq *q, const char *reque
     km_buf_init(&w.raw, RAW_MAX);
     char *json = NULL;
     int rc = attempt(r, q, request_id, &db, &w, &hits, resp);
-    if (rc == KM_ESTATE) { /* recreated with another model: once more */
+    if (rc == KM_ESTATE) { /* maybe recreated with another model: once more */
         emb_reset(&w);
+        if (db)
+            rag_collection_forget(db);
         rc = attempt(r, q, request_id, &db, &w, &hits, resp);
     }
     if (rc == KM_ESTATE)

@@ -81,6 +81,16 @@ struct srv_config {
     long threads;               /* engine threads, 0 = auto */
     long ctx;                   /* context length, 0 = the model's */
     char *chat_template;        /* path or NULL */
+    /* gateway tuning, milliseconds unless noted (struct ups_options) */
+    long upstream_connect_timeout_ms;    /* 2000 */
+    long upstream_first_byte_timeout_ms; /* 120000 */
+    long upstream_idle_timeout_ms;       /* 60000 */
+    long upstream_probe_interval_ms;     /* 2000 */
+    long upstream_probe_timeout_ms;      /* 1000 */
+    long upstream_models_refresh_ms;     /* 10000 */
+    long upstream_fall;                  /* failed probes that eject, 2 */
+    long upstream_rise;                  /* passed probes that recover, 2 */
+    long upstream_max_attempts;          /* replicas tried per request, 3 */
     char *config_file;          /* the YAML file read, if any */
     /* private: which layer set each setting */
     unsigned char layer_[40];

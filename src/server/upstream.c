@@ -5,6 +5,7 @@
 
 #include "base/log.h"
 #include "base/mem.h"
+#include "server/server.h"
 
 #include <ctype.h>
 #include <stddef.h>
@@ -57,36 +58,18 @@ void ups_options_default(struct ups_options *o)
     o->error_body_max = 2048;
 }
 
-int ups_options_from_env(struct ups_options *o, struct km_err *err)
+void ups_options_from_config(struct ups_options *o, const struct srv_config *c)
 {
-    static const struct {
-        const char *name;
-        size_t off;
-    } vars[] = {
-        {"CONNECT_TIMEOUT_MS", offsetof(struct ups_options, connect_timeout_ms)},
-        {"FIRST_BYTE_TIMEOUT_MS", offsetof(struct ups_options, first_byte_timeout_ms)},
-        {"IDLE_TIMEOUT_MS", offsetof(struct ups_options, idle_timeout_ms)},
-        {"PROBE_INTERVAL_MS", offsetof(struct ups_options, probe_interval_ms)},
-        {"PROBE_TIMEOUT_MS", offsetof(struct ups_options, probe_timeout_ms)},
-        {"MODELS_REFRESH_MS", offsetof(struct ups_options, models_refresh_ms)},
-        {"FALL", offsetof(struct ups_options, fall)},
-        {"RISE", offsetof(struct ups_options, rise)},
-        {"MAX_ATTEMPTS", offsetof(struct ups_options, max_attempts)},
-    };
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "KANOA_UPSTREAM_%s", vars[i].name);
-        const char *v = getenv(name);
-        if (!v)
-            continue;
-        char *end = NULL;
-        long x = strtol(v, &end, 10);
-        if (end == v || *end || x < 1 || x > 86400000)
-            return km_fail(err, KM_EINVAL, "environment variable %s: '%s' is "
-                           "not a whole number from 1 to 86400000", name, v);
-        *(int *)(void *)((char *)o + vars[i].off) = (int)x;
-    }
-    return KM_OK;
+    ups_options_default(o);
+    o->connect_timeout_ms = (int)c->upstream_connect_timeout_ms;
+    o->first_byte_timeout_ms = (int)c->upstream_first_byte_timeout_ms;
+    o->idle_timeout_ms = (int)c->upstream_idle_timeout_ms;
+    o->probe_interval_ms = (int)c->upstream_probe_interval_ms;
+    o->probe_timeout_ms = (int)c->upstream_probe_timeout_ms;
+    o->models_refresh_ms = (int)c->upstream_models_refresh_ms;
+    o->fall = (int)c->upstream_fall;
+    o->rise = (int)c->upstream_rise;
+    o->max_attempts = (int)c->upstream_max_attempts;
 }
 
 static bool valid_name(const char *s, size_t n)
@@ -699,6 +682,21 @@ void ups__mark(struct ups_pool *p, size_t up, bool ok)
 
 /* ---- metrics tables ---------------------------------------------------- */
 
+/* Room for element n of a km_realloc'd array of `size`-byte elements
+ * (capacity doubles from `first`); false when out of memory. */
+static bool room_for(void **v, size_t n, size_t *cap, size_t size, size_t first)
+{
+    if (n < *cap)
+        return true;
+    size_t c = *cap ? *cap * 2 : first;
+    void *nv = km_realloc(*v, c * size);
+    if (!nv)
+        return false;
+    *v = nv;
+    *cap = c;
+    return true;
+}
+
 void ups__count_request(struct ups_pool *p, size_t up, const char *model,
                         int code)
 {
@@ -710,14 +708,8 @@ void ups__count_request(struct ups_pool *p, size_t up, const char *model,
                             strcmp(u->req[i].model, model ? model : "") != 0))
         i++;
     if (i == u->n_req && u->n_req < 1024) {
-        if (u->n_req == u->cap_req) {
-            size_t cap = u->cap_req ? u->cap_req * 2 : 8;
-            struct ups_reqstat *r = km_realloc(u->req, cap * sizeof *r);
-            if (!r)
-                goto out;
-            u->req = r;
-            u->cap_req = cap;
-        }
+        if (!room_for((void **)&u->req, u->n_req, &u->cap_req, sizeof *u->req, 8))
+            goto out;
         memset(&u->req[i], 0, sizeof u->req[i]);
         snprintf(u->req[i].model, sizeof u->req[i].model, "%s", model ? model : "");
         u->req[i].code = code;
@@ -741,16 +733,9 @@ static struct ups_tokstat *tokstat_locked(struct ups_up *u, const char *model)
     for (size_t i = 0; i < u->n_tok; i++)
         if (strcmp(u->tok[i].model, model) == 0)
             return &u->tok[i];
-    if (u->n_tok >= 256)
+    if (u->n_tok >= 256 ||
+        !room_for((void **)&u->tok, u->n_tok, &u->cap_tok, sizeof *u->tok, 4))
         return NULL;
-    if (u->n_tok == u->cap_tok) {
-        size_t cap = u->cap_tok ? u->cap_tok * 2 : 4;
-        struct ups_tokstat *t = km_realloc(u->tok, cap * sizeof *t);
-        if (!t)
-            return NULL;
-        u->tok = t;
-        u->cap_tok = cap;
-    }
     struct ups_tokstat *t = &u->tok[u->n_tok++];
     memset(t, 0, sizeof *t);
     snprintf(t->model, sizeof t->model, "%s", model);

@@ -71,11 +71,10 @@ struct ups_options {
 };
 
 void ups_options_default(struct ups_options *o);
-/* Override options from KANOA_UPSTREAM_<NAME> variables (CONNECT_TIMEOUT_MS,
- * FIRST_BYTE_TIMEOUT_MS, IDLE_TIMEOUT_MS, PROBE_INTERVAL_MS,
- * PROBE_TIMEOUT_MS, MODELS_REFRESH_MS, FALL, RISE, MAX_ATTEMPTS); a bad
- * value fails naming the variable. */
-int ups_options_from_env(struct ups_options *o, struct km_err *err);
+struct srv_config;
+/* Options from the serve settings upstream-* (flag > KANOA_UPSTREAM_* >
+ * YAML > default, checked by srv_config_set); the rest default. */
+void ups_options_from_config(struct ups_options *o, const struct srv_config *c);
 
 /* ---- balancing (pure) ---------------------------------------------------- */
 

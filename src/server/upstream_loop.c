@@ -748,12 +748,19 @@ static void unlink_job(struct ups_pool *p, struct srv_job *j)
     j->next = NULL;
 }
 
-static void take_queue(struct ups_pool *p)
+/* The submitted jobs, in order; the queue is left empty. */
+static struct srv_job *steal_queue(struct ups_pool *p)
 {
     pthread_mutex_lock(&p->qmu);
     struct srv_job *q = p->q_head;
     p->q_head = p->q_tail = NULL;
     pthread_mutex_unlock(&p->qmu);
+    return q;
+}
+
+static void take_queue(struct ups_pool *p)
+{
+    struct srv_job *q = steal_queue(p);
     while (q) {
         struct srv_job *next = q->next;
         q->next = NULL;
@@ -855,10 +862,7 @@ static void shutdown_all(struct ups_pool *p)
         j->next = NULL;
         job_error(j, 503, "service_unavailable", "the gateway is shutting down");
     }
-    pthread_mutex_lock(&p->qmu);
-    struct srv_job *q = p->q_head;
-    p->q_head = p->q_tail = NULL;
-    pthread_mutex_unlock(&p->qmu);
+    struct srv_job *q = steal_queue(p);
     while (q) {
         struct srv_job *next = q->next;
         job_error(q, 503, "service_unavailable", "the gateway is shutting down");

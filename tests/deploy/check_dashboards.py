@@ -10,12 +10,20 @@ Lint rules (each failure is one "not ok" line):
     (avg_*_throughput_toks_per_s, gpu_cache_usage_perc, cpu_cache_usage_perc,
     time_per_output_token_seconds);
   - no rate()/increase() over a gauge; histograms only through _bucket,
-    _sum or _count, and histogram_quantile always over sum by (le ...).
-Usage: check_dashboards.py RULES_OUT DASHBOARD.json...   (exit 1 on failure)
+    _sum or _count, and histogram_quantile always over sum by (le ...);
+  - no aggregation over vllm:* across scrape jobs: `kanoa-mlops serve`
+    exports vllm:* for the models it proxies too, so the gateway's job and
+    vLLM's job both carry the same requests; every sum/avg/max/... over a
+    vllm:* series keeps `job` (by (job, ...)) or selects a job (job=...).
+Alert rule files (*.yml, *.yaml) among the arguments get the job check.
+Usage: check_dashboards.py RULES_OUT DASHBOARD.json|RULES.yml...
+(exit 1 on failure)
 """
 import json
 import re
 import sys
+
+import yaml
 
 VLLM = {
     "vllm:num_requests_running": "gauge", "vllm:num_requests_waiting": "gauge",
@@ -82,13 +90,66 @@ def lint_expr(where, expr):
             bad(f"{where}: histogram_quantile not over sum by (le ...)")
 
 
+AGG = re.compile(r"\b(sum|avg|count|max|min|group|stddev|stdvar|topk|bottomk|"
+                 r"quantile|count_values)\s*(?:(by|without)\s*\(([^)]*)\))?\s*\(")
+
+
+def inside(expr, open_at):
+    """The text between the parenthesis at open_at and its match, and the
+    index after the match."""
+    depth = 0
+    for i in range(open_at, len(expr)):
+        depth += {"(": 1, ")": -1}.get(expr[i], 0)
+        if depth == 0:
+            return expr[open_at + 1:i], i + 1
+    return expr[open_at + 1:], len(expr)
+
+
+def keeps_job(mode, labels):
+    names = [x.strip() for x in (labels or "").split(",")]
+    return (mode == "by" and "job" in names) or (mode == "without" and "job" not in names)
+
+
+def cross_job(where, expr):
+    """Every aggregation over vllm:* keeps `job` or selects a job."""
+    for m in AGG.finditer(expr):
+        body, end = inside(expr, m.end() - 1)
+        if "vllm:" not in body:
+            continue
+        mode, labels = m.group(2), m.group(3)
+        if not mode:        # a trailing clause: sum(x) by (job)
+            t = re.match(r"\s*(by|without)\s*\(([^)]*)\)", expr[end:])
+            mode, labels = (t.group(1), t.group(2)) if t else (None, None)
+        if keeps_job(mode, labels):
+            continue
+        sels = [s.group(1) or "" for s in re.finditer(r"vllm:[A-Za-z0-9_:]+(\{[^}]*\})?", body)]
+        if all(re.search(r"\bjob\s*=", s) for s in sels):
+            continue
+        bad(f"{where}: {m.group(1)} over vllm:* across scrape jobs (the gateway and "
+            "vLLM both export it): aggregate by (job, ...) or select a job")
+
+
+def lint_rules(path):
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    n = 0
+    for g in doc.get("groups", []):
+        for r in g.get("rules", []):
+            n += 1
+            cross_job(f"{path.split('/')[-1]} {r.get('alert') or r.get('record')}", r["expr"])
+    return n
+
+
 def concrete(expr):
     return (expr.replace("$__rate_interval", "5m").replace("$model_name", ".*"))
 
 
 def main():
     out, files = sys.argv[1], sys.argv[2:]
-    rules, uids, n = [], set(), 0
+    rules, uids, n, n_rules = [], set(), 0, 0
+    for path in [f for f in files if f.endswith((".yml", ".yaml"))]:
+        n_rules += lint_rules(path)
+    files = [f for f in files if not f.endswith((".yml", ".yaml"))]
     for path in files:
         try:
             with open(path) as f:
@@ -117,13 +178,15 @@ def main():
                 if t.get("datasource", {}).get("uid") != "prometheus":
                     bad(f"{where}: target datasource is not 'prometheus'")
                 lint_expr(where, t["expr"])
+                cross_job(where, t["expr"])
                 n += 1
                 rules.append({"record": f"kanoa_dashboard_check_{n}",
                               "expr": concrete(t["expr"])})
     with open(out, "w") as f:
         json.dump({"groups": [{"name": "dashboard-queries", "rules": rules}]}, f, indent=1)
     if failures == 0:
-        print(f"ok - dashboards: {len(files)} dashboards, {n} queries lint clean")
+        print(f"ok - dashboards: {len(files)} dashboards, {n} queries"
+              + (f", {n_rules} alert rules" if n_rules else "") + " lint clean")
     return 1 if failures else 0
 
 

@@ -444,10 +444,11 @@ if [ $rc = 0 ] && grep -qx 'removed kanoa-test/tiny@v1 (10 bytes, 10 B freed)' "
    [ -z "$(check kanoa-test/tiny main)" ]; then
     ok "models rm REPO@REV keeps blobs shared with main"
 else bad "rm rev" "rc=$rc $(cat "$work/out")"; fi
+
 # rm while a pull is writing a blob of the repo: refused at once (it does
 # not wait), nothing removed, and the pull completes
 rm "$tb/$MODEL_SHA"; reset_hub
-fault '{"path": "model.safetensors", "kind": "trickle", "delay": 0.02, "piece": 65536, "count": 100}'
+fault '{"path": "model.safetensors", "kind": "trickle", "delay": 0.05, "piece": 65536, "count": 100}'
 "$BIN" pull kanoa-test/tiny -c 1 -q >/dev/null 2>"$work/e1" & p1=$!
 for _ in $(seq 1 200); do [ -f "$tb/$MODEL_SHA.kanoa-partial" ] && break; sleep 0.05; done
 "$BIN" models rm kanoa-test/tiny >/dev/null 2>"$work/err"; rc=$?
@@ -457,6 +458,7 @@ expect_err "models rm during a pull fails naming the held lock" \
 if [ $r1 = 0 ] && [ -z "$(check kanoa-test/tiny main)" ]; then
     ok "the pull that held the lock completes; the repo is intact"
 else bad "pull during rm" "r1=$r1 $(cat "$work/e1") $(check kanoa-test/tiny main)"; fi
+
 "$BIN" models rm kanoa-test/gguf >"$work/out" 2>&1; rc=$?
 if [ $rc = 0 ] && grep -qx 'removed kanoa-test/gguf (500015 bytes, 488.3 KiB freed)' "$work/out" &&
    [ ! -e "$HF_HUB_CACHE/models--kanoa-test--gguf" ] && [ ! -e "$HF_HUB_CACHE/.locks/models--kanoa-test--gguf" ]; then

@@ -60,6 +60,11 @@ def chunk(wfile, data):
     wfile.flush()
 
 
+def event(wfile, ev):
+    """One SSE data event as one HTTP chunk."""
+    chunk(wfile, b"data: " + json.dumps(ev, separators=(",", ":")).encode() + b"\n\n")
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -147,6 +152,16 @@ class Handler(BaseHTTPRequestHandler):
             STATE["last_ignore_eos"] = req.get("ignore_eos")
         self.answer(kind, req, rid, len(body))
 
+    def cut(self):
+        """Close the connection now, mid-exchange."""
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def go_silent(self):
+        """Send nothing more until the client gives up."""
+        self.close_connection = True
+        wait_for_close(self.connection, ARGS.lifetime)
+
     def error_env(self, code):
         self.send_json(code, {"error": {
             "message": "injected %d from %s" % (code, ARGS.name),
@@ -156,13 +171,9 @@ class Handler(BaseHTTPRequestHandler):
         if kind in ("500", "503"):
             return self.error_env(int(kind))
         if kind == "close":
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
+            return self.cut()
         if kind == "silent":
-            self.close_connection = True
-            wait_for_close(self.connection, ARGS.lifetime)
-            return
+            return self.go_silent()
         if kind == "slow":
             time.sleep(ARGS.slow)
         model = req.get("model", "")
@@ -195,16 +206,11 @@ class Handler(BaseHTTPRequestHandler):
                   "model": model, "upstream": ARGS.name,
                   "choices": [{"index": 0, "delta": {"content": "t%d " % t},
                                "finish_reason": None}]}
-            chunk(self.wfile, b"data: " + json.dumps(
-                ev, separators=(",", ":")).encode() + b"\n\n")
+            event(self.wfile, ev)
             if kind == "drop" and t == 1:
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
+                return self.cut()
             if kind == "hang":
-                self.close_connection = True
-                wait_for_close(self.connection, ARGS.lifetime)
-                return
+                return self.go_silent()
             if ARGS.token_delay:
                 time.sleep(ARGS.token_delay)
         if usage:
@@ -212,8 +218,7 @@ class Handler(BaseHTTPRequestHandler):
                   "model": model, "choices": [], "usage": {
                       "prompt_tokens": 3, "completion_tokens": ntok,
                       "total_tokens": 3 + ntok}}
-            chunk(self.wfile, b"data: " + json.dumps(
-                ev, separators=(",", ":")).encode() + b"\n\n")
+            event(self.wfile, ev)
         chunk(self.wfile, b"data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()

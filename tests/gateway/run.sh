@@ -86,6 +86,19 @@ post() { # post PORT JSON [curl args] -> body; status in $work/status
     cat "$work/body"
 }
 
+served_by() { # served_by N NAME -> how many of N chat requests NAME answered
+    local n=0
+    for _ in $(seq 1 "$1"); do
+        post "$gw" '{"model":"m1","messages":[{"role":"user","content":"x"}]}' |
+            grep -q "\"upstream\":\"$2\"" && n=$((n + 1))
+    done
+    echo "$n"
+}
+
+control() { # control PORT JSON: change a fault upstream's state
+    curl -s -d "$2" "http://127.0.0.1:$1/control" >/dev/null
+}
+
 # ---- the bench command's interface ---------------------------------------
 "$rel" bench --help >"$work/h.out" 2>&1
 check "bench --help exits 0 with the usage" \
@@ -170,32 +183,26 @@ inflight=$(curl -s "http://127.0.0.1:$gw/metrics" | grep '^kanoa_upstream_in_fli
 check "  ... and kanoa_upstream_in_flight sums to 0" test "$inflight" = 0
 
 # flapping health: a fails its probes -> ejected; requests go to b; recovery
-curl -s -d '{"health":false}' "http://127.0.0.1:$pa/control" >/dev/null
+control "$pa" '{"health":false}'
 check "failing /health ejects the replica" \
     wait_metric "$gw" 'kanoa_upstream_healthy{upstream="a"}' 0 100
 hs=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gw/health")
 check "the gateway's own /health stays 200 while a replica is ejected" test "$hs" = 200
-good=0
-for i in $(seq 1 10); do
-    post "$gw" '{"model":"m1","messages":[{"role":"user","content":"x"}]}' | grep -q '"upstream":"b"' && good=$((good + 1))
-done
-check "while ejected every request goes to the healthy replica (10/10)" test $good -eq 10
-curl -s -d '{"health":true}' "http://127.0.0.1:$pa/control" >/dev/null
+check "while ejected every request goes to the healthy replica (10/10)" \
+    test "$(served_by 10 b)" -eq 10
+control "$pa" '{"health":true}'
 check "the replica recovers when its probes pass again" \
     wait_metric "$gw" 'kanoa_upstream_healthy{upstream="a"}' 1 100
 
 # load-aware: b reports a long vLLM queue -> new requests go to a
-curl -s -d '{"waiting":40}' "http://127.0.0.1:$pb/control" >/dev/null
+control "$pb" '{"waiting":40}'
 for _ in $(seq 1 60); do
     curl -s "http://127.0.0.1:$gw/metrics" | grep -q '^kanoa_upstream_waiting{upstream="b"} 40$' && break
     sleep 0.2
 done
-good=0
-for i in $(seq 1 8); do
-    post "$gw" '{"model":"m1","messages":[{"role":"user","content":"x"}]}' | grep -q '"upstream":"a"' && good=$((good + 1))
-done
-check "vllm:num_requests_waiting of a replica steers requests away (8/8)" test $good -eq 8
-curl -s -d '{"waiting":0}' "http://127.0.0.1:$pb/control" >/dev/null
+check "vllm:num_requests_waiting of a replica steers requests away (8/8)" \
+    test "$(served_by 8 a)" -eq 8
+control "$pb" '{"waiting":0}'
 
 # session affinity by X-Session-Id
 first=""; same=0

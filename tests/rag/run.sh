@@ -245,7 +245,7 @@ eq "local chunks = the HTTP collection's chunks" \
     "$(sql "SELECT string_agg(c.chunk_id, ',' ORDER BY c.chunk_id) FROM kanoa.chunks c JOIN kanoa.collections k ON k.id = c.collection_id WHERE k.name = 'kb one' AND c.metadata->>'path' LIKE '$docs/%'")"
 names() { "$PY" -c 'import json,sys; [print(h["metadata"]["name"], "%.4f" % h["score"]) for h in json.load(sys.stdin)["data"]]'; }
 ltop() { KANOA_EMBED_URL=http://127.0.0.1:1/v1 "$BIN" rag query "$1" --collection "$L" \
-             --embed-model "$TB" -k "$2" --json "${@:3}" | names; }
+             --embed-model "$TB" --threads 2 -k "$2" --json "${@:3}" | names; }
 for f in b.txt d.py g.pdf; do
     t=$(sql "SELECT text FROM kanoa.chunks WHERE collection_id = $lcid AND metadata->>'name' = '$f'")
     eq "local query finds $f by its text" "$(ltop "$t" 1)" "$f 1.0000"
@@ -254,7 +254,7 @@ eq "local hnsw top-5 = exact top-5" "$(ltop "animals and pets" 5)" "$(ltop "anim
 out=$("$BIN" rag ingest "$docs" --collection "$L" --embed-model "$TB" 2>/dev/null)
 eq "local re-ingest skips unchanged" "${out%%;*}" "ingested 0 files (0 chunks), 7 unchanged, 0 failed, 0 pruned"
 mkdir -p "$tmp/long"
-"$PY" -c 'print(" ".join("word%d" % i for i in range(300)))' >"$tmp/long/long.txt"
+"$PY" -c 'print(" ".join("word%d" % i for i in range(200)))' >"$tmp/long/long.txt"
 out=$("$BIN" rag ingest "$tmp/long" --collection "$L" --embed-model "$TB" 2>&1 >/dev/null)
 eq "a chunk over the context is cut, with a note" "$(grep '^kanoa' <<<"$out")" \
     "kanoa-mlops rag ingest: note: 1 text was longer than model 'tinybert' allows and was cut to its context (use a smaller --chunk-tokens)"
@@ -359,7 +359,7 @@ eq "retrieve missing query" "$(retrieve '{"collection":"corpus"}' | tail -n 1)" 
 t=$(sql "SELECT text FROM kanoa.chunks WHERE collection_id = $lcid AND metadata->>'name' = 'd.py'")
 body=$("$PY" -c 'import json,sys; print(json.dumps({"collection": "local kb", "query": sys.argv[1], "k": 3}))' "$t")
 eq "retrieve on serve --model = local rag query" "$(retrieve "$body")" \
-    "$("$BIN" rag query "$t" --collection "$L" --embed-model "$TB" -k 3 --json)"$'\n200'
+    "$("$BIN" rag query "$t" --collection "$L" --embed-model "$TB" --threads 2 -k 3 --json)"$'\n200'
 cp "$docs/b.txt" "$tmp/b-copy.txt"
 "$BIN" rag ingest "$tmp/b-copy.txt" --collection "$L" --embed-url "http://127.0.0.1:$SP/v1" --embed-model tinybert >/dev/null 2>&1
 eq "HTTP ingest through serve --model: same vector as local" \

@@ -30,11 +30,11 @@ def forward(kv, T, ids, f16_kv, act_quant):
     eps = hp('attention.layer_norm_rms_epsilon', 1e-6)
     window = hp('attention.sliding_window')
     factor = hp('rope.scaling.factor', 1.0) or 1.0
-    inv_g = hp('rope.freq_base', 1e6) ** (-2.0 * np.arange(D // 2) / D) / factor
-    inv_l = hp('rope.freq_base_swa', 10000.0) ** (-2.0 * np.arange(D // 2) / D)
+    # float32 inv_freq as in the engine (angles pos * inv_freq in float64)
+    inv_g = (hp('rope.freq_base', 1e6) ** (-2.0 * np.arange(D // 2) / D) / factor).astype(np.float32).astype(np.float64)
+    inv_l = (hp('rope.freq_base_swa', 10000.0) ** (-2.0 * np.arange(D // 2) / D)).astype(np.float32).astype(np.float64)
     scale = 1 / math.sqrt(E / H) if L == 62 else 1 / math.sqrt(D)
     W = lambda name: dequant(T[name])
-
     mm = lambda name, h: matmul(T, name, h, act_quant)
 
     n = len(ids)

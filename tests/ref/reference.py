@@ -191,25 +191,32 @@ def dequant(tensor):
     return x.reshape(list(reversed(ne)))   # numpy order: [rows, ne0]
 
 # ---- activation quantization (facts §2.2) ----------------------------------------
+# The engine rounds in float32: d = amax / 127, id = 1 / d, q = nearest(x * id)
+# (Q8_0), or iscale = -127 / max, q = nearest(iscale * x) (Q8_K), ties to even.
+# The same float32 steps here: a float64 product differs at exact ties, which
+# f16-valued activations (attention over one key returns an f16 V row) hit,
+# and one flipped rounding moves a random 6-layer Gemma's logits by ~1%.
+
+F32 = np.float32
 
 
 def act_q8_0(x):
-    b = x.reshape(-1, 32)
-    d = np.abs(b).max(axis=1, keepdims=True) / 127.0
-    q = np.where(d > 0, np.round(b / np.where(d > 0, d, 1)), 0)
+    b = x.reshape(-1, 32).astype(F32)
+    d = np.abs(b).max(axis=1, keepdims=True) / F32(127)
+    idv = np.where(d > 0, F32(1) / np.where(d > 0, d, F32(1)), F32(0)).astype(F32)
+    q = np.round(b * idv).astype(np.float64)
     d16 = d.astype(np.float16).astype(np.float64)
     return (q * d16).reshape(x.shape)
 
 
 def act_q8_k(x):
-    b = x.reshape(-1, 256)
+    b = x.reshape(-1, 256).astype(F32)
     idx = np.abs(b).argmax(axis=1)
     mx = b[np.arange(b.shape[0]), idx][:, None]
-    iscale = np.where(mx != 0, -127.0 / np.where(mx != 0, mx, 1), 0)
-    q = np.minimum(np.round(iscale * b), 127)
-    d = np.where(iscale != 0, 1.0 / np.where(iscale != 0, iscale, 1), 0)
-    d = d.astype(np.float32).astype(np.float64)
-    return (q * d).reshape(x.shape)
+    iscale = np.where(mx != 0, F32(-127) / np.where(mx != 0, mx, F32(1)), F32(0)).astype(F32)
+    q = np.minimum(np.round(iscale * b), 127).astype(np.float64)
+    d = np.where(iscale != 0, F32(1) / np.where(iscale != 0, iscale, F32(1)), F32(0))
+    return (q * d.astype(F32).astype(np.float64)).reshape(x.shape)
 
 
 ACT_QUANT = {2: act_q8_0, 6: act_q8_0, 8: act_q8_0, 3: act_q8_0, 7: act_q8_0,
