@@ -457,10 +457,11 @@ static void check_float_gemm(uint32_t t, int nr, int64_t k, int na)
     km_free(got);
 }
 
-/* The GEMM tiles 16 rows x 6 activations, blocks k by 256 and activations by
- * 120: partial row panels (1, 15, 17, 33 rows), every activation remainder
- * (2..7, 13), a partial activation block (121), k not a multiple of 8
- * (1, 7, 255, 257) and several k blocks with a partial last one (520). */
+/* The GEMM tiles 16 rows x 6 activations, blocks rows by 64, k by 256 and
+ * activations by 120: partial row panels (1, 15, 17, 33 rows), a partial row
+ * block (70), every activation remainder (2..7, 13), a partial activation
+ * block (121), k not a multiple of 8 (1, 7, 255, 257) and several k blocks
+ * with a partial last one (520). */
 Test(quant, avx2_float_gemm_shapes)
 {
     if (!cpu_has_avx2_fma_f16c()) {
@@ -476,6 +477,7 @@ Test(quant, avx2_float_gemm_shapes)
                 check_float_gemm(types[ti], rows[ri], ks[ki], 2 + (int)((ri + ki) % 6));
         check_float_gemm(types[ti], 17, 300, 13);
         check_float_gemm(types[ti], 33, 40, 121);
+        check_float_gemm(types[ti], 70, 24, 9);
     }
 }
 
@@ -488,7 +490,7 @@ Test(quant, avx2_float_gemm_split_invariant)
         cr_skip_test("CPU without AVX2/FMA/F16C");
         return;
     }
-    enum { NR = 37, K = 700, NA = 130 };
+    enum { NR = 70, K = 700, NA = 130 };
     static const uint32_t types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16};
     float *w = km_malloc(NR * K * sizeof *w), *a = km_malloc(NA * K * sizeof *a);
     uint8_t *wq = km_malloc(NR * K * 4);
@@ -503,7 +505,7 @@ Test(quant, avx2_float_gemm_split_invariant)
             quant_quantize_row(t, w + r * K, wq + r * rs, K);
         const uint8_t *aq = (const uint8_t *)a; /* float weights take f32 activations */
         quant_matmul(t, wq, NR, K, aq, NA, all, NR);
-        /* rows 0..4 and 5..36, activations in groups of 2, 3, 5, 7, ... */
+        /* rows 0..4 and 5..69, activations in groups of 2, 4, 7, 11, ... */
         int j = 0, g = 2;
         while (j < NA) {
             int n = NA - j < g ? NA - j : g;

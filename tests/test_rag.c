@@ -1,5 +1,5 @@
 /* test_rag.c - rag/ pure units: binary COPY bytes, chunker, token estimate,
- * RRF math and fusion, filter parsing, hits JSON. (The database paths are
+ * RRF math and fusion, the binary query vector, filter parsing, hits JSON. (The database paths are
  * covered by tests/rag/run.sh against a real cluster.) */
 #include "base/mem.h"
 #include "rag/rag.h"
@@ -214,6 +214,22 @@ Test(rag, rrf_fusion_orders_and_dedups)
     rag_hits_free(&v);
     rag_hits_free(&t);
     cr_assert_eq(km_mem_live(), live, "fusion frees what it drops");
+}
+
+Test(rag, query_vector_binary_bytes)
+{
+    /* pgvector's vector_recv form, as the query sends it: uint16 dim,
+     * uint16 0, big-endian IEEE float4 (1.0 = 3f800000, -2.5 = c0200000,
+     * 0.15625 = 3e200000) */
+    static const unsigned char want[] = {0x00, 0x03, 0x00, 0x00, 0x3f, 0x80, 0x00, 0x00,
+                                         0xc0, 0x20, 0x00, 0x00, 0x3e, 0x20, 0x00, 0x00};
+    const float v[3] = {1.0f, -2.5f, 0.15625f};
+    char *b = rag__vector_binary(v, 3);
+    cr_assert_not_null(b);
+    for (size_t i = 0; i < sizeof want; i++)
+        cr_assert_eq((unsigned char)b[i], want[i], "byte %zu: 0x%02x, want 0x%02x", i,
+                     (unsigned char)b[i], want[i]);
+    km_free(b);
 }
 
 Test(rag, filter_parsing)

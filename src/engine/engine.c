@@ -239,6 +239,15 @@ static uint64_t matrix_bytes(const struct eng_weight *w)
     return (uint64_t)w->row_bytes * (uint64_t)w->n;
 }
 
+/* KV cache rows of one sequence over all layers (eng__kv_len). */
+static uint64_t kv_rows(const struct eng_hparams *hp, int n_ctx, int n_batch)
+{
+    uint64_t rows = 0;
+    for (int il = 0; il < hp->n_layer; il++)
+        rows += (uint64_t)eng__kv_len(hp, il, n_ctx, n_batch);
+    return rows;
+}
+
 void eng_model_info(const struct eng_model *m, struct eng_model_info *out)
 {
     const struct eng_hparams *hp = &m->hp;
@@ -265,10 +274,8 @@ void eng_model_info(const struct eng_model *m, struct eng_model_info *out)
               matrix_bytes(&l->w_up) + matrix_bytes(&l->w_down);
     }
     out->weight_bytes = wb;
-    uint64_t rows = 0;
-    for (int il = 0; il < hp->n_layer; il++)
-        rows += (uint64_t)eng__kv_len(hp, il, m->n_ctx, m->scratch.n_batch);
-    out->kv_bytes = (uint64_t)out->n_slots * 2 * rows * hp->n_head_kv * hp->head_dim * 2;
+    out->kv_bytes = (uint64_t)out->n_slots * 2 * kv_rows(hp, m->n_ctx, m->scratch.n_batch) *
+                    hp->n_head_kv * hp->head_dim * 2;
 }
 
 uint64_t eng_kv_rows(const struct gguf_file *f, int n_layer, int n_ctx)
@@ -278,10 +285,7 @@ uint64_t eng_kv_rows(const struct gguf_file *f, int n_layer, int n_ctx)
     gguf_get_str(f, "general.architecture", &arch, NULL, NULL);
     if (strcmp(arch, "gemma3") == 0 && eng__gemma3_swa(f, &hp, NULL) != KM_OK)
         hp.n_swa = 0;
-    uint64_t rows = 0;
-    for (int il = 0; il < n_layer; il++)
-        rows += (uint64_t)eng__kv_len(&hp, il, n_ctx, DEFAULT_BATCH);
-    return rows;
+    return kv_rows(&hp, n_ctx, DEFAULT_BATCH);
 }
 
 void eng_model_stats(struct eng_model *m, struct eng_stats *out)

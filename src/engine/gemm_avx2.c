@@ -12,9 +12,6 @@
 
 #define MR 16 /* weight rows per register tile (2 ymm) */
 #define NR 6  /* activations per register tile (broadcast) */
-#ifndef GEMM_PREFETCH
-#define GEMM_PREFETCH 1 /* prefetch the next weight panel */
-#endif
 
 /* ---- packing: 16 weight rows x kc -> f32, k-major (wp[kk*16 + row]) ----- */
 
@@ -100,15 +97,6 @@ pack_panel(uint32_t t, const uint8_t *w, size_t rs, int nrow, int64_t p0, int64_
     }
 }
 
-/* Ask for the next panel's bytes [off, off + n) of nrow rows (into L2)
- * while this one is computed: weights usually come from DRAM. */
-static void prefetch_panel(const uint8_t *w, size_t rs, int nrow, size_t off, size_t n)
-{
-    for (int q = 0; q < nrow; q++)
-        for (size_t b = 0; b < n; b += 64)
-            _mm_prefetch((const char *)(w + (size_t)q * rs + off + b), _MM_HINT_T1);
-}
-
 /* ---- register tile: 16 rows x n activations ----------------------------- */
 
 /* out[0..nrow) = (or +=) the 16 lanes of c0, c1. */
@@ -185,16 +173,11 @@ row_block(uint32_t t, int64_t k, const uint8_t *w, size_t rs, int64_t nr, const 
           size_t as, int64_t nb, float *out, int64_t os)
 {
     float wp[MR * GEMM_KC] __attribute__((aligned(32)));
-    const size_t es = t == GGML_TYPE_F32 ? 4 : 2;
     for (int64_t p0 = 0; p0 < k; p0 += GEMM_KC) {
         int64_t kc = k - p0 < GEMM_KC ? k - p0 : GEMM_KC;
         for (int64_t r0 = 0; r0 < nr; r0 += MR) {
             int nrow = nr - r0 < MR ? (int)(nr - r0) : MR;
             pack_panel(t, w + (size_t)r0 * rs, rs, nrow, p0, kc, wp);
-            if (GEMM_PREFETCH && r0 + MR < nr)
-                prefetch_panel(w + (size_t)(r0 + MR) * rs, rs,
-                               nr - r0 - MR < MR ? (int)(nr - r0 - MR) : MR,
-                               (size_t)p0 * es, (size_t)kc * es);
             panel_x_acts(wp, kc, (const float *)a + p0, as, nb, out + r0, os, nrow, p0 > 0);
         }
     }

@@ -9,11 +9,13 @@
  * restarted every GEMM_KC elements and added to the previous partial sum, so
  * a result does not depend on nr, na, or where the caller split the rows.
  *
- * Scheme (BLIS-like): for blocks of GEMM_NC activations x GEMM_KC of k (kept
- * in L2), 16 weight rows x GEMM_KC are converted to f32 and transposed into a
- * stack buffer (16 KiB, stays in L1), then a 16x6 register tile (12 ymm
+ * Scheme (BLIS-like): for blocks of GEMM_NC activations and of GEMM_MC
+ * weight rows, k in blocks of GEMM_KC (that activation block stays in L2):
+ * 16 weight rows x GEMM_KC are converted to f32 and transposed into a stack
+ * panel (16 KiB, stays in L1), then a 16x6 register tile (12 ymm
  * accumulators, weights as vectors, activations broadcast) runs over the
- * activation block.
+ * activation block. About 85% of the FMA peak with the panel in cache, ~65%
+ * with the weights streamed from DRAM (docs/engine-perf.md).
  *
  * Memory: nothing is allocated; the panel lives on the caller's stack
  * (GEMM_KC * 16 floats). Thread-safety: reentrant.

@@ -51,6 +51,14 @@ struct tile_k {
     float d[8], dmin[8];
 };
 
+/* Keeps v in a register as computed: stops GCC from reassociating a chain
+ * of vector adds into a tree that needs every product at once (it then
+ * spills them to the stack). Emits no instruction. */
+static inline __attribute__((always_inline)) void keep(__m256i *v)
+{
+    __asm__("" : "+x"(*v));
+}
+
 static inline __m256i bcast32(const void *p)
 {
     int32_t v;
@@ -121,6 +129,7 @@ static void micro_q8(const struct tile_q8 *t, int64_t n, const uint8_t *const y[
             for (int c = 0; c < NC; c++) {
                 __m256i p = _mm256_maddubs_epi16(u, _mm256_sign_epi8(bcast32(yb[c]->qs + 4 * v), w));
                 s[c] = _mm256_add_epi32(s[c], _mm256_madd_epi16(p, ones));
+                keep(&s[c]);
             }
         }
         __m256 dx = _mm256_loadu_ps(t[i].d);
@@ -270,8 +279,10 @@ micro_k(const struct tile_k *t, int64_t n, const uint8_t *const y[NC], int64_t b
             for (int v = v0; v < v0 + qps; v++) {
                 __m256i w = _mm256_loadu_si256((const __m256i *)t[i].q[v]);
                 #pragma GCC unroll 8
-                for (int c = 0; c < NC; c++)
+                for (int c = 0; c < NC; c++) {
                     h[c] = _mm256_add_epi16(h[c], _mm256_maddubs_epi16(w, bcast32(yb[c]->qs + 4 * v)));
+                    keep(&h[c]);
+                }
             }
             __m256i sc = _mm256_loadu_si256((const __m256i *)t[i].sc[v0 / 4]);
             #pragma GCC unroll 8

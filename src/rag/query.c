@@ -343,6 +343,11 @@ int rag__fuse(struct rag_hits *v, struct rag_hits *t, int k, struct rag_hits *ou
 {
     return fuse(v, t, k, out);
 }
+
+char *rag__vector_binary(const float *v, int dim)
+{
+    return vector_binary(v, dim);
+}
 #endif
 
 static int check_query(const struct rag_query *q, const struct rag_collection *c,

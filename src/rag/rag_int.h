@@ -84,6 +84,8 @@ double rag__now(void);
 #ifdef KM_UNITTEST
 /* query.c's reciprocal rank fusion of two best-first lists (moves hits). */
 int rag__fuse(struct rag_hits *v, struct rag_hits *t, int k, struct rag_hits *out);
+/* query.c's binary query-vector parameter (4 + 4 * dim bytes, km_free). */
+char *rag__vector_binary(const float *v, int dim);
 #endif
 
 #endif
