@@ -24,6 +24,8 @@ static const char pull_usage[] =
     "  -i, --include GLOB    keep files matching GLOB (repeatable)\n"
     "  -x, --exclude GLOB    drop files matching GLOB (repeatable)\n"
     "  -c, --connections N   parallel ranged requests per file (1-64, default 8)\n"
+    "      --fsync           flush each file to disk before it is named in the\n"
+    "                        cache (survives a power loss; slower on slow disks)\n"
     "  -q, --quiet           no progress output\n"
     "      --json            one JSON object per event on stdout\n"
     "  -h, --help            show this help\n"
@@ -48,6 +50,7 @@ static int parse(int argc, char **argv, struct pull_args *a)
         {"connections", required_argument, NULL, 'c'},
         {"quiet", no_argument, NULL, 'q'},
         {"json", no_argument, NULL, 'J'},
+        {"fsync", no_argument, NULL, 'F'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -77,6 +80,7 @@ static int parse(int argc, char **argv, struct pull_args *a)
             break;
         case 'q': a->quiet = 1; break;
         case 'J': a->json = 1; break;
+        case 'F': a->o.durable = true; break;
         case 'h': return 1;
         default: return -1;
         }

@@ -11,7 +11,7 @@
  *   meanwhile a hashing thread (hashfeed.c) hashes the contiguous written
  *   prefix as it grows and starts its writeback;
  *   all '1' --> the digest of the whole partial (sha256 or git sha1) == etag ?
- *        yes: fsync, rename -> <etag> (created 0666 & ~umask), unlink ranges
+ *        yes: fsync (--fsync only), rename -> <etag> (created 0666 & ~umask), unlink ranges
  *        no:  unlink both (KM_EINTEGRITY), nothing under the final name
  *
  * A kill -9 at any point leaves either no blob or a verified one; the next
@@ -26,7 +26,8 @@
  * state is under `mu`, byte counters atomic. Write path: each worker gathers
  * libcurl's 16 KiB callbacks into 1 MiB and writes them with one pwrite into
  * the page cache (the file is fallocated up front); the hashing thread starts
- * writeback behind itself, and the only fsync is the one before the rename.
+ * writeback behind itself; with --fsync the only fsync is the one before the
+ * rename (without it nothing waits for the disk, as in huggingface_hub).
  */
 #include "hub/hub_int.h"
 
@@ -659,10 +660,13 @@ static int finalize(struct job *j, const char *part, const char *final,
                        (unsigned long long)n);
     /* The partial was created 0666 minus the umask: already the mode a
      * fresh file gets in blobs/ (huggingface_hub's _chmod_and_move). */
-    if (fsync(j->part_fd) != 0 || rename(part, final) != 0)
+    if (d->opts->durable && fsync(j->part_fd) != 0)
+        return km_fail(err, KM_EIO, "cannot flush %s to disk: %s", part,
+                       strerror(errno));
+    if (rename(part, final) != 0)
         return km_fail(err, KM_EIO, "cannot move %s to %s: %s", part, final,
                        strerror(errno));
-    int dfd = open(d->blobs_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = d->opts->durable ? open(d->blobs_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     if (dfd >= 0) {
         fsync(dfd);
         close(dfd);

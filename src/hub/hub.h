@@ -46,6 +46,7 @@
 #include "base/err.h"
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -101,6 +102,11 @@ struct hub_pull_opts {
     const char *const *exclude;
     size_t nexclude;
     int connections;              /* parallel ranged requests per file, >= 1 */
+    bool durable;                 /* fsync each blob before naming it (--fsync);
+                                     off: like huggingface_hub, the rename waits
+                                     for no disk (writeback is already started);
+                                     a killed process never leaves a bad blob,
+                                     a power loss may (models verify finds it) */
     hub_progress_fn progress;     /* may be NULL */
     void *progress_ud;
 };
