@@ -18,7 +18,7 @@ runs=${4:-3}
 cd "$top"
 make -s BUILD="$build" "$build/libkanoa.a" "$build/kanoa-mlops"
 pkgs="libmicrohttpd libcurl jansson libpq yaml-0.1 libcrypto"
-# shellcheck disable=SC2046
+# shellcheck disable=SC2046,SC2086
 cc -std=gnu17 -O2 -Isrc -D_GNU_SOURCE -pthread -o "$build/bench_embed" \
     bench/embed/bench_embed.c "$build/libkanoa.a" $(pkg-config --libs $pkgs) -lm -ldl
 m=$models/bge-small-F16.gguf
@@ -49,7 +49,8 @@ pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -f "$log"' EXIT
 port=""
 for _ in $(seq 1 400); do
-    port=$(grep -Eo 'listening on http://127\.0\.0\.1:[0-9]+' "$log" | grep -Eo '[0-9]+$' | head -n 1)
+    port=$(grep -Eo 'listening on http://127\.0\.0\.1:[0-9]+' "$log" |
+        grep -Eo '[0-9]+$' | head -n 1)
     [ -n "$port" ] && break
     sleep 0.05
 done

@@ -65,6 +65,8 @@ static const char usage_text[] =
     "  --threads N              engine threads (0 = auto)\n"
     "  --ctx N                  context length (0 = the model's)\n"
     "  --chat-template FILE     override the model's chat template\n"
+    "  -h, --help               show this help\n"
+    "\n"
     "gateway tuning (milliseconds; also upstream-*: / KANOA_UPSTREAM_*):\n"
     "  --upstream-connect-timeout-ms N     TCP/TLS connect (2000)\n"
     "  --upstream-first-byte-timeout-ms N  request sent -> first byte (120000)\n"
@@ -74,8 +76,7 @@ static const char usage_text[] =
     "  --upstream-models-refresh-ms N      /v1/models and /metrics refresh (10000)\n"
     "  --upstream-fall N          consecutive failures that eject (2)\n"
     "  --upstream-rise N          consecutive passed probes that recover (2)\n"
-    "  --upstream-max-attempts N  replicas tried per request (3)\n"
-    "  -h, --help               show this help\n";
+    "  --upstream-max-attempts N  replicas tried per request (3)\n";
 
 enum { OPT_CONFIG = 1000, OPT_PRINT };
 

@@ -51,7 +51,8 @@ static inline __m256 gelu_ps(__m256 x)
     p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
     p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
     p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
-    __m256 erfc = _mm256_mul_ps(_mm256_mul_ps(p, t), exp_ps(_mm256_mul_ps(_mm256_xor_ps(z, sign), z)));
+    __m256 e = exp_ps(_mm256_mul_ps(_mm256_xor_ps(z, sign), z));   /* e^(-z^2) */
+    __m256 erfc = _mm256_mul_ps(_mm256_mul_ps(p, t), e);
     __m256 pos = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ);
     __m256 one_plus_erf = _mm256_blendv_ps(erfc, _mm256_sub_ps(_mm256_set1_ps(2.0f), erfc), pos);
     return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), one_plus_erf);

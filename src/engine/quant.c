@@ -1,6 +1,7 @@
 /* quant.c - type table, f16/bf16 conversion, kernel dispatch (see quant.h).
  * The kernels themselves are in quant_ref.c (scalar reference) and
- * quant_avx2.c (AVX2+FMA+F16C). */
+ * quant_avx2.c (AVX2+FMA+F16C; float weights in quant_avx2_float.c, batched
+ * int8 matmuls in quant_avx2_tile.c). */
 #include "engine/quant.h"
 
 #include "engine/cpu.h"

@@ -1,10 +1,11 @@
+# shellcheck shell=bash disable=SC2034,SC2154
 # lib.sh - shared set-up of the reference suites (sourced by run.sh,
 # run_embed.sh, run_gemma.sh): paths, a scratch dir, ok/bad counters, and
 # ref_build_tool NAME, which links tests/ref/NAME.c against the built library
 # (the release one when present: the tools only dump numbers) into
 # $work/NAME, or ends the suite with a failure.
 top=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$top"
+cd "$top" || exit 1
 build=${KM_BUILD:-$top/build}
 shared=${KM_SHARED:-$top/../shared}
 py=/usr/bin/python3

@@ -18,6 +18,7 @@
 # rounding, and these random 2-layer models amplify one flip to up to ~0.8%.
 # Then the embedding (run_embed.sh) and Gemma 3 (run_gemma.sh) suites.
 set -u
+# shellcheck source=tests/ref/lib.sh
 source "$(dirname "$0")/lib.sh"
 export KM_SHARED=$shared
 ref_build_tool ref_tool

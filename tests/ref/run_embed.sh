@@ -11,6 +11,7 @@
 # engine's activation rounding (--act-quant). Prints ok/not ok lines and
 # "N passed, N failed".
 set -u
+# shellcheck source=tests/ref/lib.sh
 source "$(dirname "$0")/lib.sh"
 ref_build_tool embed_tool
 # [CLS] hello world [SEP] -- [CLS] the quick brown fox ... [SEP] -- [CLS] a [SEP]

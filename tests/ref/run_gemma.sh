@@ -17,6 +17,7 @@
 # each flip to ~0.5% (measured 0.6-1.2%).
 # Prints ok/not ok lines and "N passed, N failed".
 set -u
+# shellcheck source=tests/ref/lib.sh
 source "$(dirname "$0")/lib.sh"
 ref_build_tool ref_tool
 ids=$(seq -s ' ' 7 41 6100)
