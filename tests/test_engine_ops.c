@@ -6,6 +6,7 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -62,6 +63,41 @@ Test(engine_ops, avx2_attention_kernels_match_scalar)
     eng_axpy_f16_avx2(out2, 0.7f, k, 77);
     for (int i = 0; i < 77; i++)
         cr_assert_float_eq(out1[i], out2[i], 1e-6);
+}
+
+/* Whole-head attention, AVX2 vs scalar: flat and wrapped rings, head dims
+ * that are and are not multiples of 64, score spreads wide enough that
+ * some weights underflow. */
+Test(engine_ops, avx2_attend_matches_scalar_flat_and_ring)
+{
+    if (!eng_ops_select(false))
+        cr_skip_test("no AVX2 on this CPU");
+    enum { ROWS = 300, DMAX = 256 };
+    static const int dims[] = {16, 64, 80, 128, 256};
+    static const int lens[][2] = {{1, 0}, {5, 0}, {8, 0}, {37, 0}, {300, 0}, {37, 290}, {300, 123}};
+    uint16_t *k = malloc(sizeof *k * ROWS * DMAX), *v = malloc(sizeof *v * ROWS * DMAX);
+    float q[DMAX], a[DMAX], b[DMAX], sa[ROWS], sb[ROWS];
+    uint32_t x = 12345;
+    for (int i = 0; i < ROWS * DMAX; i++) {
+        x = x * 1664525u + 1013904223u;
+        k[i] = quant_f32_to_f16((float)(x >> 8) / (float)(1 << 24) * 8 - 4);
+        v[i] = quant_f32_to_f16((float)(x & 0xffff) / 65536.0f - 0.5f);
+    }
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        int D = dims[di];
+        for (int i = 0; i < D; i++)
+            q[i] = sinf((float)i * 0.7f) * 2;
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            int n = lens[li][0], r0 = lens[li][1];
+            eng_attend_scalar(a, q, k, v, DMAX, ROWS, r0, n, D, 0.5f, sa);
+            eng_attend_avx2(b, q, k, v, DMAX, ROWS, r0, n, D, 0.5f, sb);
+            for (int i = 0; i < D; i++)
+                cr_assert(fabsf(a[i] - b[i]) <= 1e-5f + 1e-4f * fabsf(a[i]),
+                          "D=%d n=%d r0=%d dim %d: scalar %g avx2 %g", D, n, r0, i, a[i], b[i]);
+        }
+    }
+    free(k);
+    free(v);
 }
 
 Test(engine_ops, attend_head_is_softmax_weighted_values)

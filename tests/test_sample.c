@@ -39,6 +39,32 @@ Test(sample, greedy_is_argmax_with_lowest_id_on_ties)
     eng_sampler_free(&smp);
 }
 
+Test(sample, logit_bias_moves_the_choice_but_not_the_logprobs)
+{
+    setup(5);
+    float l[5] = {0.5f, 2.0f, -1.0f, 2.0f, 1.0f};
+    struct eng_logit_bias bias[] = {{1, -3.0f}, {2, 2.5f}, {7, 50.0f}}; /* 7: not in vocab */
+    struct eng_sample_params p;
+    eng_sample_defaults(&p);
+    p.temperature = 0;
+    p.n_logprobs = 1;
+    p.bias = bias;
+    p.n_bias = 3;
+    eng_sampler_reset(&smp, &p, NULL, 0);
+    struct eng_sample_out o;
+    eng_sampler_sample(&smp, l, NULL, 0, &o);
+    cr_assert_eq(o.id, 3);              /* 1 fell to -1.0; 2 rose to 1.5; 3 stays 2.0 */
+    bias[1].bias = 3.5f;                /* 2 -> 2.5: now the best */
+    eng_sampler_sample(&smp, l, NULL, 0, &o);
+    cr_assert_eq(o.id, 2);
+    /* logprob of the chosen token from the raw logits */
+    double z = 0;
+    for (int i = 0; i < 5; i++)
+        z += exp(l[i]);
+    cr_assert_float_eq(o.logprob, (float)(l[2] - log(z)), 1e-5);
+    eng_sampler_free(&smp);
+}
+
 Test(sample, logprobs_come_from_the_raw_distribution)
 {
     setup(4);

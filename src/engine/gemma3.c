@@ -297,23 +297,6 @@ static void op_qk(void *arg, int ith, int nth)
     }
 }
 
-/* out[D] = softmax(scale q.k) v over n keys kept in a ring of `rows` rows
- * (`stride` halves apart), from row r0 on, wrapping to row 0: the keys are
- * visited in position order, so the result is the same as over a flat cache
- * (eng_attend_head) whatever the ring size. */
-static void attend_ring(float *out, const float *q, const uint16_t *k, const uint16_t *v,
-                        size_t stride, int rows, int r0, int n, int D, float scale,
-                        float *scores)
-{
-    const struct eng_attn_kernels *kr = eng_ops();
-    for (int j = 0; j < n; j++)
-        scores[j] = kr->dot_f16(q, k + (size_t)((r0 + j) % rows) * stride, D) * scale;
-    eng_softmax(scores, n);
-    memset(out, 0, (size_t)D * sizeof *out);
-    for (int j = 0; j < n; j++)
-        kr->axpy_f16(out, scores[j], v + (size_t)((r0 + j) % rows) * stride, D);
-}
-
 /* Causal (and for local layers sliding-window) GQA attention per (token,
  * head): keys first..pos, first = pos - n_swa + 1 on local layers. */
 static void op_attention(void *arg, int ith, int nth)
@@ -333,7 +316,7 @@ static void op_attention(void *arg, int ith, int nth)
         int pos = f->pos0 + i;
         int first = global || pos < hp->n_swa ? 0 : pos - hp->n_swa + 1;
         size_t kv = f->s->kv_off[f->il] + (size_t)(h / group) * D;
-        attend_ring(sc->att + (size_t)i * qd + (size_t)h * D, sc->q + (size_t)i * qd + (size_t)h * D,
+        eng_attend_ring(sc->att + (size_t)i * qd + (size_t)h * D, sc->q + (size_t)i * qd + (size_t)h * D,
                     f->s->k_cache + kv, f->s->v_cache + kv, kvd, rows, first % rows,
                     pos - first + 1, D, g->attn_scale, scores);
     }

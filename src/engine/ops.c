@@ -80,11 +80,23 @@ void eng_axpy_f16_scalar(float *out, float a, const uint16_t *v, int n)
         out[i] += a * quant_f16_to_f32(v[i]);
 }
 
+void eng_attend_scalar(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                       size_t stride, int rows, int r0, int n, int D, float scale,
+                       float *scores)
+{
+    for (int j = 0; j < n; j++)
+        scores[j] = eng_dot_f16_scalar(q, k + (size_t)((r0 + j) % rows) * stride, D) * scale;
+    eng_softmax(scores, n);
+    memset(out, 0, (size_t)D * sizeof *out);
+    for (int j = 0; j < n; j++)
+        eng_axpy_f16_scalar(out, scores[j], v + (size_t)((r0 + j) % rows) * stride, D);
+}
+
 static const struct eng_attn_kernels scalar_kernels = {
-    eng_dot_f16_scalar, eng_axpy_f16_scalar,
+    eng_dot_f16_scalar, eng_axpy_f16_scalar, eng_attend_scalar,
 };
 static const struct eng_attn_kernels avx2_kernels = {
-    eng_dot_f16_avx2, eng_axpy_f16_avx2,
+    eng_dot_f16_avx2, eng_axpy_f16_avx2, eng_attend_avx2,
 };
 static const struct eng_attn_kernels *active = &scalar_kernels;
 
@@ -102,15 +114,16 @@ const struct eng_attn_kernels *eng_ops(void)
     return active;
 }
 
+void eng_attend_ring(float *out, const float *q, const uint16_t *k,
+                     const uint16_t *v, size_t stride, int rows, int r0, int n,
+                     int D, float scale, float *scores)
+{
+    active->attend(out, q, k, v, stride, rows, r0, n, D, scale, scores);
+}
+
 void eng_attend_head(float *out, const float *q, const uint16_t *k,
                      const uint16_t *v, size_t stride, int n, int D,
                      float scale, float *scores)
 {
-    const struct eng_attn_kernels *kr = active;
-    for (int j = 0; j < n; j++)
-        scores[j] = kr->dot_f16(q, k + (size_t)j * stride, D) * scale;
-    eng_softmax(scores, n);
-    memset(out, 0, (size_t)D * sizeof *out);
-    for (int j = 0; j < n; j++)
-        kr->axpy_f16(out, scores[j], v + (size_t)j * stride, D);
+    active->attend(out, q, k, v, stride, n, 0, n, D, scale, scores);
 }

@@ -33,12 +33,25 @@ struct eng_attn_kernels {
     float (*dot_f16)(const float *q, const uint16_t *k, int n);
     /* out[i] += a * v[i] */
     void (*axpy_f16)(float *out, float a, const uint16_t *v, int n);
+    /* eng_attend_ring (below) */
+    void (*attend)(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                   size_t stride, int rows, int r0, int n, int D, float scale,
+                   float *scores);
 };
 
 float eng_dot_f16_scalar(const float *q, const uint16_t *k, int n);
 void eng_axpy_f16_scalar(float *out, float a, const uint16_t *v, int n);
+void eng_attend_scalar(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                       size_t stride, int rows, int r0, int n, int D, float scale,
+                       float *scores);
 float eng_dot_f16_avx2(const float *q, const uint16_t *k, int n);
 void eng_axpy_f16_avx2(float *out, float a, const uint16_t *v, int n);
+/* AVX2: scores and softmax vectorized (exp by a degree-6 polynomial, within
+ * 2 ulp of expf), the weighted sum of values kept in registers 64 dims at a
+ * time; agrees with the scalar one to float rounding. */
+void eng_attend_avx2(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                     size_t stride, int rows, int r0, int n, int D, float scale,
+                     float *scores);
 
 /* Select kernels (idempotent); force_scalar picks the reference. Returns
  * true when the AVX2 set is active. */
@@ -51,5 +64,11 @@ const struct eng_attn_kernels *eng_ops(void);
 void eng_attend_head(float *out, const float *q, const uint16_t *k,
                      const uint16_t *v, size_t stride, int n, int D,
                      float scale, float *scores);
+/* The same over a ring of `rows` rows (n <= rows): key j (in position
+ * order) is row (r0 + j) % rows. eng_attend_head is the ring with rows = n,
+ * r0 = 0. */
+void eng_attend_ring(float *out, const float *q, const uint16_t *k,
+                     const uint16_t *v, size_t stride, int rows, int r0, int n,
+                     int D, float scale, float *scores);
 
 #endif

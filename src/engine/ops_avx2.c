@@ -5,6 +5,8 @@
 #include "engine/quant.h"
 
 #include <immintrin.h>
+#include <math.h>
+#include <string.h>
 
 float eng_dot_f16_avx2(const float *q, const uint16_t *k, int n)
 {
@@ -40,4 +42,111 @@ void eng_axpy_f16_avx2(float *out, float a, const uint16_t *v, int n)
     }
     for (; i < n; i++)
         out[i] += a * quant_f16_to_f32(v[i]);
+}
+
+/* ---- whole-head attention ------------------------------------------------ */
+
+/* e^x for x <= 0 (softmax arguments): x = n ln2 + r, |r| <= ln2/2,
+ * e^r by its degree-6 Taylor polynomial (relative error < 2e-7), 2^n built
+ * in the exponent bits. Below -87 the result is e^-87 ~ 1.6e-38 instead of
+ * a denormal or 0: invisible next to the softmax's largest term, 1. */
+static inline __m256 exp_neg_ps(__m256 x)
+{
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),
+                                                   _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* scores[j] = exp(scores[j] - mx); returns their sum. */
+static float exp_sum(float *scores, int n, float mx)
+{
+    __m256 vmx = _mm256_set1_ps(mx), acc = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 e = exp_neg_ps(_mm256_sub_ps(_mm256_loadu_ps(scores + j), vmx));
+        _mm256_storeu_ps(scores + j, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float tail[8] = {0};
+    for (int t = 0; j + t < n; t++)
+        tail[t] = scores[j + t] - mx;
+    __m256 e = exp_neg_ps(_mm256_loadu_ps(tail));
+    _mm256_storeu_ps(tail, e);
+    float sum = 0;
+    for (int t = 0; j + t < n; t++) {
+        scores[j + t] = tail[t];
+        sum += tail[t];
+    }
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s = _mm_hadd_ps(s, s);
+    s = _mm_hadd_ps(s, s);
+    return _mm_cvtss_f32(s) + sum;
+}
+
+/* acc[0..7] += sum_j p[j] v_j[d0 .. d0+64) over n rows from v. */
+static inline void pv64(__m256 *acc, const float *p, const uint16_t *v, size_t stride,
+                        int n, int d0)
+{
+    __m256 a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    __m256 a4 = acc[4], a5 = acc[5], a6 = acc[6], a7 = acc[7];
+    for (int j = 0; j < n; j++) {
+        const __m128i *r = (const __m128i *)(v + (size_t)j * stride + d0);
+        __m256 w = _mm256_set1_ps(p[j]);
+        a0 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128(r + 0)), a0);
+        a1 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128(r + 1)), a1);
+        a2 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128(r + 2)), a2);
+        a3 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128(r + 3)), a3);
+        a4 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128(r + 4)), a4);
+        a5 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128(r + 5)), a5);
+        a6 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128(r + 6)), a6);
+        a7 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128(r + 7)), a7);
+    }
+    acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
+    acc[4] = a4; acc[5] = a5; acc[6] = a6; acc[7] = a7;
+}
+
+void eng_attend_avx2(float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                     size_t stride, int rows, int r0, int n, int D, float scale,
+                     float *scores)
+{
+    /* the ring as two flat runs: rows r0.. (n1 keys), then rows 0.. */
+    int n1 = rows - r0 < n ? rows - r0 : n;
+    float mx = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        int row = j < n1 ? r0 + j : j - n1;
+        float s = eng_dot_f16_avx2(q, k + (size_t)row * stride, D) * scale;
+        scores[j] = s;
+        mx = s > mx ? s : mx;
+    }
+    float inv = 1.0f / exp_sum(scores, n, mx);
+    int d0 = 0;
+    for (; d0 + 64 <= D; d0 += 64) {
+        __m256 acc[8];
+        for (int c = 0; c < 8; c++)
+            acc[c] = _mm256_setzero_ps();
+        pv64(acc, scores, v + (size_t)r0 * stride, stride, n1, d0);
+        pv64(acc, scores + n1, v, stride, n - n1, d0);
+        for (int c = 0; c < 8; c++)
+            _mm256_storeu_ps(out + d0 + 8 * c, _mm256_mul_ps(acc[c], _mm256_set1_ps(inv)));
+    }
+    if (d0 < D) {   /* head dims that are not a multiple of 64 */
+        int rest = D - d0;
+        memset(out + d0, 0, (size_t)rest * sizeof *out);
+        for (int j = 0; j < n; j++) {
+            int row = j < n1 ? r0 + j : j - n1;
+            eng_axpy_f16_avx2(out + d0, scores[j] * inv, v + (size_t)row * stride + d0, rest);
+        }
+    }
 }

@@ -144,6 +144,24 @@ static size_t keep_sorted_top(struct eng_cand *c, size_t n, size_t k)
     return k;
 }
 
+/* Before any filter the candidates are the whole vocabulary in id order
+ * (minus banned ids, which stay out): bias by binary search on the id. */
+static void apply_bias(const struct eng_sample_params *p, struct eng_cand *c, size_t n)
+{
+    for (size_t b = 0; b < p->n_bias; b++) {
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (c[mid].id < p->bias[b].id)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < n && c[lo].id == p->bias[b].id)
+            c[lo].logit += p->bias[b].bias;
+    }
+}
+
 static void apply_penalties(struct eng_sampler *s, struct eng_cand *c, size_t n)
 {
     const struct eng_sample_params *p = &s->p;
@@ -264,6 +282,7 @@ void eng_sampler_sample(struct eng_sampler *s, const float *logits,
 {
     const struct eng_sample_params *p = &s->p;
     size_t n = fill_candidates(s, logits, banned, n_banned);
+    apply_bias(p, s->cand, n);
     apply_penalties(s, s->cand, n);
     int32_t id;
     if (p->temperature <= 0) {

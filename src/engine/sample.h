@@ -27,6 +27,8 @@
 
 #define ENG_MAX_LOGPROBS 20
 
+struct eng_logit_bias;
+
 struct eng_sample_params {
     float temperature;         /* <= 0: greedy */
     int top_k;                 /* <= 0: off */
@@ -37,6 +39,17 @@ struct eng_sample_params {
     float presence_penalty;    /* 0: off */
     uint64_t seed;
     int n_logprobs;            /* -1: off; 0..ENG_MAX_LOGPROBS alternatives */
+    /* logit_bias: added to the logits of these ids before the penalties and
+     * filters (logprobs stay those of the raw distribution). The caller
+     * owns the array and keeps it alive while the sampler uses it; ids
+     * outside the vocabulary are ignored. */
+    const struct eng_logit_bias *bias;
+    size_t n_bias;
+};
+
+struct eng_logit_bias {
+    int32_t id;
+    float bias;
 };
 
 /* One token and its log-probability under the raw model distribution. */

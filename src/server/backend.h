@@ -74,6 +74,12 @@ struct srv_message {
     size_t n_parts;
 };
 
+/* One logit_bias entry: token id -> value added to its logit. */
+struct srv_logit_bias {
+    int32_t id;
+    float bias;
+};
+
 /* Sampling and stopping; values as given or vLLM's defaults when absent. */
 struct srv_sampling {
     double temperature;         /* 1.0; 0 = greedy */
@@ -94,6 +100,8 @@ struct srv_sampling {
     size_t n_stop_token_ids;
     int logprobs;               /* -1 = off; else number of top alternatives */
     bool echo;                  /* completions: prepend the prompt */
+    const struct srv_logit_bias *logit_bias; /* sorted by id, ids distinct */
+    size_t n_logit_bias;
 };
 
 /* One input of /v1/embeddings or one prompt of /v1/completions: text or ids. */

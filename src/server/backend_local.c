@@ -49,6 +49,7 @@ struct srv_job {
     char err_msg[KM_ERR_LEN];
     char *echo;                                 /* prompt text when echo */
     struct local_embed *emb;                    /* /v1/embeddings job (local_embed.c) */
+    struct eng_logit_bias *bias;                /* the request's logit_bias */
     struct choice ch[MAX_CHOICES];
 };
 
@@ -318,6 +319,7 @@ static void job_free(struct srv_job *j)
     }
     km_free(j->echo);
     local_embed_free(j->emb);
+    km_free(j->bias);
     km_free(j);
 }
 
@@ -325,11 +327,38 @@ static void job_free(struct srv_job *j)
  * so only the first can fail with a request error; if a later one fails
  * (out of memory) the started ones are canceled and the job ends with
  * on_error once they have reported. */
+/* The job's copy of logit_bias in the engine's form; ids must be in the
+ * vocabulary (as vLLM checks). */
+static int copy_bias(struct srv_job *j, const struct srv_sampling *s,
+                     struct eng_gen_params *g, struct km_err *err)
+{
+    if (s->n_logit_bias == 0)
+        return KM_OK;
+    struct eng_model_info info;
+    eng_model_info(j->lm->m, &info);
+    j->bias = km_calloc(s->n_logit_bias, sizeof *j->bias);
+    if (!j->bias)
+        return km_fail(err, KM_ENOMEM, "out of memory for logit_bias");
+    for (size_t i = 0; i < s->n_logit_bias; i++) {
+        if (s->logit_bias[i].id >= info.n_vocab)
+            return km_fail(err, KM_EINVAL, "logit_bias token id %d is outside "
+                           "the vocabulary of `%s` (0..%d)", (int)s->logit_bias[i].id,
+                           j->lm->name, info.n_vocab - 1);
+        j->bias[i] = (struct eng_logit_bias){s->logit_bias[i].id, s->logit_bias[i].bias};
+    }
+    g->sample.bias = j->bias;
+    g->sample.n_bias = s->n_logit_bias;
+    return KM_OK;
+}
+
 static int start_choices(struct srv_job *j, const int32_t *ids, size_t n_ids,
                          const struct srv_request *req, struct km_err *err)
 {
     struct eng_gen_params g;
     gen_params(&req->sampling, &g);
+    int brc = copy_bias(j, &req->sampling, &g, err);
+    if (brc != KM_OK)
+        return brc;
     uint64_t seed = g.sample.seed;
     j->remaining = j->n;
     for (int i = 0; i < j->n; i++) {

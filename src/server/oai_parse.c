@@ -12,9 +12,11 @@
 
 #include "base/mem.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_STOP 64
@@ -256,6 +258,48 @@ static int parse_stop(const json_t *o, struct srv_parsed *p, struct srv_perr *e)
     return KM_OK;
 }
 
+static int bias_cmp(const void *a, const void *b)
+{
+    const struct srv_logit_bias *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* logit_bias: {"<token id>": value}; values were range-checked in
+ * check_typed. Sorted by id for the sampler's lookup. */
+static int parse_logit_bias(const json_t *o, struct srv_parsed *p,
+                            struct srv_perr *e)
+{
+    json_t *lb = field(o, "logit_bias");
+    size_t n = json_object_size(lb), i = 0;
+    if (n == 0)
+        return KM_OK;
+    p->bias = km_calloc(n, sizeof *p->bias);
+    if (!p->bias)
+        return bad(e, "logit_bias", "out of memory");
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)lb, k, v) {
+        char *end;
+        errno = 0;
+        long long id = strtoll(k, &end, 10);
+        if (!*k || *end || errno || id < 0 || id > INT32_MAX)
+            return bad(e, "logit_bias", "logit_bias keys must be token ids "
+                       "(non-negative integers), not \"%s\"", k);
+        p->bias[i].id = (int32_t)id;
+        p->bias[i].bias = (float)json_number_value(v);
+        i++;
+    }
+    qsort(p->bias, n, sizeof *p->bias, bias_cmp);
+    for (i = 1; i < n; i++) {
+        if (p->bias[i].id == p->bias[i - 1].id)
+            return bad(e, "logit_bias", "logit_bias names token %d twice",
+                       (int)p->bias[i].id);
+    }
+    p->req.sampling.logit_bias = p->bias;
+    p->req.sampling.n_logit_bias = n;
+    return KM_OK;
+}
+
 static int parse_max_tokens(const json_t *o, struct srv_sampling *s,
                             struct srv_perr *e)
 {
@@ -291,6 +335,8 @@ static int parse_sampling(const json_t *o, struct srv_parsed *p,
         parse_max_tokens(o, s, e) || parse_stop(o, p, e))
         return KM_EINVAL;
     s->top_k = (int)top_k;
+    if (parse_logit_bias(o, p, e))
+        return KM_EINVAL;
     if (field(o, "seed")) {
         if (get_int(o, "seed", INT64_MIN, INT64_MAX, &seed, e))
             return KM_EINVAL;
@@ -671,6 +717,7 @@ void srv__parsed_free(struct srv_parsed *p)
     km_free(p->ids);
     km_free(p->stop);
     km_free(p->stop_ids);
+    km_free(p->bias);
     if (p->root)
         json_decref(p->root);
     memset(p, 0, sizeof *p);

@@ -64,6 +64,7 @@ struct srv_parsed {
     int32_t *ids;
     const char **stop;
     int32_t *stop_ids;
+    struct srv_logit_bias *bias;
     bool chat_logprobs;         /* chat: logprobs=true */
     bool emb_base64;            /* embeddings: encoding_format=base64 */
     bool model_given;

@@ -97,6 +97,19 @@ check(st == 200 and b['choices'][0]['text'] == text, 'a token-id prompt gives th
       (text, b))
 st, d = request('POST', '/detokenize', {'model': 'tiny', 'tokens': prompt_ids})
 check(st == 200 and d.get('prompt') == 'The quick brown fox', '/detokenize round-trips', d)
+# logit_bias: +100 on one token makes greedy decoding repeat it; bad ids are 400s
+fox = prompt_ids[3]
+st, lb = request('POST', '/v1/completions', dict(greedy, prompt='The quick brown fox', max_tokens=5,
+                                                 logit_bias={str(fox): 100}))
+st2, want = request('POST', '/detokenize', {'model': 'tiny', 'tokens': [fox] * 5})
+check(st == 200 and lb['choices'][0]['text'] == want.get('prompt'),
+      'logit_bias +100 on a token makes greedy output repeat it', (lb, want))
+st, lb = request('POST', '/v1/completions', dict(greedy, prompt='x', logit_bias={'99999999': 5}))
+check(st == 400 and 'outside the vocabulary' in lb.get('error', {}).get('message', ''),
+      'a logit_bias id outside the vocabulary is a 400', (st, lb))
+st, lb = request('POST', '/v1/completions', dict(greedy, prompt='x', logit_bias={'fox': 5}))
+check(st == 400 and lb.get('error', {}).get('param') == 'logit_bias',
+      'a logit_bias key that is not a token id is a 400', (st, lb))
 st, e = request('POST', '/tokenize', {'prompt': 'The quick brown fox'})
 check(st == 400 and 'several models' in e.get('error', {}).get('message', ''),
       '/tokenize without a model on a two-model server is a 400', (st, e))
