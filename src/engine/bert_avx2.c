@@ -19,26 +19,6 @@
 
 /* ---- exp, erf ---------------------------------------------------------------- */
 
-static inline __m256 exp_ps(__m256 x)
-{
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 5040);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),
-                                                   _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 /* 0.5 x (1 + erf(x / sqrt 2)) */
 static inline __m256 gelu_ps(__m256 x)
 {
@@ -51,7 +31,7 @@ static inline __m256 gelu_ps(__m256 x)
     p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
     p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
     p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
-    __m256 e = exp_ps(_mm256_mul_ps(_mm256_xor_ps(z, sign), z));   /* e^(-z^2) */
+    __m256 e = simd_exp_ps(_mm256_mul_ps(_mm256_xor_ps(z, sign), z));   /* e^(-z^2) */
     __m256 erfc = _mm256_mul_ps(_mm256_mul_ps(p, t), e);
     __m256 pos = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ);
     __m256 one_plus_erf = _mm256_blendv_ps(erfc, _mm256_sub_ps(_mm256_set1_ps(2.0f), erfc), pos);
@@ -93,7 +73,7 @@ void eng__bert_gelu_avx2(float *x, const float *bias, int n)
 
 static inline __m256 silu_mul_ps(__m256 g, __m256 h)
 {
-    __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    __m256 e = simd_exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), g));
     return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), h);
 }
 
@@ -244,7 +224,7 @@ static float softmax_row(float *s, int n_k, size_t ldk)
         mx = s[j] > mx ? s[j] : mx;
     vm = _mm256_set1_ps(mx);
     for (size_t i = 0; i < ldk; i += 8)
-        _mm256_storeu_ps(s + i, exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm)));
+        _mm256_storeu_ps(s + i, simd_exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm)));
     memset(s + n_k, 0, (ldk - (size_t)n_k) * sizeof *s);
     __m256 acc = _mm256_setzero_ps();
     for (size_t i = 0; i < ldk; i += 8)

@@ -287,16 +287,9 @@ int eng__llama_forward(struct eng_model *m, struct eng_seq *s,
     if (m->gemma)   /* Gemma 3: gemma3.c */
         return eng__gemma3_forward(m, s, tokens, n, want_logits, err);
     struct eng_scratch *sc = &m->scratch;
-    if (n < 1 || n > sc->n_batch)
-        return km_fail(err, KM_EINVAL, "batch of %d tokens is outside 1..%d", n, sc->n_batch);
-    if (s->n_past + n > s->n_ctx)
-        return km_fail(err, KM_ERANGE, "%d positions + %d tokens exceed the context of %d",
-                       s->n_past, n, s->n_ctx);
-    for (int i = 0; i < n; i++) {
-        if (tokens[i] < 0 || tokens[i] >= m->hp.n_vocab)
-            return km_fail(err, KM_EINVAL, "token id %d is outside the vocabulary "
-                           "(0..%d)", tokens[i], m->hp.n_vocab - 1);
-    }
+    int rc = eng__check_batch(m, s, tokens, n, err);
+    if (rc != KM_OK)
+        return rc;
     struct fwd f = {.m = m, .s = s, .tokens = tokens, .n = n, .pos0 = s->n_past};
     int E = m->hp.n_embd;
     /* x = token_embd[tokens] */

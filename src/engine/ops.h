@@ -46,8 +46,8 @@ void eng_attend_scalar(float *out, const float *q, const uint16_t *k, const uint
                        float *scores);
 float eng_dot_f16_avx2(const float *q, const uint16_t *k, int n);
 void eng_axpy_f16_avx2(float *out, float a, const uint16_t *v, int n);
-/* AVX2: scores and softmax vectorized (exp by a degree-6 polynomial, within
- * 2 ulp of expf), the weighted sum of values kept in registers 64 dims at a
+/* AVX2: scores and softmax vectorized (exp by simd_exp_ps, a degree-7
+ * polynomial), the weighted sum of values kept in registers 64 dims at a
  * time; agrees with the scalar one to float rounding. */
 void eng_attend_avx2(float *out, const float *q, const uint16_t *k, const uint16_t *v,
                      size_t stride, int rows, int r0, int n, int D, float scale,

@@ -3,6 +3,7 @@
 #include "engine/ops.h"
 
 #include "engine/quant.h"
+#include "engine/simd_avx2.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -46,43 +47,20 @@ void eng_axpy_f16_avx2(float *out, float a, const uint16_t *v, int n)
 
 /* ---- whole-head attention ------------------------------------------------ */
 
-/* e^x for x <= 0 (softmax arguments): x = n ln2 + r, |r| <= ln2/2,
- * e^r by its degree-6 Taylor polynomial (relative error < 2e-7), 2^n built
- * in the exponent bits. Below -87 the result is e^-87 ~ 1.6e-38 instead of
- * a denormal or 0: invisible next to the softmax's largest term, 1. */
-static inline __m256 exp_neg_ps(__m256 x)
-{
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),
-                                                   _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 /* scores[j] = exp(scores[j] - mx); returns their sum. */
 static float exp_sum(float *scores, int n, float mx)
 {
     __m256 vmx = _mm256_set1_ps(mx), acc = _mm256_setzero_ps();
     int j = 0;
     for (; j + 8 <= n; j += 8) {
-        __m256 e = exp_neg_ps(_mm256_sub_ps(_mm256_loadu_ps(scores + j), vmx));
+        __m256 e = simd_exp_ps(_mm256_sub_ps(_mm256_loadu_ps(scores + j), vmx));
         _mm256_storeu_ps(scores + j, e);
         acc = _mm256_add_ps(acc, e);
     }
     float tail[8] = {0};
     for (int t = 0; j + t < n; t++)
         tail[t] = scores[j + t] - mx;
-    __m256 e = exp_neg_ps(_mm256_loadu_ps(tail));
+    __m256 e = simd_exp_ps(_mm256_loadu_ps(tail));
     _mm256_storeu_ps(tail, e);
     float sum = 0;
     for (int t = 0; j + t < n; t++) {
