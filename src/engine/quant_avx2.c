@@ -350,28 +350,6 @@ q4k_block(const struct blk_q4_k *x, const struct blk_q8_k *y, __m256 *acc, __m25
     *accm = _mm256_fmadd_ps(_mm256_set1_ps(f16(x->dmin) * y->d), _mm256_cvtepi32_ps(corr), *accm);
 }
 
-/* Decode path for Q4_K: two super-blocks per iteration into independent
- * accumulators, weights prefetched a few blocks ahead. */
-static float dot_q4_k(int64_t n, const void *w, const void *a)
-{
-    const struct blk_q4_k *x = w;
-    const struct blk_q8_k *y = a;
-    __m256 acc0 = _mm256_setzero_ps(), accm0 = _mm256_setzero_ps();
-    __m256 acc1 = _mm256_setzero_ps(), accm1 = _mm256_setzero_ps();
-    int64_t nb = n / QK_K, i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        _mm_prefetch((const char *)(x + i + 6), _MM_HINT_T0);
-        _mm_prefetch((const char *)(x + i + 6) + 128, _MM_HINT_T0);
-        _mm_prefetch((const char *)(x + i + 7), _MM_HINT_T0);
-        _mm_prefetch((const char *)(x + i + 7) + 128, _MM_HINT_T0);
-        q4k_block(x + i, y + i, &acc0, &accm0);
-        q4k_block(x + i + 1, y + i + 1, &acc1, &accm1);
-    }
-    if (i < nb)
-        q4k_block(x + i, y + i, &acc0, &accm0);
-    return hsum_ps(_mm256_sub_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(accm0, accm1)));
-}
-
 /* One Q5_K super-block: as Q4_K plus the fifth bit from qh (bit 2c for the
  * low nibbles of chunk c, bit 2c+1 for the high ones). */
 static inline __attribute__((always_inline)) void
@@ -403,25 +381,49 @@ q5k_block(const struct blk_q5_k *x, const struct blk_q8_k *y, __m256 *acc, __m25
     *accm = _mm256_fmadd_ps(_mm256_set1_ps(f16(x->dmin) * y->d), _mm256_cvtepi32_ps(corr), *accm);
 }
 
-/* Decode path for Q5_K: two super-blocks per iteration, as Q4_K. */
-static float dot_q5_k(int64_t n, const void *w, const void *a)
+/* Decode path for Q4_K and Q5_K (t, a constant after inlining): two
+ * super-blocks per iteration into independent accumulators, weights
+ * prefetched a few blocks ahead. */
+static inline __attribute__((always_inline)) void
+kq45_block(uint32_t t, const uint8_t *x, const struct blk_q8_k *y, __m256 *acc, __m256 *accm)
 {
-    const struct blk_q5_k *x = w;
+    if (t == GGML_TYPE_Q4_K)
+        q4k_block((const struct blk_q4_k *)x, y, acc, accm);
+    else
+        q5k_block((const struct blk_q5_k *)x, y, acc, accm);
+}
+
+static inline __attribute__((always_inline)) float
+dot_kq45(uint32_t t, int64_t n, const void *w, const void *a)
+{
+    const uint8_t *x = w;
     const struct blk_q8_k *y = a;
+    size_t bs = t == GGML_TYPE_Q4_K ? sizeof(struct blk_q4_k) : sizeof(struct blk_q5_k);
     __m256 acc0 = _mm256_setzero_ps(), accm0 = _mm256_setzero_ps();
     __m256 acc1 = _mm256_setzero_ps(), accm1 = _mm256_setzero_ps();
     int64_t nb = n / QK_K, i = 0;
     for (; i + 2 <= nb; i += 2) {
-        _mm_prefetch((const char *)(x + i + 6), _MM_HINT_T0);
-        _mm_prefetch((const char *)(x + i + 6) + 128, _MM_HINT_T0);
-        _mm_prefetch((const char *)(x + i + 7), _MM_HINT_T0);
-        _mm_prefetch((const char *)(x + i + 7) + 128, _MM_HINT_T0);
-        q5k_block(x + i, y + i, &acc0, &accm0);
-        q5k_block(x + i + 1, y + i + 1, &acc1, &accm1);
+        const char *ahead = (const char *)(x + (size_t)(i + 6) * bs);
+        _mm_prefetch(ahead, _MM_HINT_T0);
+        _mm_prefetch(ahead + 128, _MM_HINT_T0);
+        _mm_prefetch(ahead + bs, _MM_HINT_T0);
+        _mm_prefetch(ahead + bs + 128, _MM_HINT_T0);
+        kq45_block(t, x + (size_t)i * bs, y + i, &acc0, &accm0);
+        kq45_block(t, x + (size_t)(i + 1) * bs, y + i + 1, &acc1, &accm1);
     }
     if (i < nb)
-        q5k_block(x + i, y + i, &acc0, &accm0);
+        kq45_block(t, x + (size_t)i * bs, y + i, &acc0, &accm0);
     return hsum_ps(_mm256_sub_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(accm0, accm1)));
+}
+
+static float dot_q4_k(int64_t n, const void *w, const void *a)
+{
+    return dot_kq45(GGML_TYPE_Q4_K, n, w, a);
+}
+
+static float dot_q5_k(int64_t n, const void *w, const void *a)
+{
+    return dot_kq45(GGML_TYPE_Q5_K, n, w, a);
 }
 
 /* Shuffle that puts int16 scale 2k in the low 128-bit lane and 2k+1 in the
