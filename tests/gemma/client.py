@@ -74,6 +74,25 @@ if stopped:
             more['message']['content'].startswith(text),
             'with ignore_eos the same seed runs past the end-of-turn token', r2)
 
+# ---- which tokens end a turn: forced with logit_bias ------------------------------
+# min_tokens 3 holds the end tokens back, so token 400 (pushed up by 50) comes
+# three times, then the forced token. <end_of_turn> (106) and <eos> (1) end the
+# message (counted in usage, not in the text); <start_of_turn> (105) does not
+# (it wins every step and, being special, adds no text).
+st, d = c.request('POST', '/detokenize', {'tokens': [400]})
+t400 = d.get('prompt', '?') if st == 200 else '?'
+forced = {'model': 'tiny-gemma3', 'messages': [{'role': 'user', 'content': 'Hi'}],
+          'max_tokens': 6, 'temperature': 0, 'min_tokens': 3}
+for tid, name, fin, n, text in ((106, '<end_of_turn>', 'stop', 4, t400 * 3),
+                                (1, '<eos>', 'stop', 4, t400 * 3),
+                                (105, '<start_of_turn>', 'length', 6, '')):
+    st, r = c.request('POST', '/v1/chat/completions',
+                      dict(forced, logit_bias={str(tid): 100, '400': 50}))
+    ch = (r.get('choices') or [{}])[0] if st == 200 else {}
+    c.check(st == 200 and ch.get('finish_reason') == fin and
+            r['usage']['completion_tokens'] == n and ch['message']['content'] == text,
+            f'forced {name}: finish_reason {fin}, {n} completion tokens, text {text!r}', r)
+
 # ---- image parts --------------------------------------------------------------------
 img = {'model': 'tiny-gemma3', 'max_tokens': 4, 'messages': [{'role': 'user', 'content': [
     {'type': 'text', 'text': 'what is this?'},

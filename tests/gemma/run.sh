@@ -4,7 +4,8 @@
 # vocabularies has <start_of_turn>/<end_of_turn>) served on a loopback port.
 # Checks in tests/gemma/client.py: /v1/models task, the Gemma chat template
 # (system folded into the first user turn), chat streamed and not, stopping
-# on <end_of_turn>, image parts -> 400.
+# on <end_of_turn>, which forced tokens end a turn (<end_of_turn>, <eos>) and
+# which do not (<start_of_turn>), image parts -> 400.
 set -u
 # shellcheck source=tests/helpers/serve.sh
 source "$(dirname "$0")/../helpers/serve.sh"
