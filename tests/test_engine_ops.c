@@ -65,15 +65,42 @@ Test(engine_ops, avx2_attention_kernels_match_scalar)
         cr_assert_float_eq(out1[i], out2[i], 1e-6);
 }
 
+/* SwiGLU, AVX2 vs scalar, every tail length and inputs past exp's clamp;
+ * elementwise: a row done in two pieces gives the same bits. */
+Test(engine_ops, avx2_swiglu_matches_scalar_and_split)
+{
+    if (!eng_ops_select(false))
+        cr_skip_test("no AVX2 on this CPU");
+    enum { N = 77 };
+    float a0[N], b[N], ref[N], v[N], w[N];
+    for (int i = 0; i < N; i++) {
+        a0[i] = (i % 11 == 3) ? (i % 2 ? 95.0f : -95.0f) : sinf((float)i * 0.9f) * 12;
+        b[i] = cosf((float)i * 0.4f) * 3;
+    }
+    for (int n = 0; n <= N; n++) {
+        memcpy(ref, a0, sizeof ref);
+        memcpy(v, a0, sizeof v);
+        eng_swiglu_scalar(ref, b, n);
+        eng_swiglu_avx2(v, b, n);
+        for (int i = 0; i < n; i++)
+            cr_assert(fabsf(ref[i] - v[i]) <= 1e-6f + 1e-5f * fabsf(ref[i]),
+                      "n=%d i=%d: scalar %g avx2 %g", n, i, ref[i], v[i]);
+    }
+    memcpy(w, a0, sizeof w);
+    eng_swiglu(w, b, 13);
+    eng_swiglu(w + 13, b + 13, N - 13);
+    cr_assert(memcmp(w, v, sizeof w) == 0);
+}
+
 /* Whole-head attention, AVX2 vs scalar: flat and wrapped rings, head dims
- * that are and are not multiples of 64, score spreads wide enough that
- * some weights underflow. */
+ * that are and are not multiples of 64 (and one not of 8), score spreads
+ * wide enough that some weights underflow. */
 Test(engine_ops, avx2_attend_matches_scalar_flat_and_ring)
 {
     if (!eng_ops_select(false))
         cr_skip_test("no AVX2 on this CPU");
     enum { ROWS = 300, DMAX = 256 };
-    static const int dims[] = {16, 64, 80, 128, 256};
+    static const int dims[] = {16, 20, 64, 80, 128, 256};
     static const int lens[][2] = {{1, 0}, {5, 0}, {8, 0}, {37, 0}, {300, 0}, {37, 290}, {300, 123}};
     uint16_t *k = malloc(sizeof *k * ROWS * DMAX), *v = malloc(sizeof *v * ROWS * DMAX);
     float q[DMAX], a[DMAX], b[DMAX], sa[ROWS], sb[ROWS];

@@ -7,6 +7,7 @@
 #include "hub/hub_int.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -465,7 +466,7 @@ static void feed_file(const unsigned char *data, size_t n, size_t chunk,
     cr_assert_geq(fd, 0);
     cr_assert_eq(ftruncate(fd, (off_t)n), 0);
     struct hub__hashfeed *f = NULL;
-    cr_assert_eq(hub__hashfeed_new(HUB_HASH_SHA256, fd, n, chunk, &f), KM_OK);
+    cr_assert_eq(hub__hashfeed_new(HUB_HASH_SHA256, fd, n, chunk, 1, &f), KM_OK);
     cr_assert_eq(hub__hashfeed_start(f), KM_OK);
     size_t nch = (n + chunk - 1) / chunk;
     for (size_t k = 0; k < nch; k++) {
@@ -510,28 +511,174 @@ Test(hub_hash, hashfeed_missing_bytes_and_cancel)
     write_file(p, "abcdefgh");
     int fd = open(p, O_RDONLY);
     struct hub__hashfeed *f = NULL;
-    cr_assert_eq(hub__hashfeed_new(HUB_HASH_GITSHA1, fd, 8, 4, &f), KM_OK);
+    cr_assert_eq(hub__hashfeed_new(HUB_HASH_GITSHA1, fd, 8, 4, 0, &f), KM_OK);
     hub__hashfeed_landed(f, 1, 4); /* chunk 0 never lands */
     cr_assert_eq(hub__hashfeed_start(f), KM_OK);
     cr_assert_eq(hub__hashfeed_end(f, hex), KM_ECANCELED);
     hub__hashfeed_free(f);
-    cr_assert_eq(hub__hashfeed_new(HUB_HASH_GITSHA1, fd, 8, 4, &f), KM_OK);
+    cr_assert_eq(hub__hashfeed_new(HUB_HASH_GITSHA1, fd, 8, 4, 0, &f), KM_OK);
     cr_assert_eq(hub__hashfeed_start(f), KM_OK);
     hub__hashfeed_free(f); /* cancels a waiting thread */
-    cr_assert_eq(hub__hashfeed_new(HUB_HASH_GITSHA1, fd, 8, 4, &f), KM_OK);
+    cr_assert_eq(hub__hashfeed_new(HUB_HASH_GITSHA1, fd, 8, 4, 0, &f), KM_OK);
     hub__hashfeed_landed(f, 0, 4);
     hub__hashfeed_landed(f, 1, 4);
     cr_assert_eq(hub__hashfeed_start(f), KM_OK);
     cr_assert_eq(hub__hashfeed_end(f, hex), KM_OK);
     uint64_t bytes = 0;
     double secs = -1;
-    hub__hashfeed_stats(f, &bytes, &secs);
+    uint64_t mem = 1;
+    hub__hashfeed_stats(f, &bytes, &mem, &secs);
+    cr_assert_eq(mem, 0);
     cr_assert_eq(bytes, 8);
     cr_assert_geq(secs, 0);
     hub__hashfeed_free(f);
     char want[130];
     hub__hash_mem("abcdefgh", 8, HUB_HASH_GITSHA1, want);
     cr_assert_str_eq(hex, want);
+    close(fd);
+    cr_assert_eq(km_mem_live(), live);
+    rm_tmp();
+}
+
+/* A lent buffer is hashed instead of the file's bytes where it covers the
+ * hashed front; a reclaimed one is not (the file is read back). The file
+ * holds other bytes than the loans here so the source shows in the digest. */
+Test(hub_hash, hashfeed_hashes_loans_from_memory)
+{
+    mk_tmp();
+    long live = km_mem_live();
+    char p[512], hex[130], want[130];
+    snprintf(p, sizeof p, "%s/f", tmpdir);
+    write_file(p, "abcdefgh");
+    int fd = open(p, O_RDONLY);
+    static const char mid[] = "CDEF", end[] = "XY";
+    struct hub__hashfeed *f = NULL;
+    uint64_t bytes = 0, mem = 0;
+    double secs = 0;
+    cr_assert_eq(hub__hashfeed_new(HUB_HASH_SHA256, fd, 8, 4, 0, &f), KM_OK);
+    hub__hashfeed_landed(f, 0, 4);
+    hub__hashfeed_landed(f, 1, 4);
+    hub__hashfeed_lend(f, 2, mid, 4);     /* covers [2, 6) */
+    hub__hashfeed_lend(f, 6, end, 2);
+    hub__hashfeed_reclaim(f, end);        /* taken back: read from the file */
+    cr_assert_eq(hub__hashfeed_start(f), KM_OK);
+    cr_assert_eq(hub__hashfeed_end(f, hex), KM_OK);
+    hub__hashfeed_stats(f, &bytes, &mem, &secs);
+    hub__hashfeed_reclaim(f, mid);        /* after end: nothing to wait for */
+    hub__hashfeed_free(f);
+    cr_assert_eq(bytes, 8);
+    cr_assert_eq(mem, 4);
+    hub__hash_mem("abCDEFgh", 8, HUB_HASH_SHA256, want);
+    cr_assert_str_eq(hex, want);
+    close(fd);
+    cr_assert_eq(km_mem_live(), live);
+    rm_tmp();
+}
+
+/* A writer thread with a ring of two buffers lends each one after writing
+ * it and reclaims it before refilling it, while the hashing thread runs. */
+struct ring_writer {
+    struct hub__hashfeed *f;
+    int fd;
+    const unsigned char *data;
+    size_t n, chunk;
+};
+
+static void *ring_write(void *arg)
+{
+    struct ring_writer *w = arg;
+    unsigned char *ring = km_malloc(2 * 65536);
+    void *failed = NULL;
+    for (size_t off = 0, k = 0; ring && off < w->n && !failed; k++) {
+        unsigned char *b = ring + (k % 2) * 65536;
+        size_t len = w->n - off < 65536 ? w->n - off : 65536;
+        size_t i = off / w->chunk;
+        if (off + len > (i + 1) * w->chunk)
+            len = (i + 1) * w->chunk - off; /* stay inside one chunk */
+        hub__hashfeed_reclaim(w->f, b);
+        memcpy(b, w->data + off, len);
+        if (pwrite(w->fd, b, len, (off_t)off) != (ssize_t)len)
+            failed = w; /* no cr_assert outside the test's thread */
+        hub__hashfeed_landed(w->f, i, off + len - i * w->chunk);
+        hub__hashfeed_lend(w->f, off, b, len);
+        off += len;
+    }
+    if (!ring)
+        return w;
+    hub__hashfeed_reclaim(w->f, ring);
+    hub__hashfeed_reclaim(w->f, ring + 65536);
+    km_free(ring);
+    return failed;
+}
+
+Test(hub_hash, hashfeed_loans_from_a_writer_ring)
+{
+    mk_tmp();
+    long live = km_mem_live();
+    size_t n = (3u << 20) + 777, chunk = 1u << 20;
+    unsigned char *data = km_malloc(n);
+    for (size_t i = 0; i < n; i++)
+        data[i] = (unsigned char)(i * 2246822519u >> 11);
+    char p[512], hex[130], want[130];
+    snprintf(p, sizeof p, "%s/ring", tmpdir);
+    int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, (off_t)n), 0);
+    struct ring_writer w = {.fd = fd, .data = data, .n = n, .chunk = chunk};
+    cr_assert_eq(hub__hashfeed_new(HUB_HASH_SHA256, fd, n, chunk, 0, &w.f), KM_OK);
+    cr_assert_eq(hub__hashfeed_start(w.f), KM_OK);
+    pthread_t t;
+    void *wrc = &w;
+    cr_assert_eq(pthread_create(&t, NULL, ring_write, &w), 0);
+    pthread_join(t, &wrc);
+    cr_assert_null(wrc);
+    cr_assert_eq(hub__hashfeed_end(w.f, hex), KM_OK);
+    uint64_t bytes = 0, mem = 0;
+    double secs = 0;
+    hub__hashfeed_stats(w.f, &bytes, &mem, &secs);
+    hub__hashfeed_free(w.f);
+    cr_assert_eq(bytes, n);
+    cr_assert_leq(mem, n);
+    hub__hash_mem(data, n, HUB_HASH_SHA256, want);
+    cr_assert_str_eq(hex, want);
+    km_free(data);
+    close(fd);
+    cr_assert_eq(km_mem_live(), live);
+    rm_tmp();
+}
+
+/* wait_behind returns once at most `window` landed bytes wait for the
+ * hash, never for a gap, and at once after a cancel (a failed download
+ * frees its writers). */
+Test(hub_hash, hashfeed_wait_behind_and_cancel)
+{
+    mk_tmp();
+    long live = km_mem_live();
+    char p[512], hex[130];
+    snprintf(p, sizeof p, "%s/f", tmpdir);
+    write_file(p, "abcdefgh");
+    int fd = open(p, O_RDONLY);
+    struct hub__hashfeed *f = NULL;
+    cr_assert_eq(hub__hashfeed_new(HUB_HASH_SHA256, fd, 8, 4, 0, &f), KM_OK);
+    cr_assert_eq(hub__hashfeed_start(f), KM_OK);
+    hub__hashfeed_wait_behind(f, 0);      /* nothing landed: no wait */
+    hub__hashfeed_landed(f, 1, 4);
+    hub__hashfeed_wait_behind(f, 0);      /* a gap at 0: the hash is not behind */
+    hub__hashfeed_landed(f, 0, 4);
+    hub__hashfeed_wait_behind(f, 3);      /* returns once at most 3 wait */
+    hub__hashfeed_wait_behind(f, 0);      /* ... and once all 8 are hashed */
+    cr_assert_eq(hub__hashfeed_end(f, hex), KM_OK);
+    uint64_t bytes = 0, mem = 0;
+    double secs = 0;
+    hub__hashfeed_stats(f, &bytes, &mem, &secs);
+    cr_assert_eq(bytes, 8);
+    hub__hashfeed_free(f);
+    cr_assert_eq(hub__hashfeed_new(HUB_HASH_SHA256, fd, 8, 4, 0, &f), KM_OK);
+    hub__hashfeed_landed(f, 0, 4);        /* never hashed: no thread */
+    hub__hashfeed_cancel(f);
+    hub__hashfeed_wait_behind(f, 0);      /* canceled: no wait */
+    hub__hashfeed_free(f);
+
     close(fd);
     cr_assert_eq(km_mem_live(), live);
     rm_tmp();

@@ -340,6 +340,58 @@ Test(quant, avx2_tile_matmul_matches_scalar)
     km_free(aq);
 }
 
+/* K-quant prefill kernel across its blocking: two 64-row blocks (the
+ * second partial, with a partial 8-row group), two 256-column chunks (the
+ * second partial, with a partial column quad), a partial k chunk. Every
+ * output matches the scalar dot, and equals bit for bit the same output
+ * computed in a call that splits rows and columns differently. */
+Test(quant, avx2_kquant_matmul_blocking)
+{
+    if (!cpu_has_avx2_fma_f16c()) {
+        cr_skip_test("CPU without AVX2/FMA/F16C");
+        return;
+    }
+    enum { K = 2560, ROWS = 75, COLS = 262 };
+    static const uint32_t types[] = {GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
+    float *w = km_malloc(ROWS * K * sizeof *w), *a = km_malloc(COLS * K * sizeof *a);
+    float *got = km_malloc(COLS * ROWS * sizeof *got), *part = km_malloc(COLS * ROWS * sizeof *part);
+    uint8_t *wq = km_malloc(ROWS * K), *aq = km_malloc(COLS * K * 2);
+    fill_random(w, ROWS * K, 0.3f);
+    fill_random(a, COLS * K, 3.0f);
+    cr_assert(quant_kernels_force(QUANT_ISA_AVX2));
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        uint32_t t = types[ti];
+        size_t rs = quant_row_size(t, K), as = quant_act_row_size(t, K);
+        for (int r = 0; r < ROWS; r++)
+            quant_quantize_row(t, w + r * K, wq + r * rs, K);
+        for (int j = 0; j < COLS; j++)
+            quant_quantize_act(t, a + j * K, aq + j * as, K);
+        quant_matmul(t, wq, ROWS, K, aq, COLS, got, ROWS);
+        /* rows 0..8 and 9.., columns 0..100 and 101.. in separate calls */
+        quant_matmul(t, wq, 9, K, aq, 101, part, ROWS);
+        quant_matmul(t, wq + 9 * rs, ROWS - 9, K, aq, 101, part + 9, ROWS);
+        quant_matmul(t, wq, 9, K, aq + 101 * as, COLS - 101, part + 101 * ROWS, ROWS);
+        quant_matmul(t, wq + 9 * rs, ROWS - 9, K, aq + 101 * as, COLS - 101, part + 101 * ROWS + 9,
+                     ROWS);
+        cr_assert(memcmp(got, part, COLS * ROWS * sizeof *got) == 0, "%s: depends on the split",
+                  quant_type_name(t));
+        for (int j = 0; j < COLS; j += 3) {
+            for (int r = 0; r < ROWS; r++) {
+                float want = quant_vec_dot(t, K, wq + r * rs, aq + j * as);
+                cr_assert_leq(fabs(got[j * ROWS + r] - want), 1e-4 * fabs(want) + 1e-2,
+                              "%s r%d c%d: avx2 %.8g dot %.8g", quant_type_name(t), r, j,
+                              got[j * ROWS + r], want);
+            }
+        }
+    }
+    km_free(w);
+    km_free(a);
+    km_free(got);
+    km_free(part);
+    km_free(wq);
+    km_free(aq);
+}
+
 Test(quant, kernel_selection)
 {
     enum quant_isa isa = quant_kernels_init();

@@ -1,5 +1,6 @@
 /* test_rag.c - rag/ pure units: binary COPY bytes, chunker, token estimate,
- * RRF math and fusion, the binary query vector, filter parsing, hits JSON. (The database paths are
+ * RRF math and fusion, the binary query vector, filter parsing, hits JSON,
+ * the hash embedder. (The database paths are
  * covered by tests/rag/run.sh against a real cluster.) */
 #include "base/mem.h"
 #include "rag/rag.h"
@@ -277,4 +278,31 @@ Test(rag, hits_json_has_the_retriever_keys)
     cr_assert_eq(rag_hits_json(&empty, &s, &e), KM_OK);
     cr_assert_str_eq(s, "{\"data\":[]}");
     km_free(s);
+}
+
+Test(rag, hash_embedder_is_deterministic_unit_and_shared)
+{
+    struct rag_embedder *e = NULL;
+    struct km_err err;
+    const char *texts[3] = {"alpha beta", "gamma", "alpha beta"};
+    float *v = NULL;
+    int dim = 0;
+    cr_assert_eq(rag_embedder_hash(0, &e, &err), KM_EINVAL);
+    cr_assert_str_eq(km_err_text(&err), "hash embeddings need 1..2000 dimensions (got 0)");
+    cr_assert_eq(rag_embedder_hash(16, &e, &err), KM_OK);
+    cr_assert_str_eq(rag_embedder_model(e), "hash-16");
+    cr_assert_eq(rag_embedder_truncated(e), 0);
+    cr_assert_eq(rag_embedder_run(e, NULL, texts, 3, &v, &dim, &err), KM_OK);
+    cr_assert_eq(dim, 16);
+    double n0 = 0, n1 = 0, dot = 0;
+    for (int j = 0; j < 16; j++) {
+        n0 += (double)v[j] * v[j];
+        n1 += (double)v[16 + j] * v[16 + j];
+        dot += (double)v[j] * v[16 + j];
+        cr_assert_eq(v[j], v[32 + j], "equal texts, equal vectors (element %d)", j);
+    }
+    cr_assert(fabs(n0 - 1) < 1e-6 && fabs(n1 - 1) < 1e-6, "unit length: %g %g", n0, n1);
+    cr_assert(fabs(dot) < 0.99, "different texts, different vectors");
+    km_free(v);
+    rag_embedder_free(e);
 }

@@ -695,6 +695,9 @@ Test(upstream_proxy, ten_thousand_requests_random_cancels_no_leak, .timeout = 24
     long live0 = km_mem_live();
     struct ups_pool *p = pool_over(2, NULL, NULL);
     stress(p, 10000, 32);
+    /* a health probe (every 200 ms here) may be in flight: bounded wait */
+    for (int k = 0; k < 250 && ups_pool_live_transfers(p) != 0; k++)
+        usleep(20000);
     cr_assert_eq(ups_pool_live_transfers(p), 0);
     struct ups_status st;
     for (int i = 0; i < 2; i++) {

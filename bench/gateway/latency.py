@@ -1,14 +1,19 @@
 #!/usr/bin/python3
 """latency.py - per-request latency direct vs through the gateway, measured
 in one run with the two paths interleaved (so both see the same machine
-load). usage: latency.py MODELS_PORT GATEWAY_PORT STREAM_PORT MODEL N
+load). usage: latency.py MODELS_PORT GATEWAY_PORT STREAM_PORT MODEL N [GW_PID]
 (GET /v1/models is compared between MODELS_PORT and the gateway, streamed
 chat completions of MODEL between STREAM_PORT and the gateway)
 Prints p50/p99 for each path and the difference (the latency the gateway
 adds) for GET /v1/models and for a streamed chat completion (time to the
-last byte of the stream), one keep-alive connection per path."""
+last byte of the stream), one keep-alive connection per path. With GW_PID
+(Linux), also the gateway process's CPU time and context switches per
+request (summed over its threads from /proc), which depend far less on
+the machine's load than latencies do."""
+import glob
 import http.client
 import json
+import os
 import sys
 import time
 
@@ -39,6 +44,24 @@ def once(conn, kind):
     return dt
 
 
+def usage(pid):
+    """(CPU seconds, voluntary + involuntary context switches) of pid."""
+    cpu, cs = 0, 0
+    for t in glob.glob("/proc/%d/task/*" % pid):
+        try:
+            st = open(t + "/stat").read().rsplit(")", 1)[1].split()
+            cpu += int(st[11]) + int(st[12])
+            for line in open(t + "/status"):
+                if "ctxt_switches" in line:
+                    cs += int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return cpu / os.sysconf("SC_CLK_TCK"), cs
+
+
+GW_PID = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+
+
 def pct(v, q):
     v = sorted(v)
     pos = q * (len(v) - 1)
@@ -55,6 +78,7 @@ for kind, name in (("models", "GET /v1/models"), ("chat", "chat, not streamed"),
         once(cd, kind)
         once(cg, kind)
     d, g = [], []
+    u0 = usage(GW_PID) if GW_PID else None
     for _ in range(n):
         d.append(once(cd, kind))
         g.append(once(cg, kind))
@@ -62,3 +86,7 @@ for kind, name in (("models", "GET /v1/models"), ("chat", "chat, not streamed"),
         a, b = pct(d, q) * 1e3, pct(g, q) * 1e3
         print("%-26s %s  direct %8.3f ms  gateway %8.3f ms  added %+8.3f ms"
               % (name, label, a, b, b - a))
+    if u0:
+        u1 = usage(GW_PID)
+        print("%-26s gateway CPU %6.1f us/request, %.2f context switches/request"
+              % (name, (u1[0] - u0[0]) * 1e6 / n, (u1[1] - u0[1]) / n))

@@ -7,7 +7,8 @@
 # --upstream` in front of both. In one run it prints
 #   - latency added by the gateway, p50 and p99, for GET /v1/models (vs the
 #     C upstream) and for a streamed chat completion (vs the fake), paths
-#     interleaved (latency.py);
+#     interleaved, and the gateway's CPU time and context switches per
+#     request, which a busy machine disturbs far less (latency.py);
 #   - requests/s for GET /v1/models (wrk -t2 -c16) direct vs gateway, and
 #     streamed completions/s at concurrency 16 (kanoa-mlops bench) direct vs
 #     gateway, with their ratios.
@@ -54,7 +55,7 @@ start "$work/gw.log" --log-level info --upstream "u=http://127.0.0.1:$up" \
 gw=$(port_of "$work/gw.log")
 sleep 1
 echo "upstreams :$up (kanoa-mlops, tiny) :$fk (python fake, m1)  gateway :$gw  ($(nproc) cores, shared machine)"
-/usr/bin/python3 "$top/bench/gateway/latency.py" "$up" "$gw" "$fk" m1 "$n"
+/usr/bin/python3 "$top/bench/gateway/latency.py" "$up" "$gw" "$fk" m1 "$n" "${pids[-1]}"
 if command -v wrk >/dev/null; then
     rps() { wrk -t2 -c16 -d"${dur}s" "http://127.0.0.1:$1/v1/models" |
             sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p'; }

@@ -4,14 +4,28 @@
  *
  * Vectors have a low intrinsic dimension like real embeddings: a 24-d
  * Gaussian latent times a fixed random 24 x DIM projection, plus 5% noise,
- * normalized. Measured in the same run, so the ratios are what matter:
- *  1. baseline: text COPY of (id, text, vector) into a plain table;
- *  2. binary COPY (rag_copy_*) of the same rows into the same kind of table;
- *  3. the rag ingest path without embeddings: binary COPY into kanoa.chunks
- *     (tsvector generated, GIN indexes), one transaction per 100-chunk
- *     document, then the collection's HNSW index build;
+ * normalized. All rows are generated (and each COPY stream encoded) before
+ * its clock starts. Measured in the same run, so the ratios are what matter:
+ *  1. baseline: text COPY into a plain table, of a vector(DIM) column only
+ *     (the issue's reference) and of (id, text, vector);
+ *  2. binary COPY (rag_copy_*) of (id, text, vector) into the same table;
+ *  3. the rag ingest path without embeddings, what ingest.c does per
+ *     100-chunk document (rag__doc_begin / rag__doc_commit: one pipelined
+ *     round trip for BEGIN, lock, delete, insert; binary COPY into
+ *     kanoa.chunks; commit without waiting for the WAL flush; one flush at
+ *     the end), over 1 connection (the first fifth of the rows) and over
+ *     BENCH_JOBS connections (default: the online CPUs; the rest but 2000),
+ *     then the HNSW build, then the last 2000 rows into the indexed
+ *     collection. GIN pending lists are merged before each clock stops.
+ *     Per load: rows/s, CPU per row of the backends doing the work and of
+ *     the whole server (all its processes, /proc), WAL bytes per row;
  *  4. queries: recall@10 of HNSW (ef_search 40, 100, 150) against exact
  *     search, p50/p99 latency of rag_query_run and of the bare SQL.
+ * BENCH_COSTS=M: steps 1-2, then where the per-row cost of kanoa.chunks
+ * goes: M rows into a scratch table per variant (the schema-1 table, then
+ * leaving out one part at a time: the tsvector column, each GIN index,
+ * the btree, the UNIQUE, each FK; GIN tuning; asynchronous commit), and
+ * stop.
  * BENCH_REUSE=1 with a database that already holds the collection skips
  * steps 1-3 (queries only).
  *  5. with PORT (a `kanoa-mlops serve --database-url URL` serving the
@@ -32,6 +46,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,113 +105,420 @@ static void die(const struct km_err *e)
     exit(1);
 }
 
-static void load_plain(struct rag_db *db, long n, int dim, bool binary, double *secs)
+/* CPU seconds (user + system, all threads) used so far by process pid. */
+static double cpu_of(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* fields after the command name */
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                     &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds of the whole database server so far: the postmaster with
+ * its reaped children (exited backends, autovacuum workers) and every live
+ * child (backends, autovacuum, WAL writer, checkpointer). So work the
+ * server defers (GIN pending lists, vacuum) counts too, when done. */
+static double server_cpu(struct rag_db *db)
 {
     struct km_err e;
-    struct km_buf b;
-    char sql[256], text[512];
-    float *v = km_malloc(sizeof(float) * (size_t)dim);
-    snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS bench_plain; CREATE TABLE bench_plain"
-             " (id bigint, text text, embedding vector(%d))", dim);
-    if (rag_exec(db, sql, &e) != KM_OK)
+    struct rag__res r;
+    char path[96], buf[1024];
+    if (rag__query(db, "SELECT pg_backend_pid()", 0, NULL, &r, &e) != KM_OK)
         die(&e);
-    km_buf_init(&b, 64u << 20);
+    int me = atoi(rag__val(&r, 0, 0)), pm = 0;
+    rag__res_free(&r);
+    snprintf(path, sizeof path, "/proc/%d/stat", me);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long long ut = 0, st = 0, cut = 0, cst = 0;
+    if (!p || sscanf(p + 2, "%*c %d", &pm) != 1)
+        return 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", pm);
+    f = fopen(path, "r");
+    n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
+                     &ut, &st, &cut, &cst) != 4)
+        return 0;
+    double s = (double)(ut + st + cut + cst) / (double)sysconf(_SC_CLK_TCK);
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", pm, pm);
+    f = fopen(path, "r");
+    int child;
+    while (f && fscanf(f, "%d", &child) == 1)
+        s += cpu_of(child);
+    if (f)
+        fclose(f);
+    return s;
+}
+
+static double my_backend_cpu(struct rag_db *db)
+{
+    struct km_err e;
+    struct rag__res r;
+    if (rag__query(db, "SELECT pg_backend_pid()", 0, NULL, &r, &e) != KM_OK)
+        die(&e);
+    double s = cpu_of(atoi(rag__val(&r, 0, 0)));
+    rag__res_free(&r);
+    return s;
+}
+
+/* Rows are generated once, before any clock starts, so every load below
+ * measures the client's encoding and the server's work, not the generator. */
+#define TEXT_CAP 256
+
+struct data {
+    long n;
+    int dim;
+    float *vecs;  /* n x dim */
+    char *texts;  /* n x TEXT_CAP, NUL-terminated */
+};
+
+static void data_make(struct data *d, long n, int dim)
+{
+    d->n = n;
+    d->dim = dim;
+    d->vecs = km_malloc(sizeof(float) * (size_t)n * (size_t)dim);
+    d->texts = km_malloc((size_t)n * TEXT_CAP);
+    if (!d->vecs || !d->texts) {
+        fprintf(stderr, "bench_rag: out of memory for %ld rows\n", n);
+        exit(1);
+    }
     rng_state = 12345;
-    double t0 = rag__now();
-    if (rag__copy_begin(db, binary ? "COPY bench_plain FROM STDIN WITH (FORMAT binary)"
-                                   : "COPY bench_plain FROM STDIN", &e) != KM_OK)
-        die(&e);
-    if (binary)
-        rag_copy_header(&b);
     for (long i = 0; i < n; i++) {
-        make_vec(v, dim);
-        make_text(text, sizeof text, i);
-        if (binary) {
-            rag_copy_tuple(&b, 3);
-            rag_copy_int8(&b, i);
-            rag_copy_text(&b, text, strlen(text));
-            rag_copy_vector(&b, v, (size_t)dim);
-        } else {
-            km_buf_printf(&b, "%ld\t%s\t[", i, text);
-            for (int j = 0; j < dim; j++)
-                km_buf_printf(&b, j ? ",%.9g" : "%.9g", (double)v[j]);
-            km_buf_puts(&b, "]\n");
-        }
-        if (b.len > (1u << 20) || i == n - 1) {
-            if (binary && i == n - 1)
-                rag_copy_trailer(&b);
-            if (rag__copy_put(db, b.data, b.len, &e) != KM_OK)
-                die(&e);
-            km_buf_reset(&b);
-        }
+        make_vec(d->vecs + (size_t)i * (size_t)dim, dim);
+        make_text(d->texts + (size_t)i * TEXT_CAP, TEXT_CAP, i);
+    }
+}
+
+static void data_free(struct data *d)
+{
+    km_free(d->vecs);
+    km_free(d->texts);
+}
+
+static const float *vec_of(const struct data *d, long i)
+{
+    return d->vecs + (size_t)i * (size_t)d->dim;
+}
+
+static const char *text_of(const struct data *d, long i)
+{
+    return d->texts + (size_t)i * TEXT_CAP;
+}
+
+/* Send a prepared COPY stream in 1 MiB pieces. */
+static void copy_stream(struct rag_db *db, const char *sql, const struct km_buf *b)
+{
+    struct km_err e;
+    if (rag__copy_begin(db, sql, &e) != KM_OK)
+        die(&e);
+    for (size_t off = 0; off < b->len; off += 1u << 20) {
+        size_t part = b->len - off < (1u << 20) ? b->len - off : 1u << 20;
+        if (rag__copy_put(db, b->data + off, part, &e) != KM_OK)
+            die(&e);
     }
     if (rag__copy_end(db, &e) != KM_OK)
         die(&e);
-    *secs = rag__now() - t0;
-    km_buf_free(&b);
-    km_free(v);
 }
 
-static long long new_doc(struct rag_db *db, long long coll, long d)
-{
-    struct km_err e;
-    char cid[24], uri[64];
-    snprintf(cid, sizeof cid, "%lld", coll);
-    snprintf(uri, sizeof uri, "bench://doc/%ld", d);
-    const char *p[2] = {cid, uri};
-    struct rag__res r;
-    if (rag__query(db, "INSERT INTO kanoa.documents (collection_id, source_uri, content_hash)"
-                       " VALUES ($1::bigint, $2, 'x') RETURNING id", 2, p, &r, &e) != KM_OK)
-        die(&e);
-    long long id = atoll(rag__val(&r, 0, 0));
-    rag__res_free(&r);
-    return id;
-}
+enum plain { PLAIN_TEXT_VEC, PLAIN_TEXT_ROW, PLAIN_BINARY_ROW };
 
-/* The ingest path without embeddings: per 100-chunk document one
- * transaction with a binary COPY into kanoa.chunks. */
-static void load_chunks(struct rag_db *db, const struct rag_collection *c, long n,
-                        double *secs)
+/* One COPY of every row into a fresh plain table (no index), the stream
+ * encoded before the clock starts: the server's COPY rate. TEXT_VEC is
+ * the issue's reference (a vector(dim) column only), TEXT_ROW and
+ * BINARY_ROW load (id, text, vector). Seconds of the COPY. */
+static double load_plain(struct rag_db *db, const struct data *d, enum plain kind, double *cpu)
 {
     struct km_err e;
     struct km_buf b;
-    char text[512], cid[32];
-    float *v = km_malloc(sizeof(float) * (size_t)c->dim);
-    km_buf_init(&b, 64u << 20);
-    rng_state = 12345;
-    double t0 = rag__now();
-    for (long i = 0; i < n; i += DOC_CHUNKS) {
-        if (rag__begin(db, &e) != KM_OK)
-            die(&e);
-        long long doc = new_doc(db, c->id, i / DOC_CHUNKS);
-        if (rag__copy_begin(db, "COPY kanoa.chunks (collection_id, document_id, chunk_id,"
-                                " position, token_count, text, metadata, embedding)"
-                                " FROM STDIN WITH (FORMAT binary)", &e) != KM_OK)
-            die(&e);
-        km_buf_reset(&b);
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS bench_plain; CREATE TABLE bench_plain (%s"
+             " embedding vector(%d))", kind == PLAIN_TEXT_VEC ? "" : "id bigint, text text,",
+             d->dim);
+    if (rag_exec(db, sql, &e) != KM_OK)
+        die(&e);
+    km_buf_init(&b, (size_t)8 << 30);
+    if (kind == PLAIN_BINARY_ROW)
         rag_copy_header(&b);
-        for (long j = i; j < n && j < i + DOC_CHUNKS; j++) {
-            make_vec(v, c->dim);
-            make_text(text, sizeof text, j);
-            int len = snprintf(cid, sizeof cid, "b%07ld:%04ld", i / DOC_CHUNKS, j - i);
-            rag_copy_tuple(&b, 8);
-            rag_copy_int8(&b, c->id);
-            rag_copy_int8(&b, doc);
-            rag_copy_text(&b, cid, (size_t)len);
-            rag_copy_int4(&b, (int32_t)(j - i));
-            rag_copy_int4(&b, rag_token_estimate(text, strlen(text)));
-            rag_copy_text(&b, text, strlen(text));
-            rag_copy_jsonb(&b, "{\"bench\": \"1\"}", 14);
-            rag_copy_vector(&b, v, (size_t)c->dim);
+    for (long i = 0; i < d->n; i++) {
+        const float *v = vec_of(d, i);
+        if (kind == PLAIN_BINARY_ROW) {
+            rag_copy_tuple(&b, 3);
+            rag_copy_int8(&b, i);
+            rag_copy_text(&b, text_of(d, i), strlen(text_of(d, i)));
+            rag_copy_vector(&b, v, (size_t)d->dim);
+            continue;
         }
+        if (kind == PLAIN_TEXT_ROW)
+            km_buf_printf(&b, "%ld\t%s\t", i, text_of(d, i));
+        km_buf_putc(&b, '[');
+        for (int j = 0; j < d->dim; j++)
+            km_buf_printf(&b, j ? ",%.9g" : "%.9g", (double)v[j]);
+        km_buf_puts(&b, "]\n");
+    }
+    if (kind == PLAIN_BINARY_ROW)
         rag_copy_trailer(&b);
-        if (rag__copy_put(db, b.data, b.len, &e) != KM_OK || rag__copy_end(db, &e) != KM_OK ||
-            rag__commit(db, &e) != KM_OK)
+    double c0 = my_backend_cpu(db), t0 = rag__now();
+    copy_stream(db, kind == PLAIN_BINARY_ROW ? "COPY bench_plain FROM STDIN WITH (FORMAT binary)"
+                                             : "COPY bench_plain FROM STDIN", &b);
+    double t = rag__now() - t0;
+    *cpu = my_backend_cpu(db) - c0;
+    km_buf_free(&b);
+    return t;
+}
+
+/* ---- the ingest path without embeddings --------------------------------- */
+
+struct load {
+    const char *url;
+    const struct data *d;
+    long long coll;
+    const char *copy_sql;   /* NULL = kanoa.chunks (rag__doc_begin's) */
+    const char *tag;        /* source_uri prefix */
+    long from, to;          /* rows [from, to) */
+    int jobs;               /* connections, documents dealt round robin */
+    bool sync_commit;       /* wait for the WAL flush at each commit */
+    const char *gin_flush;  /* SQL run before the clock stops (pending lists) */
+    /* out */
+    double secs, server_cpu, backend_cpu; /* server: all its processes */
+    long long wal_bytes;
+};
+
+struct worker {
+    const struct load *l;
+    int index;
+    double cpu; /* its backend's CPU seconds */
+};
+
+static void encode_doc(const struct load *l, long first, long n, long long doc,
+                       struct km_buf *b)
+{
+    char cid[32];
+    km_buf_reset(b);
+    rag_copy_header(b);
+    for (long j = first; j < first + n; j++) {
+        const char *text = text_of(l->d, j);
+        int len = snprintf(cid, sizeof cid, "b%07ld:%04ld", first / DOC_CHUNKS, j - first);
+        rag_copy_tuple(b, 8);
+        rag_copy_int8(b, l->coll);
+        rag_copy_int8(b, doc);
+        rag_copy_text(b, cid, (size_t)len);
+        rag_copy_int4(b, (int32_t)(j - first));
+        rag_copy_int4(b, rag_token_estimate(text, strlen(text)));
+        rag_copy_text(b, text, strlen(text));
+        rag_copy_jsonb(b, "{\"bench\": \"1\"}", 14);
+        rag_copy_vector(b, vec_of(l->d, j), (size_t)l->d->dim);
+    }
+    rag_copy_trailer(b);
+}
+
+/* Documents index, index + jobs, ... of the range: per document what
+ * ingest does (rag__doc_begin: one pipelined round trip for BEGIN, lock,
+ * delete, insert; then the COPY and the commit, rag__doc_commit). */
+static void *load_worker(void *arg)
+{
+    struct worker *w = arg;
+    const struct load *l = w->l;
+    struct km_err e;
+    struct km_buf b;
+    struct rag_db *db;
+    char uri[96];
+    if (rag_open(l->url, &db, &e) != KM_OK)
+        die(&e);
+    km_buf_init(&b, 64u << 20);
+    double c0 = my_backend_cpu(db);
+    long step = (long)l->jobs * DOC_CHUNKS;
+    for (long i = l->from + (long)w->index * DOC_CHUNKS; i < l->to; i += step) {
+        long n = l->to - i < DOC_CHUNKS ? l->to - i : DOC_CHUNKS;
+        long long doc = 0;
+        snprintf(uri, sizeof uri, "%s/%ld", l->tag, i / DOC_CHUNKS);
+        struct rag__doc rd = {.collection_id = l->coll, .uri = uri, .hash = "x",
+                              .meta = "{}", .n_chunks = n, .sync_commit = l->sync_commit,
+                              .copy_sql = l->copy_sql};
+        if (rag__doc_begin(db, &rd, &doc, &e) != KM_OK)
+            die(&e);
+        encode_doc(l, i, n, doc, &b);
+        if (rag__copy_put(db, b.data, b.len, &e) != KM_OK || rag__doc_commit(db, &e) != KM_OK)
             die(&e);
     }
-    *secs = rag__now() - t0;
+    w->cpu = my_backend_cpu(db) - c0;
     km_buf_free(&b);
-    km_free(v);
+    rag_close(db);
+    return NULL;
+}
+
+static long long wal_lsn(struct rag_db *db)
+{
+    struct km_err e;
+    struct rag__res r;
+    if (rag__query(db, "SELECT pg_current_wal_lsn() - '0/0'", 0, NULL, &r, &e) != KM_OK)
+        die(&e);
+    long long v = atoll(rag__val(&r, 0, 0));
+    rag__res_free(&r);
+    return v;
+}
+
+/* Run l->jobs workers; l->secs, l->server_cpu (the backends' CPU seconds)
+ * and l->wal_bytes are filled in. Ends with a flushed (synchronous)
+ * commit, so asynchronous commits are durable when the clock stops. */
+static void load_docs(struct rag_db *db, struct load *l)
+{
+    struct km_err e;
+    pthread_t th[64];
+    struct worker w[64];
+    int jobs = l->jobs < 1 ? 1 : l->jobs > 64 ? 64 : l->jobs;
+    l->jobs = jobs;
+    long long w0 = wal_lsn(db);
+    double c0 = server_cpu(db), m0 = my_backend_cpu(db);
+    double t0 = rag__now();
+    for (int i = 0; i < jobs; i++) {
+        w[i] = (struct worker){.l = l, .index = i};
+        pthread_create(&th[i], NULL, load_worker, &w[i]);
+    }
+    l->backend_cpu = 0;
+    for (int i = 0; i < jobs; i++) {
+        pthread_join(th[i], NULL);
+        l->backend_cpu += w[i].cpu;
+    }
+    if ((l->gin_flush && rag_exec(db, l->gin_flush, &e) != KM_OK) ||
+        rag__wal_flush(db, &e) != KM_OK)
+        die(&e);
+    l->secs = rag__now() - t0;
+    l->server_cpu = server_cpu(db) - c0;
+    l->backend_cpu += my_backend_cpu(db) - m0;
+    l->wal_bytes = wal_lsn(db) - w0;
+}
+
+/* Rates against `ref`, the faster of the two text COPY rates. */
+static void print_load(const char *what, const struct load *l, double ref)
+{
+    long rows = l->to - l->from;
+    printf("%-46s %7.0f rows/s (%5.1f s) = %.2fx text COPY; CPU us/row: backends %5.1f,"
+           " server %5.1f; WAL %5.0f B/row\n", what, rows / l->secs, l->secs, rows / l->secs / ref,
+           1e6 * l->backend_cpu / (double)rows, 1e6 * l->server_cpu / (double)rows,
+           (double)l->wal_bytes / (double)rows);
+}
+
+/* ---- where the per-row cost goes (BENCH_COSTS=M rows) ------------------- */
+
+enum {
+    C_TSV = 1 << 0,       /* tsv tsvector GENERATED ... STORED */
+    C_GIN_TSV = 1 << 1,   /* GIN index on tsv */
+    C_GIN_META = 1 << 2,  /* GIN jsonb_path_ops index on metadata */
+    C_DOC_IDX = 1 << 3,   /* btree on document_id */
+    C_FK_COLL = 1 << 4,   /* FK collection_id -> collections */
+    C_FK_DOC = 1 << 5,    /* FK document_id -> documents */
+    C_UNIQUE = 1 << 6,    /* UNIQUE (collection_id, chunk_id) */
+    C_NO_FASTUPDATE = 1 << 8,
+    C_PENDING_BIG = 1 << 9, /* gin_pending_list_limit 64 MB */
+    C_ASYNC = 1 << 10,    /* synchronous_commit off per transaction */
+    C_TOAST_8K = 1 << 11, /* toast_tuple_target 8160: no compression below 8 kB */
+    C_V1 = C_TSV | C_GIN_TSV | C_GIN_META | C_DOC_IDX | C_FK_COLL | C_FK_DOC | C_UNIQUE,
+};
+
+static void cost_table(struct rag_db *db, int f)
+{
+    struct km_err e;
+    struct km_buf s;
+    const char *gin_with = f & C_NO_FASTUPDATE ? " WITH (fastupdate = off)"
+                           : f & C_PENDING_BIG ? " WITH (gin_pending_list_limit = 65536)" : "";
+    km_buf_init(&s, 1u << 16);
+    km_buf_printf(&s, "DROP TABLE IF EXISTS bench_cost; CREATE TABLE bench_cost ("
+                  " id bigserial PRIMARY KEY, collection_id bigint NOT NULL%s,"
+                  " document_id bigint NOT NULL%s, chunk_id text NOT NULL,"
+                  " position int NOT NULL, token_count int NOT NULL, text text NOT NULL,"
+                  " metadata jsonb NOT NULL DEFAULT '{}', embedding vector NOT NULL%s%s)"
+                  " WITH (autovacuum_enabled = off%s);",
+                  f & C_FK_COLL ? " REFERENCES kanoa.collections(id) ON DELETE CASCADE" : "",
+                  f & C_FK_DOC ? " REFERENCES kanoa.documents(id) ON DELETE CASCADE" : "",
+                  f & C_TSV ? ", tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text))"
+                              " STORED" : "",
+                  f & C_UNIQUE ? ", UNIQUE (collection_id, chunk_id)" : "",
+                  f & C_TOAST_8K ? ", toast_tuple_target = 8160" : "");
+    if (f & C_DOC_IDX)
+        km_buf_puts(&s, "CREATE INDEX ON bench_cost (document_id);");
+    if (f & C_GIN_TSV)
+        km_buf_printf(&s, "CREATE INDEX ON bench_cost USING gin (tsv)%s;", gin_with);
+    if (f & C_GIN_META)
+        km_buf_printf(&s, "CREATE INDEX ON bench_cost USING gin (metadata jsonb_path_ops)%s;",
+                      gin_with);
+    if (rag_exec(db, s.data, &e) != KM_OK)
+        die(&e);
+    km_buf_free(&s);
+}
+
+static const struct {
+    const char *name;
+    int flags;
+} cost_variants[] = {
+    {"schema 1 (all of kanoa.chunks v1)", C_V1},
+    {"  without the tsv column (and its GIN)", C_V1 & ~(C_TSV | C_GIN_TSV)},
+    {"  without the GIN on tsv", C_V1 & ~C_GIN_TSV},
+    {"  without the GIN on metadata", C_V1 & ~C_GIN_META},
+    {"  without the btree on document_id", C_V1 & ~C_DOC_IDX},
+    {"  without the UNIQUE (collection_id, chunk_id)", C_V1 & ~C_UNIQUE},
+    {"  without the FK on collection_id", C_V1 & ~C_FK_COLL},
+    {"  without the FK on document_id", C_V1 & ~C_FK_DOC},
+    {"  without either FK", C_V1 & ~(C_FK_COLL | C_FK_DOC)},
+    {"  GINs with fastupdate off", C_V1 | C_NO_FASTUPDATE},
+    {"  GINs with a 64 MB pending list", C_V1 | C_PENDING_BIG},
+    {"  asynchronous commit", C_V1 | C_ASYNC},
+    {"  toast_tuple_target 8160", C_V1 | C_TOAST_8K},
+    {"  asynchronous, no FK on collection_id", (C_V1 & ~C_FK_COLL) | C_ASYNC},
+    {"  asynchronous, no FKs (schema 2)", (C_V1 & ~(C_FK_COLL | C_FK_DOC)) | C_ASYNC},
+    {"  asynchronous, no FKs, 64 MB pending lists", (C_V1 & ~(C_FK_COLL | C_FK_DOC)) | C_ASYNC
+                                                     | C_PENDING_BIG},
+    {"bare table (PK only)", 0},
+    {"bare table, asynchronous commit", C_ASYNC},
+};
+
+/* Merge the GIN pending lists of a table (work fastupdate defers). */
+#define GIN_FLUSH(table) "SELECT gin_clean_pending_list(i.indexrelid::regclass) FROM pg_index i" \
+    " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam" \
+    " WHERE a.amname = 'gin' AND i.indrelid = '" table "'::regclass"
+
+/* Leave-one-out: each variant loads the same rows, 100 per transaction. */
+static void costs(struct rag_db *db, const struct data *d, long long coll, long m,
+                  double ref, const char *url)
+{
+    struct km_err e;
+    const char *only = getenv("BENCH_COST_ONLY"); /* e.g. ",0,9," (indexes) */
+    printf("costs, %ld rows per variant, 1 connection, 100 rows per transaction:\n", m);
+    for (size_t i = 0; i < sizeof cost_variants / sizeof cost_variants[0]; i++) {
+        char key[16];
+        snprintf(key, sizeof key, ",%zu,", i);
+        if (only && !strstr(only, key))
+            continue;
+        int f = cost_variants[i].flags;
+        cost_table(db, f);
+        struct load l = {.url = url, .d = d, .coll = coll, .tag = "bench://cost",
+                         .copy_sql = "COPY bench_cost (collection_id, document_id, chunk_id,"
+                                     " position, token_count, text, metadata, embedding)"
+                                     " FROM STDIN WITH (FORMAT binary)",
+                         .from = 0, .to = m, .jobs = 1, .sync_commit = !(f & C_ASYNC),
+                         .gin_flush = GIN_FLUSH("bench_cost")};
+        load_docs(db, &l);
+        print_load(cost_variants[i].name, &l, ref);
+        if (rag_exec(db, "DROP TABLE bench_cost; DELETE FROM kanoa.documents"
+                         " WHERE source_uri LIKE 'bench://cost/%'", &e) != KM_OK)
+            die(&e);
+    }
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -371,24 +693,6 @@ static void print_pct(const char *what, double *v, int n)
            1e3 * pct(v, n, 0.5), 1e3 * pct(v, n, 0.9), 1e3 * pct(v, n, 0.99));
 }
 
-/* CPU seconds (user + system, all threads) used so far by process pid. */
-static double cpu_of(int pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* fields after the command name */
-    unsigned long long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                     &ut, &st) != 2)
-        return 0;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 #define MAX_POOL 16
 
 /* The pids of every other client backend of this database: the server's
@@ -413,20 +717,10 @@ static int pool_pid[MAX_POOL], n_pool;
 
 static double cpu_of_pool(struct rag_db *db)
 {
+    (void)db;
     double s = 0;
     for (int i = 0; i < n_pool; i++)
         s += cpu_of(pool_pid[i]);
-    return s;
-}
-
-static double my_backend_cpu(struct rag_db *db)
-{
-    struct km_err e;
-    struct rag__res r;
-    if (rag__query(db, "SELECT pg_backend_pid()", 0, NULL, &r, &e) != KM_OK)
-        die(&e);
-    double s = cpu_of(atoi(rag__val(&r, 0, 0)));
-    rag__res_free(&r);
     return s;
 }
 
@@ -577,23 +871,58 @@ int main(int argc, char **argv)
     if (rag_exec(db, "DELETE FROM kanoa.collections WHERE name LIKE 'bench-%'", &e) != KM_OK ||
         rag_collection_ensure(db, name, "bench", dim, &c, &e) != KM_OK)
         die(&e);
-    double t_text, t_bin, t_rag;
-    printf("rows %ld x %d dims\n", n, dim);
-    load_plain(db, n, dim, false, &t_text);
-    printf("text COPY (baseline):        %8.0f rows/s (%.1f s)\n", n / t_text, t_text);
-    load_plain(db, n, dim, true, &t_bin);
-    printf("binary COPY, same table:     %8.0f rows/s (%.1f s) = %.2fx baseline\n",
-           n / t_bin, t_bin, t_text / t_bin);
-    load_chunks(db, &c, n, &t_rag);
-    printf("rag load into kanoa.chunks:  %8.0f rows/s (%.1f s) = %.2fx baseline"
-           " (tsvector + GIN, 100 chunks per transaction)\n", n / t_rag, t_rag, t_text / t_rag);
+    struct data d;
+    data_make(&d, n, dim);
+    printf("rows %ld x %d dims (generated before the clocks start)\n", n, dim);
+    double cpu;
+    double t_vec = load_plain(db, &d, PLAIN_TEXT_VEC, &cpu);
+    printf("text COPY, vector(%d) only (the issue's):   %7.0f rows/s (%.1f s); backend CPU"
+           " %5.1f us/row\n", dim, n / t_vec, t_vec, 1e6 * cpu / n);
+    double t_text = load_plain(db, &d, PLAIN_TEXT_ROW, &cpu);
+    printf("text COPY, (id, text, vector):            %7.0f rows/s (%.1f s); backend CPU"
+           " %5.1f us/row\n", n / t_text, t_text, 1e6 * cpu / n);
+    double ref = n / (t_vec < t_text ? t_vec : t_text);
+    double t_bin = load_plain(db, &d, PLAIN_BINARY_ROW, &cpu);
+    printf("binary COPY, (id, text, vector):          %7.0f rows/s (%.1f s) = %.2fx text COPY;"
+           " backend CPU %5.1f us/row\n", n / t_bin, t_bin, n / t_bin / ref, 1e6 * cpu / n);
     rag_exec(db, "DROP TABLE bench_plain", &e);
+    printf("(ratios below: against the faster text COPY, %.0f rows/s)\n", ref);
+    const char *cm = getenv("BENCH_COSTS");
+    if (cm && atol(cm) > 0) { /* the baselines and the variants only */
+        costs(db, &d, c.id, atol(cm) < n ? atol(cm) : n, ref, argv[1]);
+        data_free(&d);
+        rag_close(db);
+        km_free(proj);
+        return 0;
+    }
+    const char *jv = getenv("BENCH_JOBS");
+    int jobs = jv && atoi(jv) > 0 ? atoi(jv) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    long incr = n >= 10000 ? 2000 : n / 5, n1 = (n - incr) / 5;
+    n1 -= n1 % DOC_CHUNKS;
+    struct load l1 = {.url = argv[1], .d = &d, .coll = c.id, .tag = "bench://doc",
+                      .from = 0, .to = n1, .jobs = 1, .gin_flush = GIN_FLUSH("kanoa.chunks")};
+    load_docs(db, &l1);
+    print_load("rag load into kanoa.chunks, 1 connection", &l1, ref);
+    struct load lj = l1;
+    lj.from = n1;
+    lj.to = n - incr;
+    lj.jobs = jobs;
+    load_docs(db, &lj);
+    char what[96];
+    snprintf(what, sizeof what, "rag load into kanoa.chunks, %d connections", lj.jobs);
+    print_load(what, &lj, ref);
     double t0 = rag__now();
     if (rag_collection_index(db, &c, &e) != KM_OK)
         die(&e);
     double t_idx = rag__now() - t0;
-    printf("HNSW build (m 16, ef_construction 64): %.1f s; load + index %.0f rows/s\n",
-           t_idx, n / (t_rag + t_idx));
+    printf("HNSW build of %ld rows (m 16, ef_construction 64): %.1f s\n", n - incr, t_idx);
+    struct load li = lj;
+    li.from = n - incr;
+    li.to = n;
+    load_docs(db, &li);
+    snprintf(what, sizeof what, "incremental load into the HNSW, %d connections", li.jobs);
+    print_load(what, &li, ref);
+    data_free(&d);
     rag_exec(db, "ANALYZE kanoa.chunks", &e);
     queries(db, &c, nq);
     rag_close(db);

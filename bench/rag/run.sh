@@ -2,8 +2,16 @@
 # bench/rag/run.sh - the knowledge-base benchmark, in one run:
 #   bench/rag/run.sh [BUILD_DIR] [N] [DIM] [QUERIES]   (build 100000 384 100)
 #  1. bench_rag (built against BUILD_DIR/libkanoa.a) on a throwaway cluster
-#     (or $KANOA_DATABASE_URL): COPY rates, the ingest path without
-#     embeddings, the HNSW build, recall@10 and query latency;
+#     (or $KANOA_DATABASE_URL): COPY rates (text, the baseline, encoded
+#     before the clock starts; binary), the ingest path without embeddings
+#     (1 and BENCH_JOBS connections, then incremental into the HNSW), the
+#     HNSW build, recall@10 and query latency; BENCH_COSTS=M adds the
+#     per-row cost of each part of kanoa.chunks (M rows per variant);
+#  1b. the real `rag ingest` without a model (--embed-hash DIM): N/5
+#     chunks in N/500 files of 100 paragraphs like bench_rag's rows,
+#     --jobs 1 and the default (the online CPUs); rate = chunks / the
+#     files phase (read, hash, chunk, COPY, commits, the WAL flush; the
+#     HNSW build after it is reported apart);
 #  2. POST /v1/retrieve against the bare SQL with the same query vectors
 #     (bench_rag with PORT): `serve` embeds with a synthesized 2-layer BERT
 #     of DIM dims served as "bench", the collection's model (one thread, so
@@ -40,7 +48,33 @@ if [ -z "$url" ]; then
     url=$("$bin" db start --data-dir "$tmp/pg" -q 2>/dev/null)
 fi
 echo "# $(uptime)"
-"$build/bench_rag" "$url" "$n" "$dim" "$nq"
+"$build/bench_rag" "$url" "$n" "$dim" "$nq" | tee "$tmp/step1.out"
+
+# 1b. the real rag ingest, embeddings excluded (--embed-hash)
+mkdir -p "$tmp/kb"
+/usr/bin/python3 -c '
+import random, sys
+rng = random.Random(2)
+w = "vector index query model token chunk postgres kanoa recall latency cosine plot".split()
+for f in range(int(sys.argv[2])):
+    with open("%s/d%05d.txt" % (sys.argv[1], f), "w") as out:
+        out.write("\n\n".join("chunk %d: " % (100 * f + p) + " ".join(rng.choice(w) for _ in range(24))
+                              for p in range(100)) + "\n")
+' "$tmp/kb" $((n / 500))
+ref=$(sed -n 's/^text COPY[^:]*: *\([0-9]*\) rows\/s.*/\1/p' "$tmp/step1.out" | sort -n | tail -n 1)
+for jobs in 1 0; do
+    flag=""; [ "$jobs" = 1 ] && flag="--jobs 1"
+    out=$("$bin" rag ingest "$tmp/kb" --database-url "$url" --collection bench-files \
+          --embed-hash "$dim" --chunk-tokens 64 --overlap 0 $flag 2>/dev/null)
+    echo "rag ingest --embed-hash $dim ${flag:-(default jobs)}: $out"
+    /usr/bin/python3 -c '
+import re, sys
+m = re.search(r"\((\d+) chunks\).*files ([0-9.]+) s with (\d+) job", sys.argv[1])
+c, t, j = int(m.group(1)), float(m.group(2)), int(m.group(3))
+print("  %.0f chunks/s (%d chunks, files phase %.1f s, %d jobs) = %.2fx text COPY (%s rows/s)"
+      % (c / t, c, t, j, c / t / float(sys.argv[2]), sys.argv[2]))' "$out" "$ref"
+    psql "$url" -X -q -c "DELETE FROM kanoa.collections WHERE name = 'bench-files'"
+done
 
 serve() { # serve LOG ARGS...: start kanoa-mlops serve, wait until ready; $sport, $spid
     local log=$1; shift

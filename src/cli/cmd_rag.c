@@ -24,9 +24,12 @@ static const char usage[] =
     "  rag ingest PATH... --collection C [--embed-url URL] [--embed-model M]\n"
     "             [--chunk-tokens 512] [--overlap 64] [--batch 32] [--prune]\n"
     "             [--meta key=value]... [--threads N] [--embed-name NAME]\n"
+    "             [--jobs N] [--embed-hash DIM]\n"
     "      add files and folders (.txt .md .rst .csv .json .pdf, source code);\n"
-    "      unchanged files are skipped, changed ones replaced atomically;\n"
-    "      --prune deletes documents under PATH whose files are gone\n"
+    "      unchanged files are skipped, changed ones replaced atomically (each\n"
+    "      document in its own transaction); --prune deletes documents under\n"
+    "      PATH whose files are gone; --jobs N documents at once, each on its\n"
+    "      own database connection (default: the online CPUs)\n"
     "  rag query \"TEXT\" --collection C [-k 5] [--mode vector|text|hybrid]\n"
     "             [--filter key=value]... [--json] [--ef-search 150] [--exact]\n"
     "      top-k chunks: text, score (0..1), source and chunk id; --json\n"
@@ -49,18 +52,21 @@ static const char usage[] =
     "      --embed-name NAME   record the local model under NAME instead (as\n"
     "                          serve --served-model-name)\n"
     "      --threads N         threads of the local engine (default: physical cores)\n"
+    "      --embed-hash DIM    no model: each chunk gets a unit vector of DIM seeded\n"
+    "                          by a hash of its text (meaningless similarity; to\n"
+    "                          measure or test ingest alone); model 'hash-DIM'\n"
     "  -k N                    hits to return (default 5)\n"
     "  -f, --filter key=value  metadata equality filter (repeatable; AND);\n"
     "                          documents carry path, name and ext plus --meta\n"
     "  -h, --help              show this help\n";
 
 enum { O_CHUNK = 256, O_OVERLAP, O_BATCH, O_PRUNE, O_META, O_JSON, O_EF, O_EXACT, O_MODE,
-       O_THREADS, O_EMBED_NAME };
+       O_THREADS, O_EMBED_NAME, O_JOBS, O_EMBED_HASH };
 
 struct rag_args {
     char *url;
     const char *collection, *embed_url, *embed_model, *embed_name;
-    int chunk_tokens, overlap, batch, k, ef_search, threads;
+    int chunk_tokens, overlap, batch, k, ef_search, threads, jobs, embed_hash;
     bool prune, json, exact;
     enum rag_mode mode;
     const char *meta_k[MAX_META], *meta_v[MAX_META];
@@ -114,6 +120,8 @@ static int take_opt(struct rag_args *a, int c, const char *arg)
     case O_EF: return parse_int("--ef-search", arg, 1, 1000, &a->ef_search);
     case O_THREADS: return parse_int("--threads", arg, 1, 1024, &a->threads);
     case O_EMBED_NAME: a->embed_name = arg; return 0;
+    case O_JOBS: return parse_int("--jobs", arg, 1, RAG_INGEST_MAX_JOBS, &a->jobs);
+    case O_EMBED_HASH: return parse_int("--embed-hash", arg, 1, RAG_MAX_DIM, &a->embed_hash);
     case O_PRUNE: a->prune = true; return 0;
     case O_JSON: a->json = true; return 0;
     case O_EXACT: a->exact = true; return 0;
@@ -148,6 +156,8 @@ static int parse(int argc, char **argv, struct rag_args *a)
         {"ef-search", required_argument, NULL, O_EF},
         {"threads", required_argument, NULL, O_THREADS},
         {"embed-name", required_argument, NULL, O_EMBED_NAME},
+        {"jobs", required_argument, NULL, O_JOBS},
+        {"embed-hash", required_argument, NULL, O_EMBED_HASH},
         {"mode", required_argument, NULL, O_MODE},
         {"meta", required_argument, NULL, O_META},
         {"prune", no_argument, NULL, O_PRUNE},
@@ -252,6 +262,11 @@ static int open_embedder(const struct rag_args *a, struct rag_embedder **e,
                          struct km_err *err)
 {
     char *path = NULL;
+    if (a->embed_hash > 0 && (a->embed_url || a->embed_model || a->embed_name))
+        return km_fail(err, KM_EINVAL, "--embed-hash replaces the embedding model: give no "
+                       "--embed-url, --embed-model or --embed-name with it");
+    if (a->embed_hash > 0)
+        return rag_embedder_hash(a->embed_hash, e, err);
     int rc = local_model_path(a, &path, err);
     if (rc == KM_OK && path)
         rc = rag_embedder_local(path, a->embed_name, a->threads, e, err);
@@ -288,7 +303,7 @@ static void on_progress(void *ud, const struct rag_ingest_stats *s)
         if (!s->current)
             fputc('\n', stderr);
     } else if (s->current) {
-        fprintf(stderr, "ingest: [%ld/%ld] %s\n", done + 1, s->files_seen, s->current);
+        fprintf(stderr, "ingest: [%ld/%ld] %s\n", s->current_no, s->files_seen, s->current);
     }
 }
 
@@ -308,6 +323,7 @@ static int do_ingest(struct rag_args *a, char **paths, int n, struct rag_db *db,
     o.chunk_tokens = a->chunk_tokens ? a->chunk_tokens : o.chunk_tokens;
     o.overlap = a->overlap >= 0 ? a->overlap : o.overlap;
     o.batch = a->batch ? a->batch : o.batch;
+    o.jobs = a->jobs;
     o.prune = a->prune;
     o.meta_keys = a->meta_k;
     o.meta_values = a->meta_v;
@@ -326,9 +342,10 @@ static int do_ingest(struct rag_args *a, char **paths, int n, struct rag_db *db,
         rc = rag_ingest(db, (const char *const *)paths, (size_t)n, &o, &st, err);
     if (rc == KM_OK || st.files_failed > 0) /* not after a fatal error */
         printf("ingested %ld files (%lld chunks), %ld unchanged, %ld failed, %ld pruned; "
-               "embedding %.2f s, database %.2f s, index %.2f s\n",
-               st.files_done, st.chunks, st.files_skipped, st.files_failed, st.docs_pruned,
-               st.embed_s, st.db_s, st.index_s);
+               "files %.2f s with %d %s (embedding %.2f s, database %.2f s, summed), "
+               "index %.2f s\n", st.files_done, st.chunks, st.files_skipped, st.files_failed,
+               st.docs_pruned, st.files_s, st.jobs, st.jobs == 1 ? "job" : "jobs", st.embed_s,
+               st.db_s, st.index_s);
     note_truncated("rag ingest", emb);
     rag_embedder_free(emb);
     return rc;

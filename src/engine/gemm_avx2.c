@@ -97,6 +97,45 @@ pack_panel(uint32_t t, const uint8_t *w, size_t rs, int nrow, int64_t p0, int64_
     }
 }
 
+/* The weights of the panel packed next: nrow rows of `bytes` bytes at p
+ * (row stride rs). While a panel runs, each of its 6-activation tiles asks
+ * for two of these rows (into L2), so the next pack does not wait for DRAM
+ * (a row's 512-byte piece per k block is too short for the hardware
+ * prefetcher; +1-17% on the llama F16 prefill GEMM, docs/engine.md). */
+struct next_panel {
+    const uint8_t *p;
+    size_t rs, bytes;
+    int nrow;
+};
+
+/* The panel packed after rows [r0, r0+16) x the k block at p0 of a row
+ * block of nr rows: the next 16 rows, else the block's first rows at the
+ * next k block, else none (nrow 0). */
+static inline struct next_panel next_panel(uint32_t t, const uint8_t *w, size_t rs, int64_t nr,
+                                           int64_t k, int64_t r0, int64_t p0)
+{
+    size_t es = t == GGML_TYPE_F32 ? 4 : 2;
+    int64_t kc = k - p0 < GEMM_KC ? k - p0 : GEMM_KC;
+    if (r0 + MR < nr) {
+        int n = nr - r0 - MR < MR ? (int)(nr - r0 - MR) : MR;
+        return (struct next_panel){w + (size_t)(r0 + MR) * rs + (size_t)p0 * es, rs, (size_t)kc * es, n};
+    }
+    if (p0 + GEMM_KC < k) {
+        int64_t kn = k - p0 - GEMM_KC < GEMM_KC ? k - p0 - GEMM_KC : GEMM_KC;
+        return (struct next_panel){w + (size_t)(p0 + GEMM_KC) * es, rs, (size_t)kn * es,
+                                   nr < MR ? (int)nr : MR};
+    }
+    return (struct next_panel){w, rs, 0, 0};
+}
+
+/* Prefetch rows q and q+1 of the next panel. */
+static inline void prefetch_rows(const struct next_panel *np, int q)
+{
+    for (int r = q; r < q + 2 && r < np->nrow; r++)
+        for (size_t b = 0; b < np->bytes; b += 64)
+            _mm_prefetch((const char *)np->p + (size_t)r * np->rs + b, _MM_HINT_T1);
+}
+
 /* ---- register tile: 16 rows x n activations ----------------------------- */
 
 /* out[0..nrow) = (or +=) the 16 lanes of c0, c1. */
@@ -149,12 +188,15 @@ tile(int n, int64_t kc, const float *wp, const float *a, size_t as, float *out, 
 /* One packed panel against activations [0, nb) (their elements from the
  * panel's first k): groups of 6, then the 1..5 left. */
 static void panel_x_acts(const float *wp, int64_t kc, const float *a, size_t as, int64_t nb,
-                         float *out, int64_t os, int nrow, bool add)
+                         float *out, int64_t os, int nrow, bool add, const struct next_panel *np)
 {
     int64_t j = 0;
-    for (; j + NR <= nb; j += NR)
+    for (int q = 0; j + NR <= nb; j += NR, q += 2) {
+        if (q < np->nrow)
+            prefetch_rows(np, q);
         tile(NR, kc, wp, (const float *)((const uint8_t *)a + (size_t)j * as), as,
              out + j * os, os, nrow, add);
+    }
     const float *aj = (const float *)((const uint8_t *)a + (size_t)j * as);
     switch (nb - j) {
     case 5: tile(5, kc, wp, aj, as, out + j * os, os, nrow, add); break;
@@ -177,8 +219,9 @@ row_block(uint32_t t, int64_t k, const uint8_t *w, size_t rs, int64_t nr, const 
         int64_t kc = k - p0 < GEMM_KC ? k - p0 : GEMM_KC;
         for (int64_t r0 = 0; r0 < nr; r0 += MR) {
             int nrow = nr - r0 < MR ? (int)(nr - r0) : MR;
+            struct next_panel np = next_panel(t, w, rs, nr, k, r0, p0);
             pack_panel(t, w + (size_t)r0 * rs, rs, nrow, p0, kc, wp);
-            panel_x_acts(wp, kc, (const float *)a + p0, as, nb, out + r0, os, nrow, p0 > 0);
+            panel_x_acts(wp, kc, (const float *)a + p0, as, nb, out + r0, os, nrow, p0 > 0, &np);
         }
     }
 }

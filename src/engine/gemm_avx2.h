@@ -14,8 +14,9 @@
  * 16 weight rows x GEMM_KC are converted to f32 and transposed into a stack
  * panel (16 KiB, stays in L1), then a 16x6 register tile (12 ymm
  * accumulators, weights as vectors, activations broadcast) runs over the
- * activation block. About 85% of the FMA peak with the panel in cache, ~65%
- * with the weights streamed from DRAM (docs/engine-perf.md).
+ * activation block. While a panel runs, its tiles prefetch the rows of the
+ * next panel into L2. About 85% of the FMA peak with the panel in cache,
+ * ~65% with the weights streamed from DRAM (docs/engine.md).
  *
  * Memory: nothing is allocated; the panel lives on the caller's stack
  * (GEMM_KC * 16 floats). Thread-safety: reentrant.

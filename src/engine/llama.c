@@ -3,9 +3,10 @@
  * eng__llama_forward runs n tokens of one sequence through the model: every
  * step below is one parallel op on the model's thread pool (the pool's return
  * is the barrier). Matmuls split output rows across threads in 64-row units,
- * attention splits (token, head) pairs, elementwise ops split tokens: each
- * output value is computed by exactly one thread with the same arithmetic for
- * any thread count, so results do not depend on --threads.
+ * attention deals tokens to threads in turn ((token, head) ranges for a few
+ * tokens), elementwise ops split tokens (decode's SwiGLU splits its row):
+ * each output value is computed by exactly one thread with the same
+ * arithmetic for any thread count, so results do not depend on --threads.
  */
 #include "engine/engine_int.h"
 
@@ -18,6 +19,7 @@
 #define ROW_UNIT 64   /* matmul row split granularity (see the top comment) */
 #define MAX_MM 3
 #define ACT_TILE 64   /* activations per prefill matmul tile */
+#define SWIGLU_UNIT 256 /* decode SwiGLU split unit (a Q8_0 / Q8_K block multiple) */
 
 /* Arguments of the parallel ops (one struct, filled per step). */
 struct fwd {
@@ -91,14 +93,33 @@ static void op_add_norm_quant(void *arg, int ith, int nth)
 /* Rows [lo, hi) of W times activations [0, n_act), tiled for prefill so a
  * block of weight rows (~128 KiB) and of activations (64) stay in L2 while
  * they are combined; decode (few activations) streams the rows once. Tiles
- * start at multiples of ROW_UNIT, so results do not depend on the split. */
+ * start at multiples of ROW_UNIT, so results do not depend on the split.
+ * K-quant weights (Q8_K activations) go in one call: their kernel blocks
+ * rows and columns itself and unpacks each weight block once per 256
+ * columns, so smaller calls would only unpack them more often. */
 static void matmul_rows(const struct eng_weight *w, int64_t lo, int64_t hi,
                         const char *act, size_t act_row, int n_act, float *out)
 {
     int64_t row_tile = hi - lo;                 /* decode: one pass over the rows */
+    if (quant_vec_dot_type(w->type) == GGML_TYPE_Q8_K) {
+        quant_matmul(w->type, (const char *)w->data + (size_t)lo * w->row_bytes, hi - lo, w->k,
+                     act, n_act, out + lo, w->n);
+        return;
+    }
     if (n_act > 8) {
         row_tile = (int64_t)(((size_t)128 << 10) / w->row_bytes) / ROW_UNIT * ROW_UNIT;
         row_tile = row_tile < ROW_UNIT ? ROW_UNIT : row_tile;
+    }
+    if (w->type == GGML_TYPE_Q8_0 && n_act > 8) {
+        /* Q8_0 tiles: one row tile with all the columns (the kernel takes
+         * them 64 at a time), so its weights come from DRAM once and from
+         * L2 for the other column chunks */
+        for (int64_t r0 = lo; r0 < hi; r0 += row_tile) {
+            int64_t nr = hi - r0 < row_tile ? hi - r0 : row_tile;
+            quant_matmul(w->type, (const char *)w->data + (size_t)r0 * w->row_bytes, nr, w->k,
+                         act, n_act, out + r0, w->n);
+        }
+        return;
     }
     for (int a0 = 0; a0 < n_act; a0 += ACT_TILE) {
         int na = n_act - a0 < ACT_TILE ? n_act - a0 : ACT_TILE;
@@ -145,40 +166,67 @@ static void op_rope_store(void *arg, int ith, int nth)
     }
 }
 
-/* Causal GQA attention over the cache for each (token, head) pair. */
+/* Causal GQA attention of token i, head h over the cache. */
+static void attend_pair(const struct fwd *f, int i, int h, float *scores)
+{
+    const struct eng_hparams *hp = &f->m->hp;
+    struct eng_scratch *sc = &f->m->scratch;
+    int D = hp->head_dim, qd = hp->n_head * D, kvd = hp->n_head_kv * D;
+    size_t kv = (size_t)f->il * (size_t)f->s->n_ctx * kvd + (size_t)(h / (hp->n_head / hp->n_head_kv)) * D;
+    eng_attend_head(sc->att + (size_t)i * qd + (size_t)h * D, sc->q + (size_t)i * qd + (size_t)h * D,
+                    f->s->k_cache + kv, f->s->v_cache + kv, kvd, f->pos0 + i + 1, D,
+                    1.0f / sqrtf((float)D), scores);
+}
+
+/* Attention for each (token, head) pair. A token's cost grows with its
+ * position, so with several tokens per share the shares take the tokens in
+ * turn (token i, all heads, to share i % nth): each gets long and short
+ * rows alike. With few tokens the pairs are split in ranges. */
 static void op_attention(void *arg, int ith, int nth)
 {
     struct fwd *f = arg;
-    const struct eng_hparams *hp = &f->m->hp;
-    struct eng_scratch *sc = &f->m->scratch;
-    int D = hp->head_dim, H = hp->n_head, qd = H * D, kvd = hp->n_head_kv * D;
-    int group = H / hp->n_head_kv;
-    size_t layer = (size_t)f->il * (size_t)f->s->n_ctx * kvd;
-    float scale = 1.0f / sqrtf((float)D);
-    float *scores = sc->scores + (size_t)ith * f->m->n_ctx;
+    int H = f->m->hp.n_head;
+    float *scores = f->m->scratch.scores + (size_t)ith * f->m->n_ctx;
+    if (f->n >= 4 * nth) {
+        for (int i = ith; i < f->n; i += nth)
+            for (int h = 0; h < H; h++)
+                attend_pair(f, i, h, scores);
+        return;
+    }
     int64_t lo, hi;
     split((int64_t)f->n * H, ith, nth, 1, &lo, &hi);
-    for (int64_t p = lo; p < hi; p++) {
-        int i = (int)(p / H), h = (int)(p % H);
-        size_t kv = layer + (size_t)(h / group) * D;
-        eng_attend_head(sc->att + (size_t)i * qd + (size_t)h * D, sc->q + (size_t)i * qd + (size_t)h * D,
-                        f->s->k_cache + kv, f->s->v_cache + kv, kvd, f->pos0 + i + 1, D,
-                        scale, scores);
-    }
+    for (int64_t p = lo; p < hi; p++)
+        attend_pair(f, (int)(p / H), (int)(p % H), scores);
 }
 
-/* hb = SiLU(hb) * hb2, then act = quant(hb). */
+/* hb = SiLU(hb) * hb2, then act = quant(hb), for elements [lo, hi) of
+ * token row i (lo, hi: multiples of SWIGLU_UNIT or F). */
+static void swiglu_quant_row(struct fwd *f, int64_t i, int64_t lo, int64_t hi)
+{
+    struct eng_scratch *sc = &f->m->scratch;
+    int64_t F = f->m->hp.n_ff;
+    eng_swiglu(sc->hb + i * F + lo, sc->hb2 + i * F + lo, (int)(hi - lo));
+    quant_quantize_act(f->act_type, sc->hb + i * F + lo,
+                       (char *)sc->act + i * f->act_row + quant_act_row_size(f->act_type, lo), hi - lo);
+}
+
+/* Split by tokens; a single token (decode) is split along the row in
+ * SWIGLU_UNIT pieces (whole activation blocks, elementwise arithmetic: the
+ * same results as one piece) so that no thread waits for the other's SiLUs. */
 static void op_swiglu_quant(void *arg, int ith, int nth)
 {
     struct fwd *f = arg;
-    struct eng_scratch *sc = &f->m->scratch;
     int F = f->m->hp.n_ff;
     int64_t lo, hi;
-    split(f->n, ith, nth, 1, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) {
-        eng_swiglu(sc->hb + i * F, sc->hb2 + i * F, F);
-        quant_quantize_act(f->act_type, sc->hb + i * F, (char *)sc->act + i * f->act_row, F);
+    if (f->n == 1 && F % SWIGLU_UNIT == 0) {
+        split(F, ith, nth, SWIGLU_UNIT, &lo, &hi);
+        if (hi > lo)
+            swiglu_quant_row(f, 0, lo, hi);
+        return;
     }
+    split(f->n, ith, nth, 1, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++)
+        swiglu_quant_row(f, i, 0, F);
 }
 
 /* Quantize rows (src, k) for weight w (add/norm as set in f) in parallel. */

@@ -54,7 +54,7 @@ void eng_softmax(float *x, int n)
         x[i] /= sum;
 }
 
-void eng_swiglu(float *a, const float *b, int n)
+void eng_swiglu_scalar(float *a, const float *b, int n)
 {
     for (int i = 0; i < n; i++)
         a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
@@ -93,10 +93,10 @@ void eng_attend_scalar(float *out, const float *q, const uint16_t *k, const uint
 }
 
 static const struct eng_attn_kernels scalar_kernels = {
-    eng_dot_f16_scalar, eng_axpy_f16_scalar, eng_attend_scalar,
+    eng_dot_f16_scalar, eng_axpy_f16_scalar, eng_attend_scalar, eng_swiglu_scalar,
 };
 static const struct eng_attn_kernels avx2_kernels = {
-    eng_dot_f16_avx2, eng_axpy_f16_avx2, eng_attend_avx2,
+    eng_dot_f16_avx2, eng_axpy_f16_avx2, eng_attend_avx2, eng_swiglu_avx2,
 };
 static const struct eng_attn_kernels *active = &scalar_kernels;
 
@@ -119,6 +119,11 @@ void eng_attend_ring(float *out, const float *q, const uint16_t *k,
                      int D, float scale, float *scores)
 {
     active->attend(out, q, k, v, stride, rows, r0, n, D, scale, scores);
+}
+
+void eng_swiglu(float *a, const float *b, int n)
+{
+    active->swiglu(a, b, n);
 }
 
 void eng_attend_head(float *out, const float *q, const uint16_t *k,

@@ -2,7 +2,7 @@
  *
  * Each op has a scalar reference in ops.c; ops_avx2.c provides AVX2+FMA+F16C
  * versions of the hot attention kernels (dot with and accumulation of F16
- * KV rows). eng_ops_select() picks them once from cpuid (KANOA_KERNELS=scalar
+ * KV rows) and of SwiGLU. eng_ops_select() picks them once from cpuid (KANOA_KERNELS=scalar
  * forces the reference); tests compare both (tests/test_engine_ops.c).
  * All functions work on caller buffers and allocate nothing.
  * Thread-safety: reentrant; call eng_ops_select before starting threads.
@@ -23,12 +23,13 @@ void eng_rope_pairs(float *v, int n_heads, int D, const float *cs);
 void eng_rope_angles(float *cs, int pos, const float *inv_freq, int D);
 /* In place softmax of x[0..n). */
 void eng_softmax(float *x, int n);
-/* a[i] = silu(a[i]) * b[i] */
+/* a[i] = silu(a[i]) * b[i] (the selected kernel; elementwise, so results do
+ * not depend on how a row is split) */
 void eng_swiglu(float *a, const float *b, int n);
 /* f32 -> f16 row (KV cache store). */
 void eng_store_f16(uint16_t *dst, const float *src, int n);
 
-/* The F16 attention kernels behind the dispatch. */
+/* The kernels behind the dispatch (F16 attention, SwiGLU). */
 struct eng_attn_kernels {
     float (*dot_f16)(const float *q, const uint16_t *k, int n);
     /* out[i] += a * v[i] */
@@ -37,6 +38,8 @@ struct eng_attn_kernels {
     void (*attend)(float *out, const float *q, const uint16_t *k, const uint16_t *v,
                    size_t stride, int rows, int r0, int n, int D, float scale,
                    float *scores);
+    /* eng_swiglu */
+    void (*swiglu)(float *a, const float *b, int n);
 };
 
 float eng_dot_f16_scalar(const float *q, const uint16_t *k, int n);
@@ -44,14 +47,19 @@ void eng_axpy_f16_scalar(float *out, float a, const uint16_t *v, int n);
 void eng_attend_scalar(float *out, const float *q, const uint16_t *k, const uint16_t *v,
                        size_t stride, int rows, int r0, int n, int D, float scale,
                        float *scores);
+void eng_swiglu_scalar(float *a, const float *b, int n);
 float eng_dot_f16_avx2(const float *q, const uint16_t *k, int n);
 void eng_axpy_f16_avx2(float *out, float a, const uint16_t *v, int n);
-/* AVX2: scores and softmax vectorized (exp by simd_exp_ps, a degree-7
+/* AVX2: scores 8 keys at a time (one 8-lane result per 8 keys, no per-key
+ * horizontal sum), softmax vectorized (exp by simd_exp_ps, a degree-7
  * polynomial), the weighted sum of values kept in registers 64 dims at a
  * time; agrees with the scalar one to float rounding. */
 void eng_attend_avx2(float *out, const float *q, const uint16_t *k, const uint16_t *v,
                      size_t stride, int rows, int r0, int n, int D, float scale,
                      float *scores);
+/* AVX2 SwiGLU: e^-x by simd_exp_ps, every element in 8-lane arithmetic
+ * (the tail padded), so its result does not depend on its position. */
+void eng_swiglu_avx2(float *a, const float *b, int n);
 
 /* Select kernels (idempotent); force_scalar picks the reference. Returns
  * true when the AVX2 set is active. */

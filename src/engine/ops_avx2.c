@@ -45,6 +45,26 @@ void eng_axpy_f16_avx2(float *out, float a, const uint16_t *v, int n)
         out[i] += a * quant_f16_to_f32(v[i]);
 }
 
+static inline __m256 silu_mul(__m256 a, __m256 b)
+{
+    __m256 e = simd_exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), a));
+    return _mm256_mul_ps(_mm256_div_ps(a, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), b);
+}
+
+void eng_swiglu_avx2(float *a, const float *b, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(a + i, silu_mul(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+    if (i == n)
+        return;
+    float ta[8] = {0}, tb[8] = {0};
+    memcpy(ta, a + i, (size_t)(n - i) * sizeof *a);
+    memcpy(tb, b + i, (size_t)(n - i) * sizeof *b);
+    _mm256_storeu_ps(ta, silu_mul(_mm256_loadu_ps(ta), _mm256_loadu_ps(tb)));
+    memcpy(a + i, ta, (size_t)(n - i) * sizeof *a);
+}
+
 /* ---- whole-head attention ------------------------------------------------ */
 
 /* scores[j] = exp(scores[j] - mx); returns their sum. */
@@ -95,19 +115,52 @@ static inline void pv64(__m256 *acc, const float *p, const uint16_t *v, size_t s
     acc[4] = a4; acc[5] = a5; acc[6] = a6; acc[7] = a7;
 }
 
+/* Lane i = the sum of the 8 lanes of a[i]. */
+static inline __m256 hsum8x8(const __m256 a[8])
+{
+    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* scores[j] = scale * q . (row j from k), j < n: 8 rows at a time into one
+ * vector of 8 sums when D is a multiple of 8, else one dot per row. */
+static void scores_run(float *scores, const float *q, const uint16_t *k, size_t stride,
+                       int n, int D, float scale)
+{
+    __m256 vs = _mm256_set1_ps(scale);
+    int j = 0;
+    for (; D % 8 == 0 && j + 8 <= n; j += 8) {
+        const uint16_t *r = k + (size_t)j * stride;
+        __m256 acc[8];
+        #pragma GCC unroll 8
+        for (int c = 0; c < 8; c++)
+            acc[c] = _mm256_setzero_ps();
+        for (int d = 0; d < D; d += 8) {
+            __m256 qv = _mm256_loadu_ps(q + d);
+            #pragma GCC unroll 8
+            for (int c = 0; c < 8; c++)
+                acc[c] = _mm256_fmadd_ps(qv, _mm256_cvtph_ps(_mm_loadu_si128(
+                                                 (const __m128i *)(r + (size_t)c * stride + d))),
+                                         acc[c]);
+        }
+        _mm256_storeu_ps(scores + j, _mm256_mul_ps(hsum8x8(acc), vs));
+    }
+    for (; j < n; j++)
+        scores[j] = eng_dot_f16_avx2(q, k + (size_t)j * stride, D) * scale;
+}
+
 void eng_attend_avx2(float *out, const float *q, const uint16_t *k, const uint16_t *v,
                      size_t stride, int rows, int r0, int n, int D, float scale,
                      float *scores)
 {
     /* the ring as two flat runs: rows r0.. (n1 keys), then rows 0.. */
     int n1 = rows - r0 < n ? rows - r0 : n;
+    scores_run(scores, q, k + (size_t)r0 * stride, stride, n1, D, scale);
+    scores_run(scores + n1, q, k, stride, n - n1, D, scale);
     float mx = -INFINITY;
-    for (int j = 0; j < n; j++) {
-        int row = j < n1 ? r0 + j : j - n1;
-        float s = eng_dot_f16_avx2(q, k + (size_t)row * stride, D) * scale;
-        scores[j] = s;
-        mx = s > mx ? s : mx;
-    }
+    for (int j = 0; j < n; j++)
+        mx = scores[j] > mx ? scores[j] : mx;
     float inv = 1.0f / exp_sum(scores, n, mx);
     int d0 = 0;
     for (; d0 + 64 <= D; d0 += 64) {

@@ -18,8 +18,10 @@
  * only on its own row and column, in block order: results do not depend on
  * how rows and columns are grouped or split between threads.
  *
- * Tiles and sums live on the stack (~41 KiB: one k chunk of 8 rows and the
- * float sums of 64 rows x 68 columns); nothing is allocated.
+ * Tiles and sums live on the stack (Q8_0 ~41 KiB: one k chunk of 8 rows and
+ * the float sums of 64 rows x 68 columns; k-quants ~90 KiB: 64 rows x 260
+ * columns of sums); nothing is allocated. K-quant weights are unpacked once
+ * per 256 columns (mm_k), Q8_0 weights once per 64 (mm_tile).
  */
 #include "engine/quant_int.h"
 #include "engine/simd_avx2.h"
@@ -32,6 +34,7 @@
 #define TILE_Q8_BLOCKS 64   /* Q8_0 blocks (32 values) per tile chunk */
 #define TILE_K_BLOCKS 8     /* k-quant super-blocks (256 values) per tile chunk */
 #define ROW_GROUPS 8        /* 8-row groups sharing one k chunk of the columns */
+#define K_COLS 256          /* k-quants: columns sharing one unpacked tile */
 
 /* 8 rows x 32 values of one Q8_0 block: q[v] = values 4v..4v+3 of rows 0..7. */
 struct tile_q8 {
@@ -413,22 +416,89 @@ static void mm_q8_0(int64_t k, const void *w, size_t rs, int64_t nr, const void 
     mm_tile(GGML_TYPE_Q8_0, k, w, rs, nr, a, as, na, out, os);
 }
 
+/* acc[j] += super-blocks [b0, b0+n) of the 8 k-quant rows from r0 (missing
+ * rows repeat the last one; their sums are not used) x columns c0 + j,
+ * j < ncol: the rows are unpacked into t once for all ncol columns. */
+static void group_k(const struct job *jb, int64_t r0, int64_t b0, int64_t n, int64_t c0,
+                    int ncol, float (*acc)[8], struct tile_k *t)
+{
+    const uint8_t *rows[8];
+    for (int r = 0; r < 8; r++)
+        rows[r] = jb->w + (size_t)(r0 + r < jb->nr ? r0 + r : jb->nr - 1) * jb->rs;
+    pack_k(jb->t, rows, b0, n, t);
+    for (int j = 0; j < ncol; j += NC) {
+        const uint8_t *y[NC];
+        float *ac[NC];
+        /* columns past the last one re-read it into spare sums */
+        #pragma GCC unroll 8
+        for (int c = 0; c < NC; c++) {
+            int col = j + c < ncol ? j + c : ncol - 1;
+            y[c] = jb->a + (size_t)(c0 + col) * jb->as;
+            ac[c] = acc[j + c < ncol ? j + c : K_COLS + c];
+        }
+        if (jb->t == GGML_TYPE_Q4_K)
+            micro_q4k(t, n, y, b0, ac);
+        else if (jb->t == GGML_TYPE_Q5_K)
+            micro_q5k(t, n, y, b0, ac);
+        else
+            micro_q6k(t, n, y, b0, ac);
+    }
+}
+
+/* k-quants: columns in chunks of K_COLS, rows in blocks of ROW_GROUPS
+ * 8-row groups, k in chunks of TILE_K_BLOCKS super-blocks. A group's tile
+ * (< 24 KiB) is unpacked once per column chunk (twice for 512 columns) and
+ * stays in L1 while every column of the chunk uses it; the chunk's
+ * activations for those super-blocks are re-read by each group of the row
+ * block. Callers pass all their columns at once: every extra chunk unpacks
+ * the weights again. */
+static void mm_k(uint32_t t, int64_t k, const void *w, size_t rs, int64_t nr,
+                 const void *a, size_t as, int64_t na, float *out, int64_t os)
+{
+    _Alignas(32) struct tile_k tile[TILE_K_BLOCKS];
+    float acc[ROW_GROUPS][K_COLS + NC][8];
+    struct job jb = {t, k / QK_K, w, rs, nr, a, as};
+    for (int64_t c0 = 0; c0 < na; c0 += K_COLS) {
+        int ncol = na - c0 < K_COLS ? (int)(na - c0) : K_COLS;
+        for (int64_t rb = 0; rb < nr; rb += 8 * ROW_GROUPS) {
+            int64_t nrb = nr - rb < 8 * ROW_GROUPS ? nr - rb : 8 * ROW_GROUPS;
+            int64_t ng = (nrb + 7) / 8;
+            for (int64_t g = 0; g < ng; g++)
+                memset(acc[g], 0, sizeof acc[g]);
+            for (int64_t b0 = 0; b0 < jb.nb; b0 += TILE_K_BLOCKS) {
+                int64_t n = jb.nb - b0 < TILE_K_BLOCKS ? jb.nb - b0 : TILE_K_BLOCKS;
+                for (int64_t g = 0; g < ng; g++)
+                    group_k(&jb, rb + 8 * g, b0, n, c0, ncol, acc[g], tile);
+            }
+            for (int j = 0; j < ncol; j++) {
+                float *o = out + (c0 + j) * os + rb;
+                for (int64_t g = 0; g < ng; g++) {
+                    if (nrb - 8 * g >= 8)
+                        _mm256_storeu_ps(o + 8 * g, _mm256_loadu_ps(acc[g][j]));
+                    else
+                        memcpy(o + 8 * g, acc[g][j], (size_t)(nrb - 8 * g) * sizeof(float));
+                }
+            }
+        }
+    }
+}
+
 static void mm_q4_k(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
                     size_t as, int64_t na, float *out, int64_t os)
 {
-    mm_tile(GGML_TYPE_Q4_K, k, w, rs, nr, a, as, na, out, os);
+    mm_k(GGML_TYPE_Q4_K, k, w, rs, nr, a, as, na, out, os);
 }
 
 static void mm_q5_k(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
                     size_t as, int64_t na, float *out, int64_t os)
 {
-    mm_tile(GGML_TYPE_Q5_K, k, w, rs, nr, a, as, na, out, os);
+    mm_k(GGML_TYPE_Q5_K, k, w, rs, nr, a, as, na, out, os);
 }
 
 static void mm_q6_k(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
                     size_t as, int64_t na, float *out, int64_t os)
 {
-    mm_tile(GGML_TYPE_Q6_K, k, w, rs, nr, a, as, na, out, os);
+    mm_k(GGML_TYPE_Q6_K, k, w, rs, nr, a, as, na, out, os);
 }
 
 void quant__avx2_tile_kernels(struct quant_kernels *k)

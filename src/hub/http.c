@@ -237,7 +237,7 @@ static void setup(struct hub__http *h, const struct hub__req *req,
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, req->timeout_s > 0 ? req->timeout_s : 10L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024); /* fewer pwrites */
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024); /* fewer recv calls */
     if (strcmp(req->method, "HEAD") == 0)
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     if (req->range_from >= 0) {

@@ -88,6 +88,7 @@ struct hub_event {
     double rate;              /* bytes/s of the current file (PROGRESS, DONE) */
     const char *msg;          /* RETRY/WAIT detail, else NULL */
     double hash_rate;         /* FINISH: bytes/s of verification hashing */
+    double hash_mem;          /* FINISH: fraction hashed from memory */
 };
 
 typedef void (*hub_progress_fn)(const struct hub_event *ev, void *ud);
@@ -120,6 +121,8 @@ struct hub_pull_result {
     double seconds;               /* wall time of the pull */
     double hash_seconds;          /* time spent hashing */
     uint64_t hashed;              /* bytes hashed */
+    uint64_t hashed_mem;          /* of which hashed from memory as they
+                                     arrived (the rest was read back) */
 };
 
 int hub_pull(const struct hub_env *env, const struct hub_pull_opts *opts,

@@ -43,20 +43,42 @@ void hub__hasher_free(struct hub__hasher *h);
  * (the ranges-file chunks). Writers call hub__hashfeed_landed(f, i, n) from
  * any thread when the first n bytes of chunk i are written (pwrite done);
  * the thread hashes the contiguous prefix as it grows (reading it back
- * with pread) and starts writeback behind it (sync_file_range, no fsync).
+ * with pread) and, if writeback is set, starts the kernel's writeback
+ * behind it (sync_file_range, no fsync).
+ * A writer may lend the buffer it just wrote at file offset off
+ * (hub__hashfeed_lend, after the pwrite and its landed call): if the thread
+ * reaches off while the loan stands it hashes from p instead of reading back.
+ * The writer must call hub__hashfeed_reclaim(f, p) before it changes or
+ * frees p (it waits only while the thread is inside p); a rewrite of lent
+ * offsets with other bytes also needs a reclaim first. Loans beyond a fixed
+ * number are ignored.
  * Mark already-finished chunks before hub__hashfeed_start. end says "no
  * more writes": it waits for the thread to drain, then KM_OK with the hex
  * digest (hex_out >= 65), KM_EIO if reading back failed, KM_ECANCELED if
- * bytes are missing. stats only after end. free cancels and joins (safe at
+ * bytes are missing. stats (bytes hashed, of which from loans, seconds)
+ * only after end. free cancels and joins (safe at
  * any point, NULL too); f does not own fd. */
 struct hub__hashfeed;
 int hub__hashfeed_new(enum hub__hash_kind kind, int fd, uint64_t size,
-                      uint64_t chunk, struct hub__hashfeed **out);
+                      uint64_t chunk, int writeback, struct hub__hashfeed **out);
 void hub__hashfeed_landed(struct hub__hashfeed *f, size_t i, uint64_t n);
+void hub__hashfeed_lend(struct hub__hashfeed *f, uint64_t off,
+                        const void *p, size_t n);
+void hub__hashfeed_reclaim(struct hub__hashfeed *f, const void *p);
+/* Flow control for writers: block while more than window bytes are
+ * landed without a gap beyond the hashed prefix (the hash is what lags),
+ * so that on a busy CPU receivers yield to the hash instead of leaving it
+ * all for after the transfer. A gap (a slow or stalled piece) never makes
+ * anyone wait; nor does a canceled feed or a stopped thread, nor the
+ * prefix marked landed before start (a resumed download re-hashes it while
+ * the rest downloads). */
+void hub__hashfeed_wait_behind(struct hub__hashfeed *f, uint64_t window);
+/* Stop the thread early (the download failed); waiting writers return. */
+void hub__hashfeed_cancel(struct hub__hashfeed *f);
 int hub__hashfeed_start(struct hub__hashfeed *f);
 int hub__hashfeed_end(struct hub__hashfeed *f, char *hex_out);
 void hub__hashfeed_stats(const struct hub__hashfeed *f, uint64_t *bytes,
-                         double *seconds);
+                         uint64_t *mem_bytes, double *seconds);
 void hub__hashfeed_free(struct hub__hashfeed *f);
 
 /* ---- filter.c ---- */

@@ -95,6 +95,7 @@ static void json_event(struct hub_progress *p, const struct hub_event *e)
     if (e->kind == HUB_EV_FINISH) {
         json_object_set_new(o, "seconds", json_real(e->elapsed_s));
         json_object_set_new(o, "hash_rate", json_real(e->hash_rate));
+        json_object_set_new(o, "hash_from_memory", json_real(e->hash_mem));
     }
     char *s = json_dumps(o, JSON_COMPACT);
     if (s)

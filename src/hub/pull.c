@@ -307,7 +307,9 @@ static void finish_event(const struct hub_pull_opts *o,
                            .all_total = p->fetch_bytes, .files = p->tree.n,
                            .elapsed_s = hub__now() - t0,
                            .hash_rate = res->hash_seconds > 0 ?
-                               (double)res->hashed / res->hash_seconds : 0};
+                               (double)res->hashed / res->hash_seconds : 0,
+                           .hash_mem = res->hashed > 0 ?
+                               (double)res->hashed_mem / (double)res->hashed : 0};
     o->progress(&ev, o->progress_ud);
 }
 

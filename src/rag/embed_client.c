@@ -3,7 +3,9 @@
  *
  * One blocking POST per batch: {"model": M, "input": [texts]}. The reply's
  * data[i].index places each vector; all vectors must have one dimension and
- * finite values. The reply body is capped (EMBED_MAX_REPLY).
+ * finite values. The reply body is capped (EMBED_MAX_REPLY). Reentrant:
+ * ingest jobs post from several threads (libcurl's global state is set up
+ * once, first).
  */
 #include "rag/rag.h"
 
@@ -12,6 +14,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -53,9 +56,17 @@ static char *request_body(const char *model, const char *const *texts, size_t n)
     return s; /* jansson's allocator: free() */
 }
 
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_setup(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 static int post(const char *url, const char *api_key, const char *body,
                 struct km_buf *reply, long *status, struct km_err *err)
 {
+    pthread_once(&curl_once, curl_setup);
     CURL *c = curl_easy_init();
     if (!c)
         return km_fail(err, KM_ENOMEM, "cannot create a curl handle");

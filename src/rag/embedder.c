@@ -7,12 +7,18 @@
  * here and the same text sent to `serve --model FILE` give the same vector.
  * A text over the model's context is cut to its first n_ctx-1 tokens plus
  * the closing [SEP] instead of failing the whole document.
+ *
+ * Ingest jobs share one embedder: HTTP and hash calls run in parallel (no
+ * shared state), local calls one at a time under the embedder's mutex (the
+ * engine has its own threads).
  */
 #include "rag/rag.h"
 
 #include "base/mem.h"
 #include "engine/engine.h"
 
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,16 +26,26 @@ struct rag_embedder {
     char *url;              /* HTTP */
     char *api_key;          /* HTTP; NULL = none */
     struct eng_model *m;    /* local */
-    char name[256];         /* local: the model name recorded */
-    int n_ctx, n_embd;      /* local */
-    long truncated;         /* local: inputs cut to n_ctx */
+    char name[256];         /* local, hash: the model name recorded */
+    int n_ctx, n_embd;      /* local; n_embd also for hash */
+    bool hash;              /* rag_embedder_hash */
+    pthread_mutex_t mu;     /* local: one eng_embed at a time */
+    long truncated;         /* local: inputs cut to n_ctx (under mu) */
 };
+
+static struct rag_embedder *embedder_new(void)
+{
+    struct rag_embedder *e = km_calloc(1, sizeof *e);
+    if (e)
+        pthread_mutex_init(&e->mu, NULL);
+    return e;
+}
 
 int rag_embedder_http(const char *url, const char *api_key,
                       struct rag_embedder **out, struct km_err *err)
 {
     *out = NULL;
-    struct rag_embedder *e = km_calloc(1, sizeof *e);
+    struct rag_embedder *e = embedder_new();
     if (e)
         e->url = km_strdup(url);
     if (e && api_key)
@@ -67,7 +83,7 @@ int rag_embedder_local(const char *path, const char *name, int n_threads,
                        struct rag_embedder **out, struct km_err *err)
 {
     *out = NULL;
-    struct rag_embedder *e = km_calloc(1, sizeof *e);
+    struct rag_embedder *e = embedder_new();
     if (!e)
         return km_fail(err, KM_ENOMEM, "out of memory for an embedding model");
     struct eng_load_params p;
@@ -91,19 +107,75 @@ void rag_embedder_free(struct rag_embedder *e)
     if (!e)
         return;
     eng_model_close(e->m);
+    pthread_mutex_destroy(&e->mu);
     km_free(e->url);
     km_free(e->api_key);
     km_free(e);
 }
 
+int rag_embedder_hash(int dim, struct rag_embedder **out, struct km_err *err)
+{
+    *out = NULL;
+    if (dim < 1 || dim > RAG_MAX_DIM)
+        return km_fail(err, KM_EINVAL, "hash embeddings need 1..%d dimensions (got %d)",
+                       RAG_MAX_DIM, dim);
+    struct rag_embedder *e = embedder_new();
+    if (!e)
+        return km_fail(err, KM_ENOMEM, "out of memory for an embedder");
+    e->hash = true;
+    e->n_embd = dim;
+    snprintf(e->name, sizeof e->name, "hash-%d", dim);
+    *out = e;
+    return KM_OK;
+}
+
 const char *rag_embedder_model(const struct rag_embedder *e)
 {
-    return e && e->m ? e->name : NULL;
+    return e && (e->m || e->hash) ? e->name : NULL;
 }
 
 long rag_embedder_truncated(const struct rag_embedder *e)
 {
-    return e ? e->truncated : 0;
+    if (!e || !e->m)
+        return 0;
+    pthread_mutex_lock((pthread_mutex_t *)&e->mu);
+    long n = e->truncated;
+    pthread_mutex_unlock((pthread_mutex_t *)&e->mu);
+    return n;
+}
+
+/* A unit vector seeded by the text's FNV-1a hash (xorshift64, uniform in
+ * [-1, 1) per element): equal texts, equal vectors; no meaning. */
+static void hash_vector(const char *text, float *v, int dim)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    h |= 1;
+    double norm = 0;
+    for (int j = 0; j < dim; j++) {
+        h ^= h << 13;
+        h ^= h >> 7;
+        h ^= h << 17;
+        v[j] = (float)((double)(h >> 11) / 4503599627370496.0 - 1.0);
+        norm += (double)v[j] * v[j];
+    }
+    float inv = norm > 0 ? (float)(1.0 / sqrt(norm)) : 0.0f;
+    for (int j = 0; j < dim; j++)
+        v[j] *= inv;
+}
+
+static int run_hash(const struct rag_embedder *e, const char *const *texts, size_t n,
+                    float **vecs, int *dim, struct km_err *err)
+{
+    float *out = km_calloc(n * (size_t)e->n_embd, sizeof *out);
+    if (!out)
+        return km_fail(err, KM_ENOMEM, "out of memory for %zu embeddings", n);
+    for (size_t i = 0; i < n; i++)
+        hash_vector(texts[i], out + i * (size_t)e->n_embd, e->n_embd);
+    *vecs = out;
+    *dim = e->n_embd;
+    return KM_OK;
 }
 
 /* The framed token ids of one text, cut to the context. */
@@ -151,9 +223,14 @@ int rag_embedder_run(struct rag_embedder *e, const char *model,
 {
     *vecs = NULL;
     *dim = 0;
+    if (e->hash)
+        return n == 0 ? KM_OK : run_hash(e, texts, n, vecs, dim, err);
     if (!e->m)
         return rag_embed(e->url, model, e->api_key, texts, n, vecs, dim, err);
     if (n == 0)
         return KM_OK;
-    return run_local(e, texts, n, vecs, dim, err);
+    pthread_mutex_lock(&e->mu);
+    int rc = run_local(e, texts, n, vecs, dim, err);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
 }

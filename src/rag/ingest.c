@@ -15,6 +15,13 @@
  * The collection's HNSW index is created at the end of a run when missing,
  * so the first bulk load into a new collection does not pay for
  * incremental index inserts.
+ *
+ * o->jobs workers (threads, one connection each; the first is the caller's)
+ * take the sorted files in turn. A document's COMMIT does not wait for the
+ * WAL flush; one synchronous commit after the files makes the run durable
+ * before it is reported. With schema 2 chunks carry no foreign keys: their
+ * document and collection ids come from the INSERT of the same transaction
+ * (rag__doc_begin), and a trigger deletes them with their document.
  */
 #include "rag/rag_int.h"
 
@@ -26,6 +33,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,20 +310,37 @@ static void doc_free(struct doc *d)
 
 /* ---- the run ------------------------------------------------------------ */
 
+/* The files are dealt to o->jobs workers, each with its own connection
+ * (struct run); what they share is in struct pool, under its mutex: the
+ * next file, the stats, the callbacks, the first errors. */
+struct pool {
+    const struct files *f;
+    const struct rag_ingest_opts *o;
+    struct rag_ingest_stats *st;
+    pthread_mutex_t mu;
+    size_t next;             /* the next file to take */
+    bool stop;               /* a fatal error: take no more files */
+    int fatal_rc, file_rc;   /* the first fatal and per-file error codes */
+    struct km_err fatal;
+};
+
 struct run {
     struct rag_db *db;
     const struct rag_ingest_opts *o;
-    struct rag_ingest_stats *st;
+    struct rag_ingest_stats *st; /* shared: only under pool->mu, or alone */
+    struct pool *pool;
     struct rag_collection coll;
     bool have_coll;
     const char *model;
     struct km_buf copy;
+    double embed_s, db_s;    /* this document's, added to st when done */
+    bool skipped;            /* this document was unchanged */
 };
 
-static void progress(struct run *r)
+static void progress(const struct rag_ingest_opts *o, const struct rag_ingest_stats *st)
 {
-    if (r->o->progress)
-        r->o->progress(r->o->progress_ud, r->st);
+    if (o->progress)
+        o->progress(o->progress_ud, st);
 }
 
 /* Embed chunks [from, from+n) of d; *vecs is km_free'd by the caller. */
@@ -335,7 +360,7 @@ static int embed_batch(struct run *r, const struct doc *d, size_t from, size_t n
         rc = r->o->embedder
              ? rag_embedder_run(r->o->embedder, r->model, texts, n, vecs, dim, err)
              : rag_embed(r->o->embed_url, r->model, r->o->api_key, texts, n, vecs, dim, err);
-    r->st->embed_s += rag__now() - t0;
+    r->embed_s += rag__now() - t0;
     for (size_t i = 0; texts && i < n; i++)
         km_free((void *)texts[i]);
     km_free(texts);
@@ -370,7 +395,7 @@ static int flush_copy(struct run *r, bool force, struct km_err *err)
         return KM_OK;
     double t0 = rag__now();
     int rc = rag__copy_put(r->db, r->copy.data, r->copy.len, err);
-    r->st->db_s += rag__now() - t0;
+    r->db_s += rag__now() - t0;
     km_buf_reset(&r->copy);
     return rc;
 }
@@ -385,55 +410,72 @@ static int need_collection(struct run *r, int dim, struct km_err *err)
     return rc;
 }
 
+/* ---- the per-document transaction (rag_int.h) --------------------------- */
+
+#define CHUNKS_COPY "COPY kanoa.chunks (collection_id, document_id, chunk_id, position," \
+                    " token_count, text, metadata, embedding) FROM STDIN WITH (FORMAT binary)"
+
+int rag__doc_begin(struct rag_db *db, const struct rag__doc *d, long long *doc_id,
+                   struct km_err *err)
+{
+    char cid[24], n[24];
+    snprintf(cid, sizeof cid, "%lld", d->collection_id);
+    snprintf(n, sizeof n, "%ld", d->n_chunks);
+    const char *p[5] = {cid, d->uri, d->hash, d->meta, n};
+    const struct rag__stmt st[] = {
+        {.sql = "BEGIN"},
+        {.sql = d->sync_commit ? "SELECT 1" : "SET LOCAL synchronous_commit = off"},
+        {.sql = "SELECT pg_advisory_xact_lock($1::int, hashtext($2))", .n_params = 2,
+         .params = p, .prepare = true},
+        {.sql = "DELETE FROM kanoa.documents WHERE collection_id = $1::bigint"
+                " AND source_uri = $2", .n_params = 2, .params = p, .prepare = true},
+        {.sql = "INSERT INTO kanoa.documents (collection_id, source_uri, content_hash,"
+                " metadata, n_chunks) VALUES ($1::bigint, $2, $3, $4::jsonb, $5::int)"
+                " RETURNING id", .n_params = 5, .params = p, .prepare = true},
+    };
+    struct rag__res res[5];
+    int rc = rag__pipeline(db, st, 5, res, err);
+    if (rc == KM_OK && res[4].ntuples == 1)
+        *doc_id = atoll(rag__val(&res[4], 0, 0));
+    for (int i = 0; i < 5; i++)
+        rag__res_free(&res[i]);
+    if (rc == KM_OK)
+        rc = rag__copy_begin(db, d->copy_sql ? d->copy_sql : CHUNKS_COPY, err);
+    return rc;
+}
+
+int rag__doc_commit(struct rag_db *db, struct km_err *err)
+{
+    int rc = rag__copy_end(db, err);
+    return rc == KM_OK ? rag__commit(db, err) : rc;
+}
+
+int rag__wal_flush(struct rag_db *db, struct km_err *err)
+{
+    return rag_exec(db, "SET synchronous_commit = on; SELECT txid_current()", err);
+}
+
 static int start_doc_tx(struct run *r, const struct doc *d, long long *doc_id,
                         struct km_err *err)
 {
-    char cid[24];
-    snprintf(cid, sizeof cid, "%lld", r->coll.id);
-    const char *p[4] = {cid, d->uri, d->hash, d->meta};
-    struct rag__res res = {0};
-    int rc = rag__begin(r->db, err);
-    if (rc == KM_OK)
-        rc = rag__cmd(r->db, "SELECT pg_advisory_xact_lock($1::int, hashtext($2))", 2, p, err);
-    if (rc == KM_OK)
-        rc = rag__cmd(r->db, "DELETE FROM kanoa.documents WHERE collection_id = $1::bigint"
-                             " AND source_uri = $2", 2, p, err);
-    if (rc == KM_OK)
-        rc = rag__query(r->db, "INSERT INTO kanoa.documents (collection_id, source_uri,"
-                               " content_hash, metadata) VALUES ($1::bigint, $2, $3, $4::jsonb)"
-                               " RETURNING id", 4, p, &res, err);
-    if (rc == KM_OK)
-        *doc_id = atoll(rag__val(&res, 0, 0));
-    rag__res_free(&res);
-    if (rc == KM_OK)
-        rc = rag__copy_begin(r->db, "COPY kanoa.chunks (collection_id, document_id, chunk_id,"
-                                    " position, token_count, text, metadata, embedding)"
-                                    " FROM STDIN WITH (FORMAT binary)", err);
+    const struct rag__doc rd = {.collection_id = r->coll.id, .uri = d->uri, .hash = d->hash,
+                                .meta = d->meta, .n_chunks = (long)d->n_chunks};
+    int rc = rag__doc_begin(r->db, &rd, doc_id, err);
     km_buf_reset(&r->copy);
     if (rc == KM_OK)
         rc = rag_copy_header(&r->copy);
     return rc;
 }
 
-static int finish_doc_tx(struct run *r, const struct doc *d, long long doc_id,
-                         struct km_err *err)
+static int finish_doc_tx(struct run *r, struct km_err *err)
 {
-    char id[24], n[24];
-    snprintf(id, sizeof id, "%lld", doc_id);
-    snprintf(n, sizeof n, "%zu", d->n_chunks);
-    const char *p[2] = {id, n};
     int rc = rag_copy_trailer(&r->copy);
     if (rc == KM_OK)
         rc = flush_copy(r, true, err);
     double t0 = rag__now();
     if (rc == KM_OK)
-        rc = rag__copy_end(r->db, err);
-    if (rc == KM_OK)
-        rc = rag__cmd(r->db, "UPDATE kanoa.documents SET n_chunks = $2::int WHERE id = $1::bigint",
-                      2, p, err);
-    if (rc == KM_OK)
-        rc = rag__commit(r->db, err);
-    r->st->db_s += rag__now() - t0;
+        rc = rag__doc_commit(r->db, err);
+    r->db_s += rag__now() - t0;
     return rc;
 }
 
@@ -463,7 +505,7 @@ static int store_doc(struct run *r, const struct doc *d, float *first, int dim,
         vecs = NULL;
     }
     if (rc == KM_OK)
-        rc = finish_doc_tx(r, d, doc_id, err);
+        rc = finish_doc_tx(r, err);
     if (rc != KM_OK && in_copy)
         rag__copy_abort(r->db, "ingest failed");
     if (rc != KM_OK)
@@ -499,10 +541,9 @@ static int ingest_one(struct run *r, struct doc *d, struct km_err *err)
     int rc = doc_load(d, r->o, err);
     if (rc == KM_OK)
         rc = unchanged(r, d, &same, err);
-    if (rc != KM_OK || same) {
-        r->st->files_skipped += same;
+    r->skipped = rc == KM_OK && same;
+    if (rc != KM_OK || same)
         return rc;
-    }
     rc = rag_chunk_text(d->text.data ? d->text.data : "", d->text.len, d->kind,
                         r->o->chunk_tokens, r->o->overlap, &d->chunks, &d->n_chunks, err);
     size_t n0 = d->n_chunks < (size_t)r->o->batch ? d->n_chunks : (size_t)r->o->batch;
@@ -517,10 +558,6 @@ static int ingest_one(struct run *r, struct doc *d, struct km_err *err)
         rc = store_doc(r, d, first, dim, err);
     else
         km_free(first);
-    if (rc == KM_OK) {
-        r->st->chunks += (long long)d->n_chunks;
-        r->st->files_done++;
-    }
     return rc;
 }
 
@@ -571,34 +608,128 @@ static int prune(struct run *r, const char *const *paths, size_t n_paths,
     return rc;
 }
 
-static int run_files(struct run *r, const struct files *f, struct km_err *err)
+/* Take the next file (its index in *i) and report it as started; false
+ * when there is none left or the run is stopping. */
+static bool take_file(struct pool *p, size_t *i)
 {
-    int first_rc = KM_OK;
-    for (size_t i = 0; i < f->n; i++) {
-        struct doc d = {.path = f->v[i]};
+    pthread_mutex_lock(&p->mu);
+    bool ok = !p->stop && p->next < p->f->n;
+    if (ok) {
+        *i = p->next++;
+        p->st->current = p->f->v[*i];
+        p->st->current_no = (long)*i + 1;
+        progress(p->o, p->st);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return ok;
+}
+
+/* Count one finished file; report a per-file error, keep the first fatal. */
+static void file_done(struct pool *p, struct run *r, size_t i, const struct doc *d, int rc,
+                      const struct km_err *ferr)
+{
+    pthread_mutex_lock(&p->mu);
+    p->st->embed_s += r->embed_s;
+    p->st->db_s += r->db_s;
+    if (rc == KM_OK && r->skipped) {
+        p->st->files_skipped++;
+    } else if (rc == KM_OK) {
+        p->st->files_done++;
+        p->st->chunks += (long long)d->n_chunks;
+    } else if (per_file_error(rc)) {
+        p->st->files_failed++;
+        if (p->o->file_error)
+            p->o->file_error(p->o->progress_ud, p->f->v[i], ferr);
+        if (p->file_rc == KM_OK)
+            p->file_rc = rc;
+    } else if (!p->stop) {
+        p->stop = true;
+        p->fatal_rc = rc;
+        p->fatal = *ferr;
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *worker(void *arg)
+{
+    struct run *r = arg;
+    size_t i;
+    while (take_file(r->pool, &i)) {
+        struct doc d = {.path = r->pool->f->v[i]};
         struct km_err ferr;
         km_err_clear(&ferr);
-        r->st->current = f->v[i];
-        progress(r);
+        r->embed_s = r->db_s = 0;
+        r->skipped = false;
         int rc = ingest_one(r, &d, &ferr);
+        file_done(r->pool, r, i, &d, rc, &ferr);
         doc_free(&d);
-        if (rc == KM_OK)
-            continue;
-        if (!per_file_error(rc)) {
-            *err = ferr;
-            r->st->current = NULL;
-            return rc;
-        }
-        r->st->files_failed++;
-        if (r->o->file_error)
-            r->o->file_error(r->o->progress_ud, f->v[i], &ferr);
-        if (first_rc == KM_OK)
-            first_rc = rc;
     }
-    r->st->current = NULL;
-    if (first_rc != KM_OK)
-        km_fail(err, first_rc, "%ld of %zu files failed (see above)", r->st->files_failed, f->n);
-    return first_rc;
+    return NULL;
+}
+
+static int jobs_for(const struct rag_ingest_opts *o, size_t n_files)
+{
+    long j = o->jobs > 0 ? o->jobs : sysconf(_SC_NPROCESSORS_ONLN);
+    if (j < 1)
+        j = 1;
+    if ((size_t)j > n_files)
+        j = n_files > 0 ? (long)n_files : 1;
+    return j > RAG_INGEST_MAX_JOBS ? RAG_INGEST_MAX_JOBS : (int)j;
+}
+
+/* Run the files on r[0] (the caller's connection, this thread) and
+ * jobs - 1 more workers on their own connections and threads. */
+static int run_files(struct run *r0, const struct files *f, struct km_err *err)
+{
+    struct pool p = {.f = f, .o = r0->o, .st = r0->st};
+    struct run r[RAG_INGEST_MAX_JOBS];
+    pthread_t th[RAG_INGEST_MAX_JOBS];
+    int jobs = jobs_for(r0->o, f->n), started = 1, rc = KM_OK;
+    r0->st->jobs = jobs;
+    pthread_mutex_init(&p.mu, NULL);
+    r0->pool = &p;
+    r[0] = *r0;
+    for (int j = 1; j < jobs && rc == KM_OK; j++) {
+        r[j] = *r0;
+        km_buf_init(&r[j].copy, 256u << 20);
+        rc = rag__db_clone(r0->db, &r[j].db, err);
+        if (rc == KM_OK && pthread_create(&th[j], NULL, worker, &r[j]) != 0)
+            rc = km_fail(err, KM_ENOMEM, "cannot start ingest job %d", j + 1);
+        if (rc != KM_OK) {
+            rag_close(r[j].db);
+            km_buf_free(&r[j].copy);
+            pthread_mutex_lock(&p.mu);
+            p.stop = true;
+            pthread_mutex_unlock(&p.mu);
+            break;
+        }
+        started++;
+    }
+    if (rc == KM_OK)
+        worker(&r[0]);
+    for (int j = 1; j < started; j++) {
+        pthread_join(th[j], NULL);
+        rag_close(r[j].db);
+        km_buf_free(&r[j].copy);
+    }
+    r0->copy = r[0].copy;
+    for (int j = 0; j < started; j++)
+        if (r[j].have_coll) { /* a worker may have created the collection */
+            r0->coll = r[j].coll;
+            r0->have_coll = true;
+        }
+    pthread_mutex_destroy(&p.mu);
+    r0->st->current = NULL;
+    r0->st->current_no = 0;
+    if (rc != KM_OK)
+        return rc;
+    if (p.fatal_rc != KM_OK) {
+        *err = p.fatal;
+        return p.fatal_rc;
+    }
+    if (p.file_rc != KM_OK)
+        km_fail(err, p.file_rc, "%ld of %zu files failed (see above)", r0->st->files_failed, f->n);
+    return p.file_rc;
 }
 
 static int open_collection(struct run *r, struct km_err *err)
@@ -640,9 +771,21 @@ int rag_ingest(struct rag_db *db, const char *const *paths, size_t n_paths,
     if (rc == KM_OK)
         rc = collect(paths, n_paths, &f, err);
     st->files_seen = (long)f.n;
+    double t0 = rag__now();
     if (rc == KM_OK)
         rc = run_files(&r, &f, err);
     int fatal = rc != KM_OK && !per_file_error(rc);
+    /* The documents were committed without waiting for the WAL flush:
+     * make them durable before the run is reported (best effort after a
+     * fatal error, whose connection may be gone). */
+    struct km_err ferr;
+    int frc = st->files_done > 0 ? rag__wal_flush(db, &ferr) : KM_OK;
+    if (frc != KM_OK && !fatal) {
+        rc = frc;
+        *err = ferr;
+        fatal = 1;
+    }
+    st->files_s = rag__now() - t0;
     if (!fatal && r.have_coll && o->prune) {
         struct km_err perr;
         int prc = prune(&r, paths, n_paths, &perr);
@@ -652,7 +795,7 @@ int rag_ingest(struct rag_db *db, const char *const *paths, size_t n_paths,
         }
     }
     if (!fatal && r.have_coll && st->chunks > 0) {
-        double t0 = rag__now();
+        t0 = rag__now();
         struct km_err ierr;
         int irc = rag_collection_index(db, &r.coll, &ierr);
         st->index_s = rag__now() - t0;
@@ -661,7 +804,7 @@ int rag_ingest(struct rag_db *db, const char *const *paths, size_t n_paths,
             *err = ierr;
         }
     }
-    progress(&r);
+    progress(o, st);
     files_free(&f);
     km_buf_free(&r.copy);
     return rc;

@@ -12,6 +12,7 @@
 
 struct rag_db {
     PGconn *conn;
+    char *url;                       /* as given to rag_open (rag__db_clone) */
     bool cached;
     struct rag_collection cache;
     int ef_search;                   /* session hnsw.ef_search; 0 = unknown */
@@ -71,8 +72,10 @@ int rag_open(const char *url, struct rag_db **out, struct km_err *err)
     if (!db)
         return km_fail(err, KM_ENOMEM, "out of memory opening a database connection");
     db->iterative = -1;
-    db->conn = PQconnectdb(url);
+    db->url = km_strdup(url);
+    db->conn = db->url ? PQconnectdb(url) : NULL;
     if (!db->conn) {
+        km_free(db->url);
         km_free(db);
         return km_fail(err, KM_ENOMEM, "out of memory in libpq connecting");
     }
@@ -94,9 +97,15 @@ void rag_close(struct rag_db *db)
     if (!db)
         return;
     PQfinish(db->conn);
+    km_free(db->url);
     for (int i = 0; i < RAG__PREPARED; i++)
         km_free(db->prepared[i]);
     km_free(db);
+}
+
+int rag__db_clone(struct rag_db *db, struct rag_db **out, struct km_err *err)
+{
+    return rag_open(db->url, out, err);
 }
 
 int rag_exec(struct rag_db *db, const char *sql, struct km_err *err)

@@ -41,7 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RAG_SCHEMA_VERSION 1
+#define RAG_SCHEMA_VERSION 2
 #define RAG_MAX_DIM 2000          /* HNSW limit for `vector` in pgvector 0.8 */
 #define RAG_DEFAULT_EF_SEARCH 150 /* recall@10 0.998 at 100k x 384 (bench/rag) */
 #define RAG_RRF_K 60              /* reciprocal rank fusion constant */
@@ -159,8 +159,10 @@ int rag_embed(const char *url, const char *model, const char *api_key,
  * batch) or the local engine (a GGUF embedding model loaded into this
  * process, embedded with eng_embed on the calling thread). Ownership: the
  * rag_embedder_* constructors return an object freed with rag_embedder_free
- * (NULL-safe); vectors are km_free'd by the caller. Thread-safety: one
- * embedder per thread. */
+ * (NULL-safe); vectors are km_free'd by the caller. Thread-safety:
+ * rag_embedder_run may be called from several threads at once (local
+ * calls are serialized on the embedder; HTTP and hash calls run in
+ * parallel); create and free on one thread. */
 struct rag_embedder;
 
 /* HTTP: `url` as for rag_embed; api_key may be NULL. Copies both. */
@@ -175,8 +177,13 @@ int rag_embedder_http(const char *url, const char *api_key,
  * (counted by rag_embedder_truncated). */
 int rag_embedder_local(const char *path, const char *name, int n_threads,
                        struct rag_embedder **out, struct km_err *err);
+/* Hash: a unit vector of `dim` seeded by a hash of each text (equal texts,
+ * equal vectors; similarity means nothing). Recorded as model "hash-DIM".
+ * For measuring and testing ingest without an embedding model. */
+int rag_embedder_hash(int dim, struct rag_embedder **out, struct km_err *err);
 void rag_embedder_free(struct rag_embedder *e);
-/* The local model's name; NULL for HTTP (the caller names the model). */
+/* The local (or hash) model's name; NULL for HTTP (the caller names the
+ * model). */
 const char *rag_embedder_model(const struct rag_embedder *e);
 /* Inputs cut to the local model's context so far (0 for HTTP). */
 long rag_embedder_truncated(const struct rag_embedder *e);
@@ -192,9 +199,15 @@ struct rag_ingest_stats {
     long files_seen, files_done, files_skipped, files_failed;
     long docs_pruned;
     long long chunks;
-    double embed_s, db_s, index_s; /* wall time in embedding, SQL, index */
-    const char *current;            /* file being processed, or NULL */
+    double embed_s, db_s, index_s; /* wall time in embedding and SQL (summed
+                                       over the jobs), building the index */
+    double files_s;                 /* wall time of the files (all jobs) */
+    int jobs;                       /* jobs that ran */
+    const char *current;            /* file just started, or NULL */
+    long current_no;                /* its number (1-based) in the sorted list */
 };
+
+#define RAG_INGEST_MAX_JOBS 64
 
 struct rag_ingest_opts {
     const char *collection;
@@ -206,21 +219,31 @@ struct rag_ingest_opts {
     int chunk_tokens;               /* 512 */
     int overlap;                    /* 64 */
     int batch;                      /* texts per embeddings request, 32 */
+    int jobs;                       /* documents in flight, each on its own
+                                       connection; 0 = online CPUs (at most
+                                       RAG_INGEST_MAX_JOBS, the file count) */
     bool prune;
     const char *const *meta_keys;   /* extra metadata for every document */
     const char *const *meta_values;
     size_t n_meta;
+    /* Callbacks, one at a time (under the run's lock, from any job's
+     * thread): progress when a file is started and at the end, file_error
+     * for each file that fails (the run goes on with the next). */
     void (*progress)(void *ud, const struct rag_ingest_stats *s);
     void *progress_ud;
-    /* called for each file that fails; the run goes on with the next */
     void (*file_error)(void *ud, const char *path, const struct km_err *e);
 };
 
 void rag_ingest_opts_init(struct rag_ingest_opts *o);
 /* Ingest files and folders (recursively, supported extensions only). Each
  * document is replaced in one transaction; unchanged files (same SHA-256)
- * are skipped. Returns KM_OK when every file succeeded, otherwise the first
- * file error (after trying every file) or a fatal error (connection lost). */
+ * are skipped. o->jobs documents are in flight at once, each job on its
+ * own database connection (`db` and clones of it) and thread; the
+ * embedder is shared (see rag_embedder_run). Commits do not wait for the
+ * WAL flush; one flush at the end makes the run durable before it
+ * returns. Returns KM_OK when every file succeeded, otherwise the first
+ * file error (after trying every file) or a fatal error (connection lost:
+ * the jobs finish their current document and stop). */
 int rag_ingest(struct rag_db *db, const char *const *paths, size_t n_paths,
                const struct rag_ingest_opts *o, struct rag_ingest_stats *st,
                struct km_err *err);

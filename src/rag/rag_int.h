@@ -16,6 +16,10 @@ struct rag__res {
     int ntuples;
 };
 
+/* A new connection to the same database (the URL db was opened with);
+ * rag_close it. */
+int rag__db_clone(struct rag_db *db, struct rag_db **out, struct km_err *err);
+
 /* Run `sql` with text parameters (NULL entries are SQL NULL). */
 int rag__query(struct rag_db *db, const char *sql, int n_params,
                const char *const *params, struct rag__res *res,
@@ -77,6 +81,32 @@ int rag__copy_put(struct rag_db *db, const char *p, size_t n,
                   struct km_err *err);
 int rag__copy_end(struct rag_db *db, struct km_err *err);
 void rag__copy_abort(struct rag_db *db, const char *why);
+
+/* The per-document transaction of ingest (ingest.c), also driven by
+ * bench/rag: rag__doc_begin sends BEGIN, the advisory lock on (collection,
+ * source_uri), the DELETE of the old version and the INSERT of the document
+ * row (with n_chunks) in one pipelined round trip, then starts `copy_sql`
+ * (NULL = the binary COPY into kanoa.chunks of collection_id, document_id,
+ * chunk_id, position, token_count, text, metadata, embedding); *doc_id gets
+ * the new row's id. The caller rag__copy_put's the rows, then
+ * rag__doc_commit ends the COPY and commits. On failure the caller calls
+ * rag__copy_abort (when the COPY had started) and rag__rollback. With
+ * sync_commit false the COMMIT does not wait for the WAL flush (the data
+ * stays atomic; a server crash may lose the last commits, not tear them):
+ * call rag__wal_flush before reporting the run as done. */
+struct rag__doc {
+    long long collection_id;
+    const char *uri, *hash, *meta; /* meta: a JSON object */
+    long n_chunks;
+    bool sync_commit;
+    const char *copy_sql;
+};
+int rag__doc_begin(struct rag_db *db, const struct rag__doc *d, long long *doc_id,
+                   struct km_err *err);
+int rag__doc_commit(struct rag_db *db, struct km_err *err);
+/* Flush the WAL up to now (a synchronous commit of a transaction with an
+ * id): every commit before it is durable when this returns. */
+int rag__wal_flush(struct rag_db *db, struct km_err *err);
 
 /* Monotonic seconds (for the stats). */
 double rag__now(void);

@@ -1,8 +1,14 @@
 /* http.c - the libmicrohttpd adapter: the only file that includes
- * microhttpd.h. It runs MHD with an internal epoll thread pool, copies the
- * request line and headers into a struct srv_call, feeds the body, and turns
- * the core's answers (srv_next) into MHD responses: a whole buffer, or an
- * SSE/pass-through stream read by a content-reader callback.
+ * microhttpd.h. It copies the request line and headers into a struct
+ * srv_call, feeds the body, and turns the core's answers (srv_next) into MHD
+ * responses: a whole buffer, or an SSE/pass-through stream read by a
+ * content-reader callback.
+ *
+ * Threads: --http-threads event loops (loop.h), each running its own MHD
+ * daemon in external-epoll mode on one shared listening socket. Work that a
+ * request starts on its loop (the gateway's upstream transfers) runs in the
+ * same thread, so its events reach the connection without a thread switch;
+ * other backends resume connections from their own threads as before.
  *
  * Waiting never blocks an MHD thread: a call that has nothing to send yet
  * suspends its connection (srv__call_park, under the call's mutex) and the
@@ -14,12 +20,19 @@
 #include "server/server_int.h"
 
 #include "base/mem.h"
+#include "server/loop.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define STREAM_BLOCK 16384
@@ -29,9 +42,29 @@ static void suspend_conn(void *conn)
     MHD_suspend_connection(conn);
 }
 
+/* One HTTP thread: an event loop running an MHD daemon. */
+struct http_worker {
+    struct srv_loop *loop;
+    struct MHD_Daemon *d;
+    struct srv_loop_src src;
+    struct srv_loop_io io;      /* the daemon's epoll fd */
+    atomic_bool due;            /* MHD_run needed: events or a resume */
+    double t_due;               /* ... or its next connection timeout */
+};
+
+/* The daemons run in external-epoll mode, which has no wake-up of its own:
+ * the connection's loop (its socket context, see on_connection) is woken to
+ * let MHD see the resume. */
 static void resume_conn(void *conn)
 {
     MHD_resume_connection(conn);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct http_worker *w = ci ? ci->socket_context : NULL;
+    if (!w)
+        return;
+    atomic_store(&w->due, true);
+    srv_loop_wake(w->loop);
 }
 
 static void copy_header(struct MHD_Connection *conn, const char *name,
@@ -286,7 +319,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 static int resolve(const char *host, int port, struct sockaddr_storage *ss,
-                   bool *v6, struct km_err *err)
+                   socklen_t *len, struct km_err *err)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
@@ -297,9 +330,37 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss,
     if (rc || !res)
         return km_fail(err, KM_EINVAL, "host %s: %s", host, gai_strerror(rc));
     memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *v6 = res->ai_family == AF_INET6;
+    *len = res->ai_addrlen;
     freeaddrinfo(res);
     return KM_OK;
+}
+
+/* The listening socket all the loops' daemons accept from; -1 on failure. */
+static int listen_on(const struct sockaddr_storage *ss, socklen_t len)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ss->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, 1024) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
 static unsigned pool_size(const struct srv_config *cfg)
@@ -310,54 +371,178 @@ static unsigned pool_size(const struct srv_config *cfg)
     return n > 0 ? (unsigned)n : 1;
 }
 
-int srv__http_start(struct srv_server *s, struct km_err *err)
+struct http_rt {                /* srv_server.daemon */
+    unsigned n;
+    struct http_worker *w;
+};
+
+/* A new connection remembers its worker (for resume_conn). */
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
 {
-    struct sockaddr_storage ss;
-    bool v6 = false;
-    int rc = resolve(s->cfg.host, (int)s->cfg.port, &ss, &v6, err);
-    if (rc)
-        return rc;
-    s->http.suspend = suspend_conn;
-    s->http.resume = resume_conn;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-    struct MHD_Daemon *d = MHD_start_daemon(
+    (void)conn;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        *socket_context = cls;
+}
+
+static void on_mhd_ready(struct srv_loop_io *io, unsigned events)
+{
+    struct http_worker *w = io->ud;
+    (void)events;
+    atomic_store(&w->due, true);    /* MHD_run follows in this pass */
+}
+
+/* In a pass with something for MHD (socket events, resumed connections,
+ * a connection timeout due), let it run; sleep no longer than its next
+ * connection timeout. Passes for upstream sockets alone skip it. */
+static int mhd_pass(void *ud)
+{
+    struct http_worker *w = ud;
+    double now = srv__now();
+    if (!atomic_exchange(&w->due, false) && (w->t_due < 0 || now < w->t_due)) {
+        double ms = w->t_due < 0 ? -1 : (w->t_due - now) * 1000.0 + 1;
+        return ms < 0 ? -1 : ms > 1000 ? 1000 : (int)ms;
+    }
+    /* a connection that MHD keeps ready (timeout 0) takes a few steps,
+     * e.g. from a sent reply to reading the next request: run them here
+     * rather than one outer pass each */
+    MHD_UNSIGNED_LONG_LONG ms = 0;
+    bool has = false;
+    for (int i = 0; i < 4 && (i == 0 || (has && ms == 0)); i++) {
+        MHD_run(w->d);
+        has = MHD_get_timeout(w->d, &ms) == MHD_YES;
+    }
+    w->t_due = -1;
+    if (!has)
+        return -1;
+    w->t_due = srv__now() + (double)ms / 1000.0;
+    return ms > 1000 ? 1000 : (int)ms;
+}
+
+static struct MHD_Daemon *start_daemon(struct srv_server *s, int fd,
+                                       unsigned limit, struct http_worker *w)
+{
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    return MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, pool_size(&s->cfg),
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
+        MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_CONNECTION_LIMIT, limit,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->cfg.conn_timeout,
         /* libmicrohttpd 0.9.75 zeroes the whole pool before every request
          * on a keep-alive connection: 128K made that memset a third of the
          * CPU time of GET /v1/models; 32K (its default) still takes about
          * 32K of request line and headers (431 beyond). */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, w,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
         MHD_OPTION_END);
-    if (!d)
+}
+
+/* Loop and daemon of worker w over its own copy of the listening socket
+ * (the daemon closes it). */
+static int worker_start(struct srv_server *s, struct http_worker *w, int fd,
+                        unsigned limit, struct km_err *err)
+{
+    int rc = srv_loop_new(&w->loop, err);
+    if (rc != KM_OK) {
+        close(fd);
+        return rc;
+    }
+    w->t_due = -1;
+    atomic_store(&w->due, true);
+    w->d = start_daemon(s, fd, limit, w);
+    const union MHD_DaemonInfo *di = w->d ?
+        MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
+    if (!di) {
+        if (!w->d)
+            close(fd);
+        return km_fail(err, KM_EIO, "cannot start the HTTP daemon");
+    }
+    w->io.fd = di->epoll_fd;
+    w->io.fn = on_mhd_ready;
+    w->io.ud = w;
+    w->src.ud = w;
+    w->src.run = mhd_pass;
+    srv_loop_io_set(w->loop, &w->io, EPOLLIN);
+    srv_loop_add(w->loop, &w->src);
+    return srv_loop_start(w->loop, "kanoa-http", err);
+}
+
+static void http_free(struct http_rt *rt)
+{
+    for (unsigned i = 0; i < rt->n; i++)
+        srv_loop_stop(rt->w[i].loop);   /* upstream lanes end here */
+    for (unsigned i = 0; i < rt->n; i++) {
+        if (rt->w[i].d)
+            MHD_stop_daemon(rt->w[i].d);
+        srv_loop_unref(rt->w[i].loop);
+    }
+    km_free(rt->w);
+    km_free(rt);
+}
+
+int srv__http_start(struct srv_server *s, struct km_err *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    int rc = resolve(s->cfg.host, (int)s->cfg.port, &ss, &len, err);
+    if (rc)
+        return rc;
+    s->http.suspend = suspend_conn;
+    s->http.resume = resume_conn;
+    int fd = listen_on(&ss, len);
+    if (fd < 0)
         return km_fail(err, KM_EIO, "cannot listen on %s:%ld (address in use, "
                        "or not permitted)", s->cfg.host, s->cfg.port);
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di ? di->port : (int)s->cfg.port;
-    s->daemon = d;
+    unsigned n = pool_size(&s->cfg);
+    unsigned limit = (unsigned)s->cfg.max_connections / n;
+    struct http_rt *rt = km_calloc(1, sizeof *rt);
+    rt->w = rt ? km_calloc(n, sizeof *rt->w) : NULL;
+    if (!rt || !rt->w) {
+        km_free(rt);
+        close(fd);
+        return km_fail(err, KM_ENOMEM, "HTTP: out of memory");
+    }
+    s->port = bound_port(fd);
+    for (unsigned i = 0; i < n && rc == KM_OK; i++) {
+        int wfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        rt->n = i + 1;
+        rc = wfd < 0 ? km_fail(err, KM_EIO, "HTTP: dup: %s", strerror(errno))
+                     : worker_start(s, &rt->w[i], wfd, limit ? limit : 1, err);
+    }
+    close(fd);                  /* each daemon has its own copy */
+    if (rc != KM_OK) {
+        http_free(rt);
+        return rc;
+    }
+    s->daemon = rt;
     return KM_OK;
+}
+
+/* On the worker's thread (no race with its MHD_run): stop accepting. */
+static void quiesce_one(void *ud)
+{
+    struct http_worker *w = ud;
+    MHD_socket fd = MHD_quiesce_daemon(w->d);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
 }
 
 void srv__http_quiesce(struct srv_server *s)
 {
-    if (!s->daemon)
+    struct http_rt *rt = s->daemon;
+    if (!rt)
         return;
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    for (unsigned i = 0; i < rt->n; i++)
+        srv_loop_call(rt->w[i].loop, quiesce_one, &rt->w[i]);
 }
 
 void srv__http_stop(struct srv_server *s)
 {
     if (!s->daemon)
         return;
-    MHD_stop_daemon(s->daemon);
+    http_free(s->daemon);
     s->daemon = NULL;
 }

@@ -11,8 +11,11 @@
  *    /health and /v1/models, ejection after `fall` consecutive failures,
  *    recovery after `rise` successes), load (requests in flight through us
  *    plus the upstream's `vllm:num_requests_waiting` from its /metrics when
- *    exposed) and metrics. One event thread owns a libcurl multi handle and
- *    runs every proxied transfer and every probe; nothing blocks per request.
+ *    exposed) and metrics. Transfers run in lanes (libcurl multi handles on
+ *    srv_loop event loops, loop.h): a request submitted from an HTTP
+ *    thread's loop is proxied on that thread; the pool's own thread runs
+ *    the probes and requests from any other thread. Nothing blocks per
+ *    request.
  *  - The proxy itself is reached through the srv_backend interface
  *    (backend_upstream.c, srv_backend_upstream_new in backend.h terms): it
  *    streams request and response bodies without buffering, retries on
@@ -20,8 +23,9 @@
  *    client, and maps failures to 502/503/504 naming the upstream.
  *
  * Ownership: ups_pool_new copies the specs and options; ups_pool_free stops
- * the event thread, aborts transfers still running (their jobs get
- * on_error 503) and frees everything. Strings returned inside structs are
+ * the pool's thread, aborts transfers still running (their jobs get
+ * on_error 503; so does a lane whose HTTP loop stops first) and frees
+ * everything. A job keeps its loop allocated until ups_job_release. Strings returned inside structs are
  * fixed arrays owned by the struct.
  *
  * Thread-safety: ups_spec_parse and the ups_parse_* / ups_balance_pick helpers

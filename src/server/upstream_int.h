@@ -3,9 +3,10 @@
  * libcurl event loop (upstream_loop.c).
  *
  * Locking: pool->mu guards every field of struct ups_up except in_flight
- * (atomic) and the metric tables, which are also under pool->mu. The job
- * queue has its own mutex (qmu). Active jobs and probes are touched only by
- * the event thread.
+ * (atomic) and the metric tables, which are also under pool->mu. pool->qmu
+ * guards the list of lanes; each lane's queue of submitted jobs has its own
+ * mutex. A lane's active jobs, sockets and libcurl handles are touched only
+ * by its loop's thread; probes only by the home lane's.
  */
 #ifndef SRV_UPSTREAM_INT_H
 #define SRV_UPSTREAM_INT_H
@@ -29,7 +30,7 @@ enum ups_err_kind {
 
 extern const char *const ups__err_kind_name[UPS_ERR_N];
 
-#define UPS_SPARE_EASY 32       /* easy handles kept for reuse */
+#define UPS_SPARE_EASY 32       /* easy handles kept for reuse, per lane */
 #define UPS_LAT_BUCKETS 16
 #define UPS_TTFT_BUCKETS 22
 #define UPS_ITL_BUCKETS 19
@@ -74,31 +75,31 @@ struct ups_up {
 };
 
 struct ups_probe;
+struct ups_lane;    /* upstream_loop.c: one libcurl multi handle on one srv_loop */
+struct srv_loop;
 
 struct ups_pool {
     struct ups_options opt;
     struct ups_up *ups;
     size_t n;
     pthread_mutex_t mu;
-    /* event loop */
-    CURLM *multi;
-    pthread_t thread;
-    bool thread_started;
-    atomic_bool stop;
-    pthread_mutex_t qmu;
-    struct srv_job *q_head, *q_tail;    /* submitted, not yet started */
-    struct srv_job *active;             /* event thread only */
+    /* Transfers run in lanes: one per event loop that submitted requests
+     * (the HTTP threads' loops, so a proxied request stays on the thread
+     * that received it), plus the pool's own loop and thread, `home`, for
+     * the probes and for requests submitted from any other thread. */
+    struct srv_loop *loop;              /* the pool's own */
+    struct ups_lane *home;
+    pthread_mutex_t qmu;                /* the list of other lanes */
+    struct ups_lane *lanes;
     atomic_long live;                   /* jobs + probe transfers alive */
-    unsigned rr;
-    /* probe rounds */
+    unsigned rr;                        /* under mu */
+    /* probe rounds (home lane) */
     pthread_cond_t cv;
     unsigned long rounds_done;
     atomic_bool probe_asked;
     double next_probe, next_refresh;
-    int probes_out;                     /* event thread only */
-    CURL *spare[UPS_SPARE_EASY];        /* reusable easy handles, event thread */
-    int n_spare;
-    struct ups_probe *probes;           /* event thread only */
+    int probes_out;
+    struct ups_probe *probes;
     void (*notify)(void *ud);           /* models changed */
     void *notify_ud;
 };

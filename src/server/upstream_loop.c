@@ -1,7 +1,15 @@
-/* upstream_loop.c - the gateway's one event thread: a libcurl multi handle
- * running every proxied transfer and every health probe (see upstream.h).
+/* upstream_loop.c - the gateway's transfers: libcurl multi handles driven
+ * by curl_multi_socket_action on srv_loop event loops (loop.h).
  *
- * Job life cycle (all on the event thread unless noted):
+ * Lanes: a lane is one multi handle (with its connection cache) on one
+ * loop. A request submitted from an HTTP thread's loop runs in that loop's
+ * lane (created at its first request), so the request is forwarded, the
+ * answer read and handed to the client's connection on the thread that
+ * received it: no thread switch and no wake-up between the client and the
+ * upstream. The pool's own loop and thread (the home lane) runs the health
+ * probes and the requests submitted from any other thread (tests, tools).
+ *
+ * Job life cycle (all on the lane's thread unless noted):
  *
  *   submit (any thread) -> queued -> attempt on replica R -> headers
  *      -> status < 500: head sent to the client, body streamed -> done
@@ -9,29 +17,31 @@
  *   connect error, first-byte timeout or a close before any byte reached the
  *   client -> retry on another replica (at most max_attempts, each replica
  *   once); once a byte reached the client a failure is terminal (502/504).
- *   cancel (any thread) sets a flag and wakes the loop; the loop aborts the
- *   transfer and reports on_error(499).
+ *   cancel (any thread) sets a flag and wakes the lane's loop; the lane
+ *   aborts the transfer and reports on_error(499).
  *
  * After calling a job's terminal callback the loop never touches the job
  * again: the server may release it from the callback or any thread.
  * Backpressure: when sink->raw_full says the client is behind, the write
- * callback pauses the transfer; the loop polls every 5 ms and resumes it.
+ * callback pauses the transfer; the lane polls every 5 ms and resumes it.
  *
- * Delivery (latency): every sink call can wake (resume) the client's HTTP
- * connection, and each wake costs a thread switch on the HTTP side. So the
- * head and body bytes read in one pass of the loop are held in the job
- * (j->held, at most HOLD_MAX) and delivered together at the end of the
- * pass; a completed transfer delivers them right before its terminal
- * callback, which comes before the libcurl clean-up. A stream's `data:
- * [DONE]` is held until the body ends (the upstream's last chunk follows at
- * once), at most HOLD_DONE_MS, so the client gets its last event and the
- * end of the stream from one wake. Easy handles are reset and reused.
+ * Delivery (latency): every sink call resumes the client's HTTP connection,
+ * and each resume costs libmicrohttpd a round of work. So the head and body
+ * bytes read from one socket event are held in the job (j->held, at most
+ * HOLD_MAX) and delivered together right after it; a completed transfer
+ * delivers them right before its terminal callback, which comes before the
+ * libcurl clean-up. A stream's `data: [DONE]` is held until the body ends
+ * (the upstream's last chunk follows at once), at most HOLD_DONE_MS, so the
+ * client gets its last event and the end of the stream from one resume.
+ * Easy handles are reset and reused.
  */
 #include "server/upstream_int.h"
 
 #include "base/log.h"
 #include "base/mem.h"
+#include "server/loop.h"
 
+#include <sys/epoll.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -43,9 +53,35 @@ enum { TAG_JOB = 0x4a4f42, TAG_PROBE = 0x50524f };
 #define HOLD_MAX (64u * 1024)   /* bytes held before delivering mid-pass */
 #define HOLD_DONE_MS 2          /* longest wait for the body end after [DONE] */
 
+struct lane_sock {              /* one socket libcurl asked us to watch */
+    struct srv_loop_io io;      /* first: the io callback casts back */
+    struct ups_lane *lane;
+    bool dead;                  /* libcurl is done with it: freed in run */
+    struct lane_sock *next;
+};
+
+struct ups_lane {
+    struct srv_loop_src src;
+    struct ups_pool *pool;
+    struct srv_loop *loop;
+    CURLM *multi;
+    bool home;                  /* the pool's own loop: probes too */
+    bool claimed;               /* ups_pool_free shuts it down (pool->qmu) */
+    pthread_mutex_t qmu;
+    struct srv_job *q_head, *q_tail;    /* submitted, not started */
+    struct srv_job *active;
+    double timer_at;            /* libcurl's timeout, < 0 none */
+    struct lane_sock *socks;
+    CURL *spare[UPS_SPARE_EASY];        /* reusable easy handles */
+    int n_spare;
+    struct ups_lane *next;      /* pool->lanes */
+};
+
 struct srv_job {
     int tag;                    /* TAG_JOB: CURLOPT_PRIVATE points here */
     struct ups_pool *pool;
+    struct ups_lane *lane;      /* runs there (its thread only) */
+    struct srv_loop *loop;      /* the lane's loop, referenced until release */
     const struct srv_request *req;
     struct srv_sink sink;
     const char *affinity;
@@ -82,6 +118,7 @@ enum probe_kind { PROBE_HEALTH, PROBE_MODELS, PROBE_METRICS };
 struct ups_probe {
     int tag;                    /* TAG_PROBE */
     struct ups_pool *pool;
+    struct ups_lane *lane;
     size_t up;
     enum probe_kind kind;
     CURL *easy;
@@ -287,21 +324,21 @@ static int choose(struct srv_job *j, char *why, size_t cap)
     return k;
 }
 
-/* Spare easy handles (event thread only): reset and reused, so an attempt
+/* Spare easy handles (lane thread only): reset and reused, so an attempt
  * does not allocate and free libcurl's per-handle buffers each time. */
-static CURL *easy_get(struct ups_pool *p)
+static CURL *easy_get(struct ups_lane *ln)
 {
-    return p->n_spare ? p->spare[--p->n_spare] : curl_easy_init();
+    return ln->n_spare ? ln->spare[--ln->n_spare] : curl_easy_init();
 }
 
-static void easy_put(struct ups_pool *p, CURL *e)
+static void easy_put(struct ups_lane *ln, CURL *e)
 {
     if (!e)
         return;
-    curl_multi_remove_handle(p->multi, e);
-    if (p->n_spare < UPS_SPARE_EASY) {
+    curl_multi_remove_handle(ln->multi, e);
+    if (ln->n_spare < UPS_SPARE_EASY) {
         curl_easy_reset(e);
-        p->spare[p->n_spare++] = e;
+        ln->spare[ln->n_spare++] = e;
     } else {
         curl_easy_cleanup(e);
     }
@@ -325,15 +362,15 @@ static struct attempt take_attempt(struct srv_job *j)
     return a;
 }
 
-static void drop_attempt(struct ups_pool *p, struct attempt a)
+static void drop_attempt(struct ups_lane *ln, struct attempt a)
 {
-    easy_put(p, a.easy);
+    easy_put(ln, a.easy);
     curl_slist_free_all(a.hdrs);
 }
 
 static void end_attempt(struct srv_job *j)
 {
-    drop_attempt(j->pool, take_attempt(j));
+    drop_attempt(j->lane, take_attempt(j));
 }
 
 /* Start the next attempt; false when no replica is left. */
@@ -351,7 +388,7 @@ static bool start_attempt(struct srv_job *j)
         }
         return false;
     }
-    j->easy = easy_get(j->pool);
+    j->easy = easy_get(j->lane);
     j->up = k;
     atomic_fetch_add(&j->pool->ups[k].in_flight, 1);
     if (!j->easy || setup_easy(j, &j->pool->ups[k]) != KM_OK) {
@@ -370,7 +407,7 @@ static bool start_attempt(struct srv_job *j)
     km_buf_reset(&j->errbody);
     km_buf_reset(&j->held);
     j->t_attempt = j->t_last_byte = ups__now();
-    if (curl_multi_add_handle(j->pool->multi, j->easy) != CURLM_OK) {
+    if (curl_multi_add_handle(j->lane->multi, j->easy) != CURLM_OK) {
         snprintf(j->last_err, sizeof j->last_err, "cannot start the upstream "
                  "request (libcurl multi handle refused it)");
         j->last_http = 500;
@@ -398,21 +435,21 @@ static struct attempt job_finish(struct srv_job *j, struct srv_sink *s)
 static void job_error(struct srv_job *j, int http, const char *type,
                       const char *msg)
 {
-    struct ups_pool *p = j->pool;
+    struct ups_lane *ln = j->lane;
     struct srv_sink s;
     struct attempt a = job_finish(j, &s);
     s.on_error(s.ud, http, type, msg);
-    drop_attempt(p, a);
+    drop_attempt(ln, a);
 }
 
 static void job_done(struct srv_job *j)
 {
-    struct ups_pool *p = j->pool;
+    struct ups_lane *ln = j->lane;
     struct srv_sink s;
     struct attempt a = job_finish(j, &s);
     struct srv_usage usage = {0, 0};
     s.on_done(s.ud, &usage);
-    drop_attempt(p, a);
+    drop_attempt(ln, a);
 }
 
 static const char *err_type(int http)
@@ -583,7 +620,7 @@ static void probe_free(struct ups_pool *p, struct ups_probe *pr)
         pp = &(*pp)->next;
     if (*pp)
         *pp = pr->next;
-    curl_multi_remove_handle(p->multi, pr->easy);
+    curl_multi_remove_handle(pr->lane->multi, pr->easy);
     curl_easy_cleanup(pr->easy);
     km_buf_free(&pr->body);
     km_free(pr);
@@ -598,6 +635,7 @@ static void probe_start(struct ups_pool *p, size_t up, enum probe_kind kind)
         return;
     pr->tag = TAG_PROBE;
     pr->pool = p;
+    pr->lane = p->home;
     pr->up = up;
     pr->kind = kind;
     km_buf_init(&pr->body, kind == PROBE_METRICS ? (8u << 20) : (1u << 20));
@@ -611,7 +649,7 @@ static void probe_start(struct ups_pool *p, size_t up, enum probe_kind kind)
     p->probes_out++;
     pr->next = p->probes;
     p->probes = pr;
-    if (curl_multi_add_handle(p->multi, pr->easy) != CURLM_OK) {
+    if (curl_multi_add_handle(p->home->multi, pr->easy) != CURLM_OK) {
         probe_free(p, pr);      /* this round goes without it */
         return;
     }
@@ -730,17 +768,17 @@ static void maybe_probe(struct ups_pool *p, double now)
     }
 }
 
-/* ---- the loop ----------------------------------------------------------- */
+/* ---- a lane ------------------------------------------------------------ */
 
-static void push_active(struct ups_pool *p, struct srv_job *j)
+static void push_active(struct ups_lane *ln, struct srv_job *j)
 {
-    j->next = p->active;
-    p->active = j;
+    j->next = ln->active;
+    ln->active = j;
 }
 
-static void unlink_job(struct ups_pool *p, struct srv_job *j)
+static void unlink_job(struct ups_lane *ln, struct srv_job *j)
 {
-    struct srv_job **pp = &p->active;
+    struct srv_job **pp = &ln->active;
     while (*pp && *pp != j)
         pp = &(*pp)->next;
     if (*pp)
@@ -749,34 +787,34 @@ static void unlink_job(struct ups_pool *p, struct srv_job *j)
 }
 
 /* The submitted jobs, in order; the queue is left empty. */
-static struct srv_job *steal_queue(struct ups_pool *p)
+static struct srv_job *steal_queue(struct ups_lane *ln)
 {
-    pthread_mutex_lock(&p->qmu);
-    struct srv_job *q = p->q_head;
-    p->q_head = p->q_tail = NULL;
-    pthread_mutex_unlock(&p->qmu);
+    pthread_mutex_lock(&ln->qmu);
+    struct srv_job *q = ln->q_head;
+    ln->q_head = ln->q_tail = NULL;
+    pthread_mutex_unlock(&ln->qmu);
     return q;
 }
 
-static void take_queue(struct ups_pool *p)
+static void take_queue(struct ups_lane *ln)
 {
-    struct srv_job *q = steal_queue(p);
+    struct srv_job *q = steal_queue(ln);
     while (q) {
         struct srv_job *next = q->next;
         q->next = NULL;
         if (atomic_load(&q->cancel))
             job_error(q, 499, "canceled", "request canceled by the client");
         else if (start_attempt(q) || fail_or_retry(q))
-            push_active(p, q);
+            push_active(ln, q);
         q = next;
     }
 }
 
-static void finish_transfer(struct ups_pool *p, struct srv_job *j, CURLcode rc)
+static void finish_transfer(struct ups_lane *ln, struct srv_job *j, CURLcode rc)
 {
-    unlink_job(p, j);
+    unlink_job(ln, j);
     if (transfer_done(j, rc))
-        push_active(p, j);      /* retried on another replica */
+        push_active(ln, j);     /* retried on another replica */
 }
 
 static void check_job(struct ups_pool *p, struct srv_job *j, double now)
@@ -798,18 +836,17 @@ static void check_job(struct ups_pool *p, struct srv_job *j, double now)
     }
 }
 
-/* Timeouts, cancels and paused transfers; returns the poll wait in ms. */
-static int sweep(struct ups_pool *p)
+/* Timeouts, cancels and paused transfers; returns the wait in ms. */
+static int sweep(struct ups_lane *ln, double now)
 {
-    double now = ups__now();
     int wait = 1000;
-    struct srv_job *j = p->active, *next;
+    struct srv_job *j = ln->active, *next;
     for (; j; j = next) {
         next = j->next;
         if (!atomic_load(&j->cancel))
-            check_job(p, j, now);
+            check_job(ln->pool, j, now);
         if (j->aborted_timeout || atomic_load(&j->cancel)) {
-            finish_transfer(p, j, CURLE_OPERATION_TIMEDOUT);
+            finish_transfer(ln, j, CURLE_OPERATION_TIMEDOUT);
             continue;
         }
         if (j->paused)
@@ -819,78 +856,267 @@ static int sweep(struct ups_pool *p)
         if (j->t_done && wait > HOLD_DONE_MS)
             wait = HOLD_DONE_MS;
     }
-    double to_probe = (p->next_probe - now) * 1000.0;
-    if (to_probe < wait)
-        wait = to_probe < 1 ? 1 : (int)to_probe;
     return wait;
 }
 
-/* End of a pass: deliver what each job read (a held [DONE] waits for its
- * body's end up to HOLD_DONE_MS). */
-static void flush_held(struct ups_pool *p)
+/* Deliver what each job read (a held [DONE] waits for its body's end up to
+ * HOLD_DONE_MS). */
+static void flush_held(struct ups_lane *ln)
 {
     double now = ups__now();
-    for (struct srv_job *j = p->active; j; j = j->next) {
+    for (struct srv_job *j = ln->active; j; j = j->next) {
         bool await_end = j->t_done && now - j->t_done < HOLD_DONE_MS / 1000.0;
         if ((j->head_due || j->held.len) && !await_end)
             deliver(j);
     }
 }
 
-static void read_done(struct ups_pool *p)
+static void read_done(struct ups_lane *ln)
 {
     int left = 0;
-    for (CURLMsg *m = curl_multi_info_read(p->multi, &left); m;
-         m = curl_multi_info_read(p->multi, &left)) {
+    for (CURLMsg *m = curl_multi_info_read(ln->multi, &left); m;
+         m = curl_multi_info_read(ln->multi, &left)) {
         if (m->msg != CURLMSG_DONE)
             continue;
         char *priv = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
         CURLcode rc = m->data.result;
         if (priv && *(int *)(void *)priv == TAG_JOB)
-            finish_transfer(p, (struct srv_job *)(void *)priv, rc);
+            finish_transfer(ln, (struct srv_job *)(void *)priv, rc);
         else if (priv)
-            probe_done(p, (struct ups_probe *)(void *)priv);
+            probe_done(ln->pool, (struct ups_probe *)(void *)priv);
     }
 }
 
-static void shutdown_all(struct ups_pool *p)
+/* libcurl's socket callback: watch what it asks on the lane's loop. */
+static void on_sock_io(struct srv_loop_io *io, unsigned events);
+
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud, void *sockp)
 {
-    while (p->active) {
-        struct srv_job *j = p->active;
-        p->active = j->next;
+    struct ups_lane *ln = ud;
+    struct lane_sock *ls = sockp;
+    (void)e;
+    if (what == CURL_POLL_REMOVE) {
+        if (ls) {
+            srv_loop_io_set(ln->loop, &ls->io, 0);
+            ls->dead = true;
+            curl_multi_assign(ln->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (!ls) {
+        ls = km_calloc(1, sizeof *ls);
+        if (!ls)
+            return -1;
+        ls->io.fd = fd;
+        ls->io.fn = on_sock_io;
+        ls->lane = ln;
+        ls->next = ln->socks;
+        ln->socks = ls;
+        curl_multi_assign(ln->multi, fd, ls);
+    }
+    unsigned ev = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
+                  ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+    return srv_loop_io_set(ln->loop, &ls->io, ev) == KM_OK ? 0 : -1;
+}
+
+static int on_timer(CURLM *m, long ms, void *ud)
+{
+    struct ups_lane *ln = ud;
+    (void)m;
+    ln->timer_at = ms < 0 ? -1 : ups__now() + (double)ms / 1000.0;
+    return 0;
+}
+
+/* A watched socket is ready: let libcurl read or write it, then hand what
+ * was read to the clients right away (the HTTP side runs next, in the same
+ * pass of the same thread). */
+static void on_sock_io(struct srv_loop_io *io, unsigned events)
+{
+    struct lane_sock *ls = (struct lane_sock *)io;
+    struct ups_lane *ln = ls->lane;
+    int mask = ((events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
+               ((events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+               ((events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
+    int running = 0;
+    curl_multi_socket_action(ln->multi, io->fd, mask, &running);
+    read_done(ln);
+    flush_held(ln);
+}
+
+static void free_dead_socks(struct ups_lane *ln)
+{
+    struct lane_sock **pp = &ln->socks;
+    while (*pp) {
+        struct lane_sock *ls = *pp;
+        if (ls->dead) {
+            *pp = ls->next;
+            km_free(ls);
+        } else {
+            pp = &ls->next;
+        }
+    }
+}
+
+/* libcurl's timer, when due. */
+static void run_timer(struct ups_lane *ln, double now)
+{
+    if (ln->timer_at < 0 || now < ln->timer_at)
+        return;
+    ln->timer_at = -1;
+    int running = 0;
+    curl_multi_socket_action(ln->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+}
+
+static int ms_until(double now, double t)
+{
+    double ms = (t - now) * 1000.0;
+    return ms <= 0 ? 0 : ms > 1000 ? 1000 : (int)ms + 1;
+}
+
+/* Once per pass of the loop, after the HTTP side (which submits): start
+ * queued jobs, run libcurl's timer, sweep timeouts and cancels, deliver. */
+static int lane_run(void *ud)
+{
+    struct ups_lane *ln = ud;
+    struct ups_pool *p = ln->pool;
+    take_queue(ln);
+    if (ln->home)
+        maybe_probe(p, ups__now());
+    run_timer(ln, ups__now());
+    read_done(ln);
+    double now = ups__now();
+    int wait = sweep(ln, now);
+    run_timer(ln, now);         /* a resumed or retried transfer */
+    read_done(ln);
+    flush_held(ln);
+    free_dead_socks(ln);
+    if (ln->home && p->probes_out == 0) {
+        int w = ms_until(now, p->next_probe);
+        wait = w < wait ? w : wait;
+    }
+    if (ln->timer_at >= 0) {
+        int w = ms_until(ups__now(), ln->timer_at);
+        wait = w < wait ? w : wait;
+    }
+    return wait;
+}
+
+/* On the lane's thread: end every job (503), the probes, libcurl; free. */
+static void lane_shutdown(struct ups_lane *ln)
+{
+    struct ups_pool *p = ln->pool;
+    while (ln->active) {
+        struct srv_job *j = ln->active;
+        ln->active = j->next;
         j->next = NULL;
         job_error(j, 503, "service_unavailable", "the gateway is shutting down");
     }
-    struct srv_job *q = steal_queue(p);
+    struct srv_job *q = steal_queue(ln);
     while (q) {
         struct srv_job *next = q->next;
         job_error(q, 503, "service_unavailable", "the gateway is shutting down");
         q = next;
     }
-    while (p->probes)
-        probe_free(p, p->probes);
-    pthread_mutex_lock(&p->mu);
-    p->rounds_done++;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    if (ln->home) {
+        while (p->probes)
+            probe_free(p, p->probes);
+        pthread_mutex_lock(&p->mu);
+        p->rounds_done++;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    while (ln->n_spare > 0)
+        curl_easy_cleanup(ln->spare[--ln->n_spare]);
+    /* the cached connections close in curl_multi_cleanup: unwatch them
+     * first (their fds are still open), without more socket callbacks */
+    for (struct lane_sock *ls = ln->socks; ls; ls = ls->next) {
+        srv_loop_io_set(ln->loop, &ls->io, 0);
+        ls->dead = true;
+    }
+    curl_multi_setopt(ln->multi, CURLMOPT_SOCKETFUNCTION, NULL);
+    curl_multi_cleanup(ln->multi);
+    free_dead_socks(ln);
+    srv_loop_remove(ln->loop, &ln->src);
+    pthread_mutex_destroy(&ln->qmu);
+    km_free(ln);
 }
 
-static void *loop_main(void *arg)
+static void lane_shutdown_cb(void *ud)
 {
-    struct ups_pool *p = arg;
-    while (!atomic_load(&p->stop)) {
-        take_queue(p);
-        maybe_probe(p, ups__now());
-        int running = 0;
-        curl_multi_perform(p->multi, &running);
-        read_done(p);
-        int wait = sweep(p);
-        flush_held(p);
-        curl_multi_poll(p->multi, NULL, 0, wait, NULL);
+    lane_shutdown(ud);
+}
+
+/* The lane's loop is stopping (HTTP threads end before the pool). */
+static void lane_on_exit(void *ud)
+{
+    struct ups_lane *ln = ud;
+    struct ups_pool *p = ln->pool;
+    bool mine = true;
+    if (!ln->home) {
+        pthread_mutex_lock(&p->qmu);
+        mine = !ln->claimed;
+        struct ups_lane **pp = &p->lanes;
+        while (mine && *pp && *pp != ln)
+            pp = &(*pp)->next;
+        if (mine && *pp)
+            *pp = ln->next;
+        pthread_mutex_unlock(&p->qmu);
     }
-    shutdown_all(p);
-    return NULL;
+    if (mine)
+        lane_shutdown(ln);      /* else ups_pool_free's call does it */
+}
+
+/* A lane on loop `l` (on l's thread, or before l starts). */
+static struct ups_lane *lane_new(struct ups_pool *p, struct srv_loop *l, bool home)
+{
+    struct ups_lane *ln = km_calloc(1, sizeof *ln);
+    if (!ln)
+        return NULL;
+    ln->multi = curl_multi_init();
+    if (!ln->multi) {
+        km_free(ln);
+        return NULL;
+    }
+    ln->pool = p;
+    ln->loop = l;
+    ln->home = home;
+    ln->timer_at = -1;
+    pthread_mutex_init(&ln->qmu, NULL);
+    curl_multi_setopt(ln->multi, CURLMOPT_MAXCONNECTS, 512L);
+    curl_multi_setopt(ln->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(ln->multi, CURLMOPT_SOCKETDATA, ln);
+    curl_multi_setopt(ln->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(ln->multi, CURLMOPT_TIMERDATA, ln);
+    ln->src.ud = ln;
+    ln->src.run = lane_run;
+    ln->src.on_exit = lane_on_exit;
+    srv_loop_add(l, &ln->src);
+    return ln;
+}
+
+/* The lane for a job submitted by the calling thread: its loop's (made at
+ * the first request), else the home lane. */
+static struct ups_lane *lane_for(struct ups_pool *p)
+{
+    struct srv_loop *l = srv_loop_current();
+    if (!l || l == p->loop)
+        return p->home;
+    pthread_mutex_lock(&p->qmu);
+    struct ups_lane *ln = p->lanes;
+    while (ln && ln->loop != l)
+        ln = ln->next;
+    pthread_mutex_unlock(&p->qmu);
+    if (ln)
+        return ln;
+    ln = lane_new(p, l, false);
+    if (!ln)
+        return p->home;
+    pthread_mutex_lock(&p->qmu);
+    ln->next = p->lanes;
+    p->lanes = ln;
+    pthread_mutex_unlock(&p->qmu);
+    return ln;
 }
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -919,7 +1145,7 @@ int ups_pool_probe_now(struct ups_pool *p)
     unsigned long before = p->rounds_done;
     pthread_mutex_unlock(&p->mu);
     atomic_store(&p->probe_asked, true);
-    curl_multi_wakeup(p->multi);
+    srv_loop_wake(p->loop);
     wait_round(p, before, 2 * p->opt.probe_timeout_ms + 500);
     return KM_OK;
 }
@@ -927,32 +1153,40 @@ int ups_pool_probe_now(struct ups_pool *p)
 int ups__loop_start(struct ups_pool *p, struct km_err *err)
 {
     pthread_once(&curl_once, curl_init_once);
-    p->multi = curl_multi_init();
-    if (!p->multi)
+    int rc = srv_loop_new(&p->loop, err);
+    if (rc != KM_OK)
+        return rc;
+    p->home = lane_new(p, p->loop, true);
+    if (!p->home)
         return km_fail(err, KM_ENOMEM, "upstream pool: curl_multi_init failed");
-    curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, 512L);
     atomic_store(&p->probe_asked, true);
-    if (pthread_create(&p->thread, NULL, loop_main, p) != 0)
-        return km_fail(err, KM_ENOMEM, "upstream pool: cannot start the event "
-                       "thread");
-    p->thread_started = true;
+    rc = srv_loop_start(p->loop, "kanoa-upstream", err);
+    if (rc != KM_OK)
+        return rc;
     wait_round(p, 0, p->opt.probe_timeout_ms + 500);
     return KM_OK;
 }
 
 void ups__loop_stop(struct ups_pool *p)
 {
-    if (p->thread_started) {
-        atomic_store(&p->stop, true);
-        curl_multi_wakeup(p->multi);
-        pthread_join(p->thread, NULL);
-        p->thread_started = false;
+    for (;;) {      /* lanes on loops still running (normally none left) */
+        pthread_mutex_lock(&p->qmu);
+        struct ups_lane *ln = p->lanes;
+        if (ln) {
+            p->lanes = ln->next;
+            ln->claimed = true;
+        }
+        pthread_mutex_unlock(&p->qmu);
+        if (!ln)
+            break;
+        srv_loop_call(ln->loop, lane_shutdown_cb, ln);
     }
-    while (p->n_spare > 0)
-        curl_easy_cleanup(p->spare[--p->n_spare]);
-    if (p->multi)
-        curl_multi_cleanup(p->multi);
-    p->multi = NULL;
+    if (p->loop) {
+        srv_loop_stop(p->loop);     /* the home lane ends in its on_exit */
+        srv_loop_unref(p->loop);
+    }
+    p->loop = NULL;
+    p->home = NULL;
 }
 
 /* ---- jobs (any thread) -------------------------------------------------- */
@@ -982,8 +1216,12 @@ int ups_job_submit(struct ups_pool *p, const struct srv_request *req,
     struct srv_job *j = km_calloc(1, sizeof *j);
     if (!j)
         return km_fail(err, KM_ENOMEM, "upstream: out of memory for a job");
+    struct ups_lane *ln = lane_for(p);
     j->tag = TAG_JOB;
     j->pool = p;
+    j->lane = ln;
+    j->loop = ln->loop;
+    srv_loop_ref(j->loop);
     j->req = req;
     j->sink = *sink;
     j->affinity = affinity;
@@ -996,27 +1234,35 @@ int ups_job_submit(struct ups_pool *p, const struct srv_request *req,
     atomic_init(&j->cancel, false);
     *job = j;
     atomic_fetch_add(&p->live, 1);
-    pthread_mutex_lock(&p->qmu);
-    if (p->q_tail)
-        p->q_tail->next = j;
+    pthread_mutex_lock(&ln->qmu);
+    if (ln->q_tail)
+        ln->q_tail->next = j;
     else
-        p->q_head = j;
-    p->q_tail = j;
-    pthread_mutex_unlock(&p->qmu);
-    curl_multi_wakeup(p->multi);
+        ln->q_head = j;
+    ln->q_tail = j;
+    pthread_mutex_unlock(&ln->qmu);
+    /* On the lane's own thread the lane runs later in this very pass. */
+    if (srv_loop_current() != ln->loop)
+        srv_loop_wake(ln->loop);
     return KM_OK;
 }
 
+/* The job's loop stays allocated until release, so waking it is safe even
+ * after the loop has stopped. */
 void ups_job_cancel(struct ups_pool *p, struct srv_job *job)
 {
+    (void)p;
     if (!job)
         return;
     atomic_store(&job->cancel, true);
-    curl_multi_wakeup(p->multi);
+    srv_loop_wake(job->loop);
 }
 
 void ups_job_release(struct ups_pool *p, struct srv_job *job)
 {
     (void)p;
+    if (!job)
+        return;
+    srv_loop_unref(job->loop);
     km_free(job);
 }

@@ -67,14 +67,15 @@ eq "vector extension" "$(sql "SELECT extname FROM pg_extension WHERE extname = '
 eq "db start again keeps the URL" "$("$BIN" db status --data-dir "$pgdir" -q)" "$URL"
 
 # ---- schema -------------------------------------------------------------
-eq "rag init" "$("$BIN" rag init 2>&1)" "schema version 1"
-eq "rag init is idempotent" "$("$BIN" rag init 2>&1)" "schema version 1"
-eq "one schema_version row" "$(sql "SELECT string_agg(version::text, ',') FROM kanoa.schema_version")" "1"
-eq "chunks columns" "$(sql "SELECT string_agg(column_name || ':' || udt_name, ',' ORDER BY ordinal_position)
-    FROM information_schema.columns WHERE table_schema = 'kanoa' AND table_name = 'chunks'")" \
-    "id:int8,collection_id:int8,document_id:int8,chunk_id:text,position:int4,token_count:int4,text:text,metadata:jsonb,embedding:vector,tsv:tsvector"
-eq "gin indexes" "$(sql "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes
-    WHERE schemaname = 'kanoa' AND indexdef LIKE '%USING gin%'")" "chunks_metadata_idx,chunks_tsv_idx"
+eq "rag init" "$("$BIN" rag init 2>&1)" "schema version 2"
+eq "rag init is idempotent" "$("$BIN" rag init 2>&1)" "schema version 2"
+eq "schema_version rows" "$(sql "SELECT string_agg(version::text, ',' ORDER BY version) FROM kanoa.schema_version")" "1,2"
+fks() { sql "SELECT coalesce(string_agg(conname, ',' ORDER BY conname), 'none') FROM pg_constraint WHERE conrelid = 'kanoa.chunks'::regclass AND contype = 'f'"; }
+trig() { sql "SELECT coalesce(string_agg(tgname, ','), 'none') FROM pg_trigger WHERE tgrelid = 'kanoa.documents'::regclass AND NOT tgisinternal"; }
+eq "no per-row foreign keys on chunks (migration 2)" "$(fks)" "none"
+eq "deleting documents deletes their chunks (trigger)" "$(trig)" "documents_delete_chunks"
+# integrity by construction: every chunk belongs to a document of its collection
+orphans() { sql "SELECT count(*) FROM kanoa.chunks c LEFT JOIN kanoa.documents d ON d.id = c.document_id AND d.collection_id = c.collection_id WHERE d.id IS NULL"; }
 
 # ---- ingest -------------------------------------------------------------
 fake emb --dim 32
@@ -114,6 +115,7 @@ sql "SELECT text FROM kanoa.chunks WHERE metadata->>'name' = 'evil.txt'" >"$tmp/
 printf '%s\n' "$(cat "$docs/evil.txt")" >"$tmp/evil.want"
 check "injection text stored verbatim" cmp -s "$tmp/evil.out" "$tmp/evil.want"
 eq "tables intact" "$(sql "SELECT count(*) FROM kanoa.chunks")" "9"
+eq "no orphan chunks after ingest" "$(orphans)" "0"
 
 sql "SELECT id, chunk_id FROM kanoa.chunks ORDER BY id" >"$tmp/rows1"
 out=$("$BIN" rag ingest "$docs" --collection "$C" 2>/dev/null)
@@ -139,6 +141,7 @@ rm "$docs/sub/f.json"
 out=$("$BIN" rag ingest "$docs" --collection "$C" --prune 2>/dev/null)
 eq "prune" "${out%%;*}" "ingested 0 files (0 chunks), 7 unchanged, 0 failed, 1 pruned"
 eq "pruned document gone" "$(sql "SELECT count(*) FROM kanoa.documents WHERE source_uri LIKE '%f.json'"),$(sql "SELECT count(*) FROM kanoa.chunks WHERE metadata->>'name' = 'f.json'")" "0,0"
+eq "no orphan chunks after replace and prune" "$(orphans)" "0"
 
 # ---- bad files ------------------------------------------------------------
 printf 'ok\n' >"$tmp/x.png"
@@ -218,6 +221,43 @@ eq "hostile collection name stored verbatim" "$(sql "SELECT count(*) FROM kanoa.
 eq "hostile collection queryable" "$("$BIN" rag query "changed" --collection "$HC" -k 1 --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["text"])')" "Changed text for b."
 out=$("$BIN" rag query "x" --collection "missing" 2>&1)
 eq "unknown collection" "$?:$out" "1:kanoa-mlops rag query: collection 'missing' does not exist"
+
+# ---- jobs, hash embeddings, the upgrade from schema 1 -----------------------
+rows_of() { sql "SELECT d.n_chunks || '|' || c.chunk_id || '|' || md5(c.text) || '|' || md5(c.embedding::text) FROM kanoa.chunks c JOIN kanoa.documents d ON d.id = c.document_id JOIN kanoa.collections k ON k.id = c.collection_id WHERE k.name = '$1' ORDER BY c.chunk_id" | md5sum; }
+"$BIN" rag ingest "$corpus" --collection "jobs one" --embed-model fake-embed --jobs 1 >/dev/null 2>&1
+out=$("$BIN" rag ingest "$corpus" --collection "jobs four" --embed-model fake-embed --jobs 4 2>"$tmp/jerr")
+eq "ingest --jobs 4" "${out%%;*}" "ingested 80 files (80 chunks), 0 unchanged, 0 failed, 0 pruned"
+check "ingest --jobs 4 summary" grep -q "with 4 jobs" <<<"$out"
+eq "--jobs 4 progress: each file once, numbered in order" \
+    "$(sed -n 's/^ingest: \[\([0-9]*\)\/80\] .*/\1/p' "$tmp/jerr" | sort -n | uniq | tr '\n' ' ')" "$(seq 1 80 | tr '\n' ' ')"
+eq "--jobs 4 stores what --jobs 1 stores" "$(rows_of "jobs four")" "$(rows_of "jobs one")"
+out=$("$BIN" rag ingest "$corpus" --collection "jobs four" --jobs 4 2>/dev/null)
+eq "--jobs 4 re-ingest skips unchanged" "${out%%;*}" "ingested 0 files (0 chunks), 80 unchanged, 0 failed, 0 pruned"
+jid=$(sql "SELECT id FROM kanoa.collections WHERE name = 'jobs one'")
+sql "DELETE FROM kanoa.collections WHERE id = $jid" >/dev/null
+eq "deleting a collection cascades to its documents and chunks" \
+    "$(sql "SELECT (SELECT count(*) FROM kanoa.documents WHERE collection_id = $jid) || ',' || (SELECT count(*) FROM kanoa.chunks WHERE collection_id = $jid)")" "0,0"
+eq "no orphan chunks after --jobs runs and a collection delete" "$(orphans)" "0"
+out=$("$BIN" rag ingest "$docs" --collection "hashed" --embed-hash 24 2>/dev/null)
+eq "--embed-hash ingest" "${out%%;*}" "ingested 7 files (8 chunks), 0 unchanged, 0 failed, 0 pruned"
+eq "--embed-hash collection and unit vectors" "$(sql "SELECT k.embed_model || '|' || k.dim || '|' || bool_and(abs(vector_norm(c.embedding) - 1) < 1e-5) FROM kanoa.chunks c JOIN kanoa.collections k ON k.id = c.collection_id WHERE k.name = 'hashed' GROUP BY k.embed_model, k.dim")" "hash-24|24|true"
+t=$(sql "SELECT c.text FROM kanoa.chunks c JOIN kanoa.collections k ON k.id = c.collection_id WHERE k.name = 'hashed' AND c.metadata->>'name' = 'd.py'")
+eq "--embed-hash query finds a chunk by its text" "$("$BIN" rag query "$t" --collection hashed --embed-hash 24 -k 1 --json | "$PY" -c 'import json,sys; h=json.load(sys.stdin)["data"][0]; print(h["metadata"]["name"], "%.4f" % h["score"])')" "d.py 1.0000"
+out=$("$BIN" rag ingest "$docs" --collection "hashed" --embed-hash 24 --embed-model m 2>&1)
+eq "--embed-hash with --embed-model refused" "$?:$out" "1:kanoa-mlops rag ingest: --embed-hash replaces the embedding model: give no --embed-url, --embed-model or --embed-name with it"
+# schema 1 as it was (two FKs per chunk): rag init upgrades it in place
+n_chunks=$(sql "SELECT count(*) FROM kanoa.chunks")
+sql "ALTER TABLE kanoa.chunks
+       ADD CONSTRAINT chunks_collection_id_fkey FOREIGN KEY (collection_id) REFERENCES kanoa.collections(id) ON DELETE CASCADE,
+       ADD CONSTRAINT chunks_document_id_fkey FOREIGN KEY (document_id) REFERENCES kanoa.documents(id) ON DELETE CASCADE;
+     DROP TRIGGER documents_delete_chunks ON kanoa.documents;
+     DROP FUNCTION kanoa.documents_deleted();
+     DELETE FROM kanoa.schema_version WHERE version = 2" >/dev/null
+eq "schema 1 restored" "$(fks)|$(trig)" "chunks_collection_id_fkey,chunks_document_id_fkey|none"
+eq "rag init upgrades schema 1 to 2" "$("$BIN" rag init 2>&1)" "schema version 2"
+eq "upgraded: no foreign keys, the trigger" "$(fks)|$(trig)" "none|documents_delete_chunks"
+eq "upgraded: rows kept" "$(sql "SELECT count(*) FROM kanoa.chunks")" "$n_chunks"
+eq "upgraded: queries work" "$(topk "zulu" 3 | wc -l)" "3"
 
 # ---- the local engine: --embed-model FILE.gguf ------------------------------
 # A synthesized tiny BERT (random weights, 128 dims, 128-token context) with
@@ -325,6 +365,7 @@ eq "connection loss keeps the old version" "$(state)" "$old"
 out=$("$BIN" rag ingest "$big" --collection "$C" --chunk-tokens 16 --overlap 0 2>/dev/null)
 eq "rerun completes" "${out%%;*}" "ingested 1 files (40 chunks), 0 unchanged, 0 failed, 0 pruned"
 eq "new version in place" "$(sql "SELECT count(*) || ':' || sum((text LIKE 'Changed paragraph%')::int) FROM kanoa.chunks c JOIN kanoa.documents d ON d.id = c.document_id WHERE d.source_uri = 'file://$big/long.txt'")" "40:40"
+eq "no orphan chunks after kill -9 and a lost connection" "$(orphans)" "0"
 
 # ---- POST /v1/retrieve in serve ---------------------------------------------
 fake other --dim 8 --model other8
