@@ -110,17 +110,6 @@ static void matmul_rows(const struct eng_weight *w, int64_t lo, int64_t hi,
         row_tile = (int64_t)(((size_t)128 << 10) / w->row_bytes) / ROW_UNIT * ROW_UNIT;
         row_tile = row_tile < ROW_UNIT ? ROW_UNIT : row_tile;
     }
-    if (w->type == GGML_TYPE_Q8_0 && n_act > 8) {
-        /* Q8_0 tiles: one row tile with all the columns (the kernel takes
-         * them 64 at a time), so its weights come from DRAM once and from
-         * L2 for the other column chunks */
-        for (int64_t r0 = lo; r0 < hi; r0 += row_tile) {
-            int64_t nr = hi - r0 < row_tile ? hi - r0 : row_tile;
-            quant_matmul(w->type, (const char *)w->data + (size_t)r0 * w->row_bytes, nr, w->k,
-                         act, n_act, out + r0, w->n);
-        }
-        return;
-    }
     for (int a0 = 0; a0 < n_act; a0 += ACT_TILE) {
         int na = n_act - a0 < ACT_TILE ? n_act - a0 : ACT_TILE;
         for (int64_t r0 = lo; r0 < hi; r0 += row_tile) {

@@ -42,9 +42,9 @@ void hub__hasher_free(struct hub__hasher *h);
  * fd/size/chunk describe the file being written in chunks of `chunk` bytes
  * (the ranges-file chunks). Writers call hub__hashfeed_landed(f, i, n) from
  * any thread when the first n bytes of chunk i are written (pwrite done);
- * the thread hashes the contiguous prefix as it grows (reading it back
- * with pread) and, if writeback is set, starts the kernel's writeback
- * behind it (sync_file_range, no fsync).
+ * the thread hashes the contiguous prefix as it grows (from lent buffers,
+ * else reading it back with pread) and, if writeback is set, starts the
+ * kernel's writeback behind it (sync_file_range, no fsync).
  * A writer may lend the buffer it just wrote at file offset off
  * (hub__hashfeed_lend, after the pwrite and its landed call): if the thread
  * reaches off while the loan stands it hashes from p instead of reading back.
@@ -56,8 +56,8 @@ void hub__hasher_free(struct hub__hasher *h);
  * more writes": it waits for the thread to drain, then KM_OK with the hex
  * digest (hex_out >= 65), KM_EIO if reading back failed, KM_ECANCELED if
  * bytes are missing. stats (bytes hashed, of which from loans, seconds)
- * only after end. free cancels and joins (safe at
- * any point, NULL too); f does not own fd. */
+ * only after end. free cancels and joins (safe at any point, NULL too);
+ * f does not own fd and never owns a lent buffer. */
 struct hub__hashfeed;
 int hub__hashfeed_new(enum hub__hash_kind kind, int fd, uint64_t size,
                       uint64_t chunk, int writeback, struct hub__hashfeed **out);

@@ -248,14 +248,13 @@ static enum MHD_Result act(struct srv_call *c, struct MHD_Connection *conn,
     }
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
-                                  const char *url, const char *method,
-                                  const char *version, const char *upload,
-                                  size_t *upload_size, void **con_cls)
+static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn,
+                                      const char *url, const char *method,
+                                      const char *upload, size_t *upload_size,
+                                      void **con_cls)
 {
     struct srv_server *s = cls;
     struct srv_call *c = *con_cls;
-    (void)version;
     if (!c) {
         c = srv__call_new(s);
         if (!c)
@@ -293,6 +292,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     if (!c->dispatched)
         return act(c, conn, srv__call_dispatch(c, &c->reply));
     return act(c, conn, srv__call_step(c, &c->reply));
+}
+
+/* The OpenAI routes submit their job and return (the answer comes by
+ * resume), so their backend work may run on this thread's loop
+ * (srv_loop_set_returning); the synchronous routes may block on a job
+ * (/v1/retrieve) and get no such promise. */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    const struct srv_call *c = *con_cls;
+    (void)version;
+    srv_loop_set_returning(c && c->route >= 0 &&
+                           srv__route_is_builtin_async(c->route));
+    enum MHD_Result r = handle_request(cls, conn, url, method, upload,
+                                       upload_size, con_cls);
+    srv_loop_set_returning(false);
+    return r;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,

@@ -41,10 +41,21 @@ struct srv_loop {
 };
 
 static __thread struct srv_loop *current;
+static __thread bool returning;
 
 struct srv_loop *srv_loop_current(void)
 {
     return current;
+}
+
+void srv_loop_set_returning(bool on)
+{
+    returning = on;
+}
+
+struct srv_loop *srv_loop_returning(void)
+{
+    return returning ? current : NULL;
 }
 
 static void on_wake(struct srv_loop_io *io, unsigned events)

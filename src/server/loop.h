@@ -55,6 +55,16 @@ void srv_loop_unref(struct srv_loop *l);
 /* The loop whose thread is calling, or NULL. */
 struct srv_loop *srv_loop_current(void);
 
+/* A promise of the calling thread (thread-local, off by default): until
+ * turned off, whoever it calls returns to the loop without blocking, so
+ * work it starts may run on this loop. The HTTP adapter gives it around
+ * the asynchronous routes only; a caller that waits for the work (e.g. a
+ * synchronous route submitting a job and blocking on its result) must not,
+ * or it would wait for its own blocked thread. */
+void srv_loop_set_returning(bool on);
+/* The current loop while that promise holds, else NULL. */
+struct srv_loop *srv_loop_returning(void);
+
 /* Make the loop run a pass soon (any thread; cheap when already pending;
  * from the loop's own thread: the next pass does not sleep). */
 void srv_loop_wake(struct srv_loop *l);

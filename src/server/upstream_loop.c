@@ -1096,10 +1096,14 @@ static struct ups_lane *lane_new(struct ups_pool *p, struct srv_loop *l, bool ho
 }
 
 /* The lane for a job submitted by the calling thread: its loop's (made at
- * the first request), else the home lane. */
+ * the first request) when the caller promised to return to that loop
+ * without blocking (srv_loop_returning: the HTTP thread dispatching an
+ * OpenAI route), else the home lane (on its own thread: a caller that
+ * blocks for the result, e.g. /v1/retrieve's query embedding, or any other
+ * thread). */
 static struct ups_lane *lane_for(struct ups_pool *p)
 {
-    struct srv_loop *l = srv_loop_current();
+    struct srv_loop *l = srv_loop_returning();
     if (!l || l == p->loop)
         return p->home;
     pthread_mutex_lock(&p->qmu);
@@ -1241,8 +1245,9 @@ int ups_job_submit(struct ups_pool *p, const struct srv_request *req,
         ln->q_head = j;
     ln->q_tail = j;
     pthread_mutex_unlock(&ln->qmu);
-    /* On the lane's own thread the lane runs later in this very pass. */
-    if (srv_loop_current() != ln->loop)
+    /* From the lane's own (returning) thread the lane runs later in this
+     * very pass; anything else wakes the lane's loop. */
+    if (srv_loop_returning() != ln->loop)
         srv_loop_wake(ln->loop);
     return KM_OK;
 }

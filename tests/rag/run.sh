@@ -6,7 +6,8 @@
 # (fake_embed.py, Python stdlib), and checks: schema and migrations, ingest
 # rows, idempotent re-ingest, replacement and --prune, model/dimension
 # refusal, kill -9 and a terminated connection in the middle of ingesting a
-# changed document, injection strings stored and returned verbatim, exact
+# changed document (also with two jobs), schema 2 and the upgrade from 1,
+# --jobs, --embed-hash, injection strings stored and returned verbatim, exact
 # top-k against a numpy brute force, filtered queries with iterative scans,
 # text and hybrid modes, the local engine (--embed-model FILE.gguf, a
 # synthesized tiny BERT; the same vectors through serve --model), and CLI
@@ -366,6 +367,31 @@ out=$("$BIN" rag ingest "$big" --collection "$C" --chunk-tokens 16 --overlap 0 2
 eq "rerun completes" "${out%%;*}" "ingested 1 files (40 chunks), 0 unchanged, 0 failed, 0 pruned"
 eq "new version in place" "$(sql "SELECT count(*) || ':' || sum((text LIKE 'Changed paragraph%')::int) FROM kanoa.chunks c JOIN kanoa.documents d ON d.id = c.document_id WHERE d.source_uri = 'file://$big/long.txt'")" "40:40"
 eq "no orphan chunks after kill -9 and a lost connection" "$(orphans)" "0"
+# two documents in flight (--jobs 2), one connection lost mid-COPY: that
+# document keeps its old version, the other job finishes its own, the run
+# exits 1, and a rerun completes the lost one
+two=$tmp/two
+mkdir -p "$two"
+para() { "$PY" -c 'import sys; [print("%s %s paragraph %d about the seas and oceans.\n" % (sys.argv[1], sys.argv[2], i)) for i in range(40)]' "$@"; }
+for f in p q; do para Old $f >"$two/$f.txt"; done
+"$BIN" rag ingest "$two" --collection "$C" --chunk-tokens 16 --overlap 0 >/dev/null 2>&1
+for f in p q; do para New $f >"$two/$f.txt"; done
+copies() { sql "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY kanoa.chunks%' AND state <> 'idle' AND pid <> pg_backend_pid()"; }
+wait_copies() { for _ in $(seq 1 100); do [ "$(copies)" = 2 ] && return 0; sleep 0.1; done; return 1; }
+versions() { sql "SELECT sum((c.text LIKE 'New%')::int) || '/' || count(*) FROM kanoa.chunks c JOIN kanoa.documents d ON d.id = c.document_id WHERE d.source_uri LIKE 'file://$two/%' GROUP BY d.id" | sort | tr '\n' ' '; }
+eq "two documents, old versions" "$(versions)" "0/40 0/40 "
+"$BIN" rag ingest "$two" --collection "$C" --embed-url "$SLOW" --batch 2 --chunk-tokens 16 --overlap 0 --jobs 2 >/dev/null 2>"$tmp/lost2.err" &
+ing=$!
+check "two jobs reached COPY" wait_copies
+sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'COPY kanoa.chunks%' AND pid <> pg_backend_pid() ORDER BY pid LIMIT 1" >/dev/null
+wait "$ing"
+eq "--jobs 2, one connection lost: exit 1" "$?" "1"
+check "--jobs 2, one connection lost: message" grep -q "^kanoa-mlops rag ingest: lost the database connection during" "$tmp/lost2.err"
+eq "--jobs 2, one connection lost: one document old, the other new, none torn" "$(versions)" "0/40 40/40 "
+out=$("$BIN" rag ingest "$two" --collection "$C" --chunk-tokens 16 --overlap 0 2>/dev/null)
+eq "--jobs 2, rerun completes the lost document" "${out%%;*}" "ingested 1 files (40 chunks), 1 unchanged, 0 failed, 0 pruned"
+eq "--jobs 2, both new" "$(versions)" "40/40 40/40 "
+eq "no orphan chunks after a lost job" "$(orphans)" "0"
 
 # ---- POST /v1/retrieve in serve ---------------------------------------------
 fake other --dim 8 --model other8
