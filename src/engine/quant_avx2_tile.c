@@ -21,7 +21,7 @@
  * Tiles and sums live on the stack (Q8_0 ~41 KiB: one k chunk of 8 rows and
  * the float sums of 64 rows x 68 columns; k-quants ~90 KiB: 64 rows x 260
  * columns of sums); nothing is allocated. K-quant weights are unpacked once
- * per 256 columns (mm_k), Q8_0 weights once per 64 (mm_tile).
+ * per 256 columns (mm_k), Q8_0 weights once per 64 (mm_q8_0).
  */
 #include "engine/quant_int.h"
 #include "engine/simd_avx2.h"
@@ -345,19 +345,15 @@ struct job {
     size_t as;
 };
 
-/* acc[j] += blocks [b0, b0+n) of the 8 rows from r0 (missing rows repeat
- * the last one; their sums are not used) x columns c0 + j, j < ncol. */
-static void group_chunk(const struct job *jb, int64_t r0, int64_t b0, int64_t n, int64_t c0,
-                        int ncol, float (*acc)[8], void *buf)
+/* acc[j] += Q8_0 blocks [b0, b0+n) of the 8 rows from r0 (missing rows
+ * repeat the last one; their sums are not used) x columns c0 + j, j < ncol. */
+static void group_q8(const struct job *jb, int64_t r0, int64_t b0, int64_t n, int64_t c0,
+                     int ncol, float (*acc)[8], struct tile_q8 *t)
 {
     const uint8_t *rows[8];
     for (int r = 0; r < 8; r++)
         rows[r] = jb->w + (size_t)(r0 + r < jb->nr ? r0 + r : jb->nr - 1) * jb->rs;
-    bool q8 = jb->t == GGML_TYPE_Q8_0;
-    if (q8)
-        pack_q8(rows, b0, n, buf);
-    else
-        pack_k(jb->t, rows, b0, n, buf);
+    pack_q8(rows, b0, n, t);
     for (int j = 0; j < ncol; j += NC) {
         const uint8_t *y[NC];
         float *ac[NC];
@@ -368,52 +364,35 @@ static void group_chunk(const struct job *jb, int64_t r0, int64_t b0, int64_t n,
             y[c] = jb->a + (size_t)(c0 + col) * jb->as;
             ac[c] = acc[j + c < ncol ? j + c : COL_CHUNK + c];
         }
-        if (q8)
-            micro_q8(buf, n, y, b0, ac);
-        else if (jb->t == GGML_TYPE_Q4_K)
-            micro_q4k(buf, n, y, b0, ac);
-        else if (jb->t == GGML_TYPE_Q5_K)
-            micro_q5k(buf, n, y, b0, ac);
-        else
-            micro_q6k(buf, n, y, b0, ac);
+        micro_q8(t, n, y, b0, ac);
     }
 }
 
-/* Columns in chunks of COL_CHUNK, rows in blocks of ROW_GROUPS 8-row groups,
- * k in chunks: a k chunk of the columns (~150 KiB) stays in L2 while every
- * group of the row block uses it; one group's tile (< 24 KiB) stays in L1
- * while every column uses it. */
-static void mm_tile(uint32_t t, int64_t k, const void *w, size_t rs, int64_t nr,
-                    const void *a, size_t as, int64_t na, float *out, int64_t os)
+/* Q8_0: columns in chunks of COL_CHUNK, rows in blocks of ROW_GROUPS 8-row
+ * groups, k in chunks: a k chunk of the columns (~150 KiB) stays in L2 while
+ * every group of the row block uses it; one group's tile (< 24 KiB) stays in
+ * L1 while every column uses it. */
+static void mm_q8_0(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
+                    size_t as, int64_t na, float *out, int64_t os)
 {
-    _Alignas(32) unsigned char buf[TILE_K_BLOCKS * sizeof(struct tile_k) >
-                                   TILE_Q8_BLOCKS * sizeof(struct tile_q8)
-                                       ? TILE_K_BLOCKS * sizeof(struct tile_k)
-                                       : TILE_Q8_BLOCKS * sizeof(struct tile_q8)];
+    _Alignas(32) struct tile_q8 tile[TILE_Q8_BLOCKS];
     float acc[ROW_GROUPS][COL_CHUNK + NC][8];
-    struct job jb = {t, k / (t == GGML_TYPE_Q8_0 ? 32 : QK_K), w, rs, nr, a, as};
-    int64_t chunk = t == GGML_TYPE_Q8_0 ? TILE_Q8_BLOCKS : TILE_K_BLOCKS;
+    struct job jb = {GGML_TYPE_Q8_0, k / 32, w, rs, nr, a, as};
     for (int64_t c0 = 0; c0 < na; c0 += COL_CHUNK) {
         int ncol = na - c0 < COL_CHUNK ? (int)(na - c0) : COL_CHUNK;
         for (int64_t rb = 0; rb < nr; rb += 8 * ROW_GROUPS) {
             int64_t nrb = nr - rb < 8 * ROW_GROUPS ? nr - rb : 8 * ROW_GROUPS;
             memset(acc, 0, sizeof acc);
-            for (int64_t b0 = 0; b0 < jb.nb; b0 += chunk) {
-                int64_t n = jb.nb - b0 < chunk ? jb.nb - b0 : chunk;
+            for (int64_t b0 = 0; b0 < jb.nb; b0 += TILE_Q8_BLOCKS) {
+                int64_t n = jb.nb - b0 < TILE_Q8_BLOCKS ? jb.nb - b0 : TILE_Q8_BLOCKS;
                 for (int64_t g = 0; 8 * g < nrb; g++)
-                    group_chunk(&jb, rb + 8 * g, b0, n, c0, ncol, acc[g], buf);
+                    group_q8(&jb, rb + 8 * g, b0, n, c0, ncol, acc[g], tile);
             }
             for (int j = 0; j < ncol; j++)
                 for (int64_t r = 0; r < nrb; r++)
                     out[(c0 + j) * os + rb + r] = acc[r / 8][j][r % 8];
         }
     }
-}
-
-static void mm_q8_0(int64_t k, const void *w, size_t rs, int64_t nr, const void *a,
-                    size_t as, int64_t na, float *out, int64_t os)
-{
-    mm_tile(GGML_TYPE_Q8_0, k, w, rs, nr, a, as, na, out, os);
 }
 
 /* acc[j] += super-blocks [b0, b0+n) of the 8 k-quant rows from r0 (missing
