@@ -71,22 +71,16 @@ void eng__bert_gelu_avx2(float *x, const float *bias, int n)
     }
 }
 
-static inline __m256 silu_mul_ps(__m256 g, __m256 h)
-{
-    __m256 e = simd_exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), g));
-    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), h);
-}
-
 void eng__bert_silu_mul_avx2(float *h, const float *g, int n)
 {
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(h + i, silu_mul_ps(_mm256_loadu_ps(g + i), _mm256_loadu_ps(h + i)));
+        _mm256_storeu_ps(h + i, simd_silu_mul_ps(_mm256_loadu_ps(g + i), _mm256_loadu_ps(h + i)));
     if (i < n) {
         float gb[8] = {0}, hb[8] = {0};
         memcpy(gb, g + i, (size_t)(n - i) * sizeof *gb);
         memcpy(hb, h + i, (size_t)(n - i) * sizeof *hb);
-        _mm256_storeu_ps(hb, silu_mul_ps(_mm256_loadu_ps(gb), _mm256_loadu_ps(hb)));
+        _mm256_storeu_ps(hb, simd_silu_mul_ps(_mm256_loadu_ps(gb), _mm256_loadu_ps(hb)));
         memcpy(h + i, hb, (size_t)(n - i) * sizeof *hb);
     }
 }

@@ -45,23 +45,17 @@ void eng_axpy_f16_avx2(float *out, float a, const uint16_t *v, int n)
         out[i] += a * quant_f16_to_f32(v[i]);
 }
 
-static inline __m256 silu_mul(__m256 a, __m256 b)
-{
-    __m256 e = simd_exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), a));
-    return _mm256_mul_ps(_mm256_div_ps(a, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), b);
-}
-
 void eng_swiglu_avx2(float *a, const float *b, int n)
 {
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(a + i, silu_mul(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+        _mm256_storeu_ps(a + i, simd_silu_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
     if (i == n)
         return;
     float ta[8] = {0}, tb[8] = {0};
     memcpy(ta, a + i, (size_t)(n - i) * sizeof *a);
     memcpy(tb, b + i, (size_t)(n - i) * sizeof *b);
-    _mm256_storeu_ps(ta, silu_mul(_mm256_loadu_ps(ta), _mm256_loadu_ps(tb)));
+    _mm256_storeu_ps(ta, simd_silu_mul_ps(_mm256_loadu_ps(ta), _mm256_loadu_ps(tb)));
     memcpy(a + i, ta, (size_t)(n - i) * sizeof *a);
 }
 

@@ -44,4 +44,11 @@ static inline __m256 simd_exp_ps(__m256 x)
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+/* silu(g) * h = g / (1 + e^-g) * h, lane by lane (SwiGLU's gate). */
+static inline __m256 simd_silu_mul_ps(__m256 g, __m256 h)
+{
+    __m256 e = simd_exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), h);
+}
+
 #endif
