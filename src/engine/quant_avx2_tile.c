@@ -345,25 +345,39 @@ struct job {
     size_t as;
 };
 
+/* The 8 weight rows from r0; rows past the last repeat it. */
+static inline void group_rows(const struct job *jb, int64_t r0, const uint8_t *rows[8])
+{
+    for (int r = 0; r < 8; r++)
+        rows[r] = jb->w + (size_t)(r0 + r < jb->nr ? r0 + r : jb->nr - 1) * jb->rs;
+}
+
+/* Activations and sums of columns c0 + j .. + NC - 1; columns past ncol
+ * re-read the last one into the spare sums acc[spare + c]. */
+static inline void group_cols(const struct job *jb, int64_t c0, int j, int ncol,
+                              float (*acc)[8], int spare, const uint8_t *y[NC],
+                              float *ac[NC])
+{
+    #pragma GCC unroll 8
+    for (int c = 0; c < NC; c++) {
+        int col = j + c < ncol ? j + c : ncol - 1;
+        y[c] = jb->a + (size_t)(c0 + col) * jb->as;
+        ac[c] = acc[j + c < ncol ? j + c : spare + c];
+    }
+}
+
 /* acc[j] += Q8_0 blocks [b0, b0+n) of the 8 rows from r0 (missing rows
  * repeat the last one; their sums are not used) x columns c0 + j, j < ncol. */
 static void group_q8(const struct job *jb, int64_t r0, int64_t b0, int64_t n, int64_t c0,
                      int ncol, float (*acc)[8], struct tile_q8 *t)
 {
     const uint8_t *rows[8];
-    for (int r = 0; r < 8; r++)
-        rows[r] = jb->w + (size_t)(r0 + r < jb->nr ? r0 + r : jb->nr - 1) * jb->rs;
+    group_rows(jb, r0, rows);
     pack_q8(rows, b0, n, t);
     for (int j = 0; j < ncol; j += NC) {
         const uint8_t *y[NC];
         float *ac[NC];
-        /* columns past the last one re-read it into spare sums */
-        #pragma GCC unroll 8
-        for (int c = 0; c < NC; c++) {
-            int col = j + c < ncol ? j + c : ncol - 1;
-            y[c] = jb->a + (size_t)(c0 + col) * jb->as;
-            ac[c] = acc[j + c < ncol ? j + c : COL_CHUNK + c];
-        }
+        group_cols(jb, c0, j, ncol, acc, COL_CHUNK, y, ac);
         micro_q8(t, n, y, b0, ac);
     }
 }
@@ -402,19 +416,12 @@ static void group_k(const struct job *jb, int64_t r0, int64_t b0, int64_t n, int
                     int ncol, float (*acc)[8], struct tile_k *t)
 {
     const uint8_t *rows[8];
-    for (int r = 0; r < 8; r++)
-        rows[r] = jb->w + (size_t)(r0 + r < jb->nr ? r0 + r : jb->nr - 1) * jb->rs;
+    group_rows(jb, r0, rows);
     pack_k(jb->t, rows, b0, n, t);
     for (int j = 0; j < ncol; j += NC) {
         const uint8_t *y[NC];
         float *ac[NC];
-        /* columns past the last one re-read it into spare sums */
-        #pragma GCC unroll 8
-        for (int c = 0; c < NC; c++) {
-            int col = j + c < ncol ? j + c : ncol - 1;
-            y[c] = jb->a + (size_t)(c0 + col) * jb->as;
-            ac[c] = acc[j + c < ncol ? j + c : K_COLS + c];
-        }
+        group_cols(jb, c0, j, ncol, acc, K_COLS, y, ac);
         if (jb->t == GGML_TYPE_Q4_K)
             micro_q4k(t, n, y, b0, ac);
         else if (jb->t == GGML_TYPE_Q5_K)
