@@ -4,7 +4,7 @@
 #   make test         sanitized build (ASan+UBSan) of the library, the binary
 #                     and every tests/test_*.c, then tests/run.sh
 #   make serve        build, then serve (MODEL=file.gguf or org/repo[:FILE])
-#   make fuzz         libFuzzer harnesses in tests/fuzz/ (clang)
+#   make fuzz         libFuzzer harnesses in fuzz/ (clang; fuzz/run.sh runs them)
 #   make install PREFIX=/usr/local
 #
 # Sources are found, not listed: every src/**/*.c is part of the library
@@ -96,27 +96,27 @@ $(TESTSRCS:%.c=$(BUILD)/asan/obj/%.o) $(HELPOBJS): | $(BUILD)/.testdeps-ok
 test: $(BUILD)/.testdeps-ok $(BUILD)/kanoa-mlops $(BUILD)/asan/kanoa-mlops $(TESTBINS)
 	@tests/run.sh $(BUILD) $(T)
 
-# make fuzz: every tests/fuzz/fuzz_*.c becomes $(BUILD)/fuzz/fuzz_* (clang,
-# libFuzzer + ASan/UBSan), linked with the modules it names below (rebuilt by
-# clang with coverage, archived so only what is referenced is linked).
+# make fuzz: every fuzz/fuzz_*.c becomes $(BUILD)/fuzz/fuzz_* (clang,
+# libFuzzer + ASan/UBSan) linked with the library rebuilt by clang with
+# coverage; fuzz/run.sh runs them. The same harnesses are replayed over
+# fuzz/corpus/ by tests/test_fuzz_corpus.c in make test (gcc, no clang).
 FUZZCC    ?= clang
-FUZZFLAGS = -std=gnu17 -Isrc -pthread -D_GNU_SOURCE $(PKG_CFLAGS) -w -g -O1 \
-             -fsanitize=fuzzer-no-link,address,undefined
+FUZZFLAGS = -std=gnu17 -Isrc -pthread -D_GNU_SOURCE -DKM_UNITTEST $(PKG_CFLAGS) -w -g -O1 \
+             -fsanitize=fuzzer-no-link,address,undefined \
+             -fno-sanitize-recover=undefined
 FUZZ_OBJS := $(LIBSRCS:%.c=$(BUILD)/fuzz/obj/%.o)
-FUZZBINS  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-fuzzmods   = $(filter $(addprefix $(BUILD)/fuzz/obj/src/,$(addsuffix /%,base $(1))),$(FUZZ_OBJS))
+FUZZBINS  := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 
-$(BUILD)/fuzz/obj/%.o: %.c $(BUILD)/.deps-ok
+$(BUILD)/fuzz/obj/%.o: %.c | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
-	$(FUZZCC) $(FUZZFLAGS) $(if $(findstring _avx2,$<),$(SIMDFLAGS)) -c $< -o $@
+	$(FUZZCC) $(FUZZFLAGS) $(if $(findstring _avx2,$<),$(SIMDFLAGS)) -MMD -MP -c $< -o $@
 
-$(BUILD)/fuzz/fuzz_oai_parse: $(call fuzzmods,server)
-$(BUILD)/fuzz/fuzz_gguf: $(call fuzzmods,) $(filter $(addprefix $(BUILD)/fuzz/obj/src/engine/,gguf% quant% cpu%),$(FUZZ_OBJS))
-$(BUILD)/fuzz/fuzz_tok: $(call fuzzmods,engine)
-$(BUILD)/fuzz/%: tests/fuzz/%.c
-	@rm -f $@.a
-	ar rcs $@.a $(filter %.o,$^)
-	$(FUZZCC) $(FUZZFLAGS) -fsanitize=fuzzer -o $@ $< $@.a $(LDLIBS)
+$(BUILD)/fuzz/libkanoa.a: $(FUZZ_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(BUILD)/fuzz/libkanoa.a
+	$(FUZZCC) $(FUZZFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/fuzz/libkanoa.a $(LDLIBS)
 
 fuzz: $(FUZZBINS)
 

@@ -607,3 +607,21 @@ Test(gguf, real_vocab_gpt2_and_llama_spm)
     gguf_close(f);
 }
 
+
+/* Found by fuzz/fuzz_gguf.c (fuzz/corpus/gguf/string-value-with-nul.gguf):
+ * the copy of a string value stopped at a NUL inside it while gguf_kv_str
+ * reported the whole length. */
+Test(gguf, string_value_with_nul_keeps_its_length)
+{
+    size_t len;
+    uint8_t *b = small_file(&len);
+    b[66] = '\0'; /* "llama" -> "ll\0ma" */
+    struct gguf_file *f = NULL;
+    cr_assert_eq(gguf_open_mem(b, len, "t.gguf", &f, &err), KM_OK, "%s", err.msg);
+    uint64_t n = 0;
+    const char *s = gguf_kv_str(f, 0, &n);
+    cr_assert_eq(n, 5);
+    cr_assert(memcmp(s, "ll\0ma", 6) == 0, "all 5 bytes and a NUL");
+    gguf_close(f);
+    km_free(b);
+}

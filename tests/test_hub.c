@@ -683,3 +683,24 @@ Test(hub_hash, hashfeed_wait_behind_and_cancel)
     cr_assert_eq(km_mem_live(), live);
     rm_tmp();
 }
+
+/* Found by fuzz/fuzz_hub.c (fuzz/corpus/hub/ratelimit-t-overflow.txt):
+ * t + 1 overflowed a long. */
+Test(hub_http, ratelimit_header_wait_is_bounded)
+{
+    struct hub__resp r = {.retry_after = -1};
+    static const char ok[] = "RateLimit: \"resolvers\";r=0;t=12\r\n";
+    static const char huge[] = "RateLimit: \"resolvers\";r=0;t=9223372036854775807\r\n";
+    static const char neg[] = "RateLimit: \"resolvers\";r=0;t=-5\r\n";
+    static const char left[] = "RateLimit: \"resolvers\";r=3;t=12\r\n";
+    hub__resp_header(&r, ok, sizeof ok - 1);
+    cr_assert_eq(r.retry_after, 13);
+    hub__resp_header(&r, huge, sizeof huge - 1);
+    cr_assert_eq(r.retry_after, 3600);
+    r.retry_after = -1;
+    hub__resp_header(&r, neg, sizeof neg - 1);
+    cr_assert_eq(r.retry_after, -1);
+    hub__resp_header(&r, left, sizeof left - 1);
+    cr_assert_eq(r.retry_after, -1);
+    hub__resp_free(&r);
+}

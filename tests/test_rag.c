@@ -7,8 +7,10 @@
 #include "rag/rag_int.h"
 
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 TestSuite(rag, .timeout = 30);
@@ -280,6 +282,78 @@ Test(rag, hits_json_has_the_retriever_keys)
     km_free(s);
 }
 
+/* What the hits JSON was before it was written directly: jansson objects
+ * dumped compactly, the metadata parsed from its text. */
+static char *hits_json_by_jansson(const struct rag_hits *h)
+{
+    json_t *data = json_array();
+    for (size_t i = 0; i < h->n; i++) {
+        const struct rag_hit *x = &h->v[i];
+        json_t *meta = json_loads(x->metadata, 0, NULL);
+        json_array_append_new(data, json_pack("{s:s, s:f, s:s, s:s, s:o}", "text", x->text,
+                                              "score", x->score, "source_uri", x->source_uri,
+                                              "chunk_id", x->chunk_id, "metadata",
+                                              meta ? meta : json_object()));
+    }
+    json_t *root = json_pack("{s:o}", "data", data);
+    char *s = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return s;
+}
+
+Test(rag, hits_json_is_what_jansson_wrote)
+{
+    static const char *const texts[] = {
+        "plain", "", "ctl \x01\x02\x07\b\t\n\x0b\f\r\x0e\x1f end", "q \" b \\ s / del \x7f",
+        "utf-8: \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xe2\x80\xa8 \xef\xbf\xbf"};
+    static const double scores[] = {0.0, 1.0, 0.5, 0.1, 1e-5, 0.17619330741127182, 1e-20,
+                                    0.999999999999, 2.5e-300};
+    /* metadata as PostgreSQL's jsonb output writes it */
+    static const char *const metas[] = {
+        "{}", "{\"ext\": \"md\"}", "{\"a\": \"x\\u001fy\\u001a\", \"b\": [\"1\", \"2\"], "
+        "\"c\": {\"d\": null, \"e\": true}, \"q\": \"\\\" \\\\ \\n\"}",
+        "{\"k\": \"\xc3\xa9 \xe2\x82\xac\", \"n\": 42}", "", "not json"};
+    size_t n = 9;
+    struct rag_hits h = {km_calloc(n, sizeof(struct rag_hit)), n};
+    for (size_t i = 0; i < n; i++)
+        h.v[i] = (struct rag_hit){.row = (long long)i, .text = km_strdup(texts[i % 5]),
+                                  .score = scores[i], .source_uri = km_strdup(texts[(i + 1) % 5]),
+                                  .chunk_id = km_strdup(texts[(i + 2) % 5]),
+                                  .metadata = km_strdup(metas[i % 6])};
+    char *s = NULL, *want = hits_json_by_jansson(&h);
+    struct km_err e;
+    cr_assert_eq(rag_hits_json(&h, &s, &e), KM_OK);
+    cr_assert_str_eq(s, want);
+    km_free(s);
+    free(want);
+    /* invalid UTF-8 and a non-finite score are errors naming the hit */
+    km_free(h.v[3].chunk_id);
+    h.v[3].chunk_id = km_strdup("bad \xc3\x28 utf-8");
+    cr_assert_eq(rag_hits_json(&h, &s, &e), KM_EFORMAT);
+    cr_assert_str_eq(e.msg, "hit 4: a field is not valid UTF-8");
+    cr_assert_null(s);
+    h.v[3].chunk_id[4] = 'x';
+    h.v[1].score = NAN;
+    cr_assert_eq(rag_hits_json(&h, &s, &e), KM_EFORMAT);
+    cr_assert_str_eq(e.msg, "hit 2 has no score (nan)");
+    rag_hits_free(&h);
+}
+
+Test(rag, json_str_escapes_as_jansson)
+{
+    static const char *const bad[] = {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82",
+                                      "\x80", "\xf8\x88\x80\x80\x80"};
+    struct km_buf b;
+    km_buf_init(&b, 1024);
+    cr_assert_eq(rag_json_str(&b, "a\"b\\c\x01/\xe2\x82\xac"), KM_OK);
+    cr_assert_str_eq(km_buf_str(&b), "\"a\\\"b\\\\c\\u0001/\xe2\x82\xac\"");
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        km_buf_reset(&b);
+        cr_assert_eq(rag_json_str(&b, bad[i]), KM_EINVAL, "bad[%zu]", i);
+    }
+    km_buf_free(&b);
+}
+
 Test(rag, hash_embedder_is_deterministic_unit_and_shared)
 {
     struct rag_embedder *e = NULL;
@@ -305,4 +379,40 @@ Test(rag, hash_embedder_is_deterministic_unit_and_shared)
     cr_assert(fabs(dot) < 0.99, "different texts, different vectors");
     km_free(v);
     rag_embedder_free(e);
+}
+
+/* Found by fuzz/fuzz_chunk.c (fuzz/corpus/chunk/formfeed-page.txt). */
+Test(rag, chunker_keeps_the_line_after_a_page_break)
+{
+    static const char text[] = "Page one has some text.\n\fPage two line\nmore";
+    struct rag_chunk *c = NULL;
+    size_t n = 0;
+    struct km_err e;
+    cr_assert_eq(rag_chunk_text(text, sizeof text - 1, RAG_DOC_TEXT, 8, 0, &c, &n, &e), KM_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(c[0].off, 0);
+    cr_assert_eq(c[0].len, 23);
+    cr_assert_eq(c[1].off, 25, "the page starts after the form feed");
+    cr_assert_eq(c[1].len, 18, "'Page two line\\nmore' is kept whole");
+    km_free(c);
+}
+
+/* Found by fuzz/fuzz_chunk.c (fuzz/corpus/chunk/overlap-repeats-chunk.c):
+ * a chunk one byte longer than the overlap (before trimming) was repeated
+ * whole at the start of the next one. */
+Test(rag, chunker_overlap_never_repeats_a_whole_chunk)
+{
+    static const char text[] = "int\n}\n\n\nstatic i f(int x)\n{\n (  |eturn x? * 2;\n}"
+                               "\n\n\nstatic int g;\n";
+    static const size_t want[][2] = {{0, 5}, {8, 19}, {15, 31}, {32, 16}, {51, 13}};
+    struct rag_chunk *c = NULL;
+    size_t n = 0;
+    struct km_err e;
+    cr_assert_eq(rag_chunk_text(text, sizeof text - 1, RAG_DOC_CODE, 8, 4, &c, &n, &e), KM_OK);
+    cr_assert_eq(n, 5);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(c[i].off, want[i][0], "chunk %zu", i);
+        cr_assert_eq(c[i].len, want[i][1], "chunk %zu", i);
+    }
+    km_free(c);
 }

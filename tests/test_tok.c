@@ -353,6 +353,41 @@ Test(tok, stream_never_splits_utf8)
     km_free(mem);
 }
 
+/* tok_utf8_lossy (whole-sequence /detokenize) gives what the stream gives */
+Test(tok, utf8_lossy_matches_stream)
+{
+    struct gguf_file *gf;
+    void *mem;
+    struct tok_vocab *v = gemma_like(&gf, &mem);
+    const int32_t bad[] = {19 + 0xE4, 15, 19 + 0x80, 19 + 0xF0, 19 + 0x9F};
+    struct km_buf b;
+    struct km_err err;
+    km_buf_init(&b, 64);
+    cr_assert_eq(tok_decode(v, bad, 5, false, false, &b, &err), KM_OK);
+    cr_assert_eq(b.len, 5);
+    cr_assert_eq(tok_utf8_lossy(&b, &err), KM_OK);
+    cr_expect_str_eq(km_buf_str(&b), "\xef\xbf\xbdh\xef\xbf\xbd\xef\xbf\xbd");
+    /* three lead bytes: two broken characters and an incomplete tail */
+    km_buf_reset(&b);
+    cr_assert_eq(km_buf_append(&b, "\xe2\xe2\xe2", 3), KM_OK);
+    cr_assert_eq(tok_utf8_lossy(&b, &err), KM_OK);
+    cr_expect_str_eq(km_buf_str(&b), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    /* valid text and the empty buffer are left as they are */
+    km_buf_reset(&b);
+    cr_assert_eq(km_buf_append(&b, "hi\xe4\xb8\xad", 5), KM_OK);
+    char *before = b.data;
+    cr_assert_eq(tok_utf8_lossy(&b, &err), KM_OK);
+    cr_expect_eq(b.data, before);
+    cr_expect_str_eq(km_buf_str(&b), "hi\xe4\xb8\xad");
+    km_buf_free(&b);
+    km_buf_init(&b, 0);
+    cr_expect_eq(tok_utf8_lossy(&b, &err), KM_OK);
+    cr_expect_eq(b.len, 0);
+    tok_free(v);
+    gguf_close(gf);
+    km_free(mem);
+}
+
 Test(tok, gpt2_special_and_bos)
 {
     struct gguf_file *gf;

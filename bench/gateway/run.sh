@@ -21,7 +21,7 @@ dur=${2:-5}
 n=${3:-1000}
 bin="$top/$build/kanoa-mlops"
 [ -x "$bin" ] || { echo "bench/gateway: build $bin first (make BUILD=$build)"; exit 1; }
-work=$(mktemp -d)
+work=$(mktemp -d -t kanoa-gwbench.XXXXXX)
 pids=()
 trap 'for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done; wait; rm -rf "$work"' EXIT
 "$bin" models synth -o "$work/tiny.gguf" -q >/dev/null 2>&1

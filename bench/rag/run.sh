@@ -9,14 +9,16 @@
 #     per-row cost of each part of kanoa.chunks (M rows per variant);
 #  1b. the real `rag ingest` without a model (--embed-hash DIM): N/5
 #     chunks in N/500 files of 100 paragraphs like bench_rag's rows,
-#     --jobs 1 and the default (the online CPUs); rate = chunks / the
+#     --jobs 1, the default (the online CPUs) and CPUs + 1; rate = chunks / the
 #     files phase (read, hash, chunk, COPY, commits, the WAL flush; the
 #     HNSW build after it is reported apart);
 #  2. POST /v1/retrieve against the bare SQL with the same query vectors
 #     (bench_rag with PORT): `serve` embeds with a synthesized 2-layer BERT
 #     of DIM dims served as "bench", the collection's model (one thread, so
 #     its CPU time per request is the embedding's); wall-clock percentiles
-#     and CPU time per request of the server and the database backends;
+#     and CPU time per request of the server and the database backends,
+#     retrieve's added CPU split into server and database, and retrieve's
+#     query + hits JSON run inside bench_rag (client and backend CPU);
 #  3. `rag ingest` of 500 one-chunk files with embeddings included: the
 #     local engine (--embed-model, a synthesized bge-small: 12 layers, 384
 #     dims, random weights, the real cost) and the same model behind
@@ -62,8 +64,11 @@ for f in range(int(sys.argv[2])):
                               for p in range(100)) + "\n")
 ' "$tmp/kb" $((n / 500))
 ref=$(sed -n 's/^text COPY[^:]*: *\([0-9]*\) rows\/s.*/\1/p' "$tmp/step1.out" | sort -n | tail -n 1)
-for jobs in 1 0; do
-    flag=""; [ "$jobs" = 1 ] && flag="--jobs 1"
+# --jobs 1, the default (the online CPUs), and one more job than CPUs (a
+# document's round trips and the client's share of the work leave a core
+# idle now and then: does one more job fill those gaps?)
+for jobs in 1 0 $(($(nproc) + 1)); do
+    flag=""; [ "$jobs" != 0 ] && flag="--jobs $jobs"
     out=$("$bin" rag ingest "$tmp/kb" --database-url "$url" --collection bench-files \
           --embed-hash "$dim" --chunk-tokens 64 --overlap 0 $flag 2>/dev/null)
     echo "rag ingest --embed-hash $dim ${flag:-(default jobs)}: $out"

@@ -319,6 +319,8 @@ int eng_detokenize(struct eng_model *m, const int32_t *ids, size_t n,
     struct km_buf b;
     km_buf_init(&b, TOK_MAX_TEXT);
     rc = tok_decode(m->vocab, ids, n, false, true, &b, err);
+    if (rc == KM_OK) /* a lone byte token: U+FFFD, as the chat text shows it */
+        rc = tok_utf8_lossy(&b, err);
     if (rc == KM_OK)
         rc = km_buf_reserve(&b, 1);
     if (rc != KM_OK) {

@@ -136,7 +136,8 @@ void eng_model_stats(struct eng_model *m, struct eng_stats *out);
 int eng_tokenize(struct eng_model *m, const char *text, size_t len,
                  bool add_special, bool parse_special, int32_t **ids,
                  size_t *n_ids, struct km_err *err);
-/* ids -> text (special tokens rendered); *text freed by the caller. */
+/* ids -> text (special tokens rendered; bytes that do not form UTF-8, e.g. a
+ * lone byte token, become U+FFFD); *text freed by the caller. */
 int eng_detokenize(struct eng_model *m, const int32_t *ids, size_t n,
                    char **text, size_t *len, struct km_err *err);
 /* Append the bytes of token `id` (special tokens as their text) to out. */

@@ -332,10 +332,14 @@ static int parse_str_value(struct cur *c, struct kv *kv, const char *field)
     int rc = rd_str(c, &p, &len, field);
     if (rc)
         return rc;
-    kv->str = km_strndup(p, len);
+    /* All len bytes (a NUL inside the value included), so the copy and the
+     * length gguf_kv_str reports agree. */
+    kv->str = km_malloc(len + 1);
     kv->str_len = len;
     if (!kv->str)
         return km_fail(c->err, KM_ENOMEM, "%s: out of memory for key %s", c->f->path, kv->key);
+    memcpy(kv->str, p, len);
+    kv->str[len] = '\0';
     return KM_OK;
 }
 

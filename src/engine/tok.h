@@ -159,6 +159,13 @@ int tok_decode(const struct tok_vocab *v, const int32_t *ids, size_t n,
                bool remove_special, bool special, struct km_buf *out,
                struct km_err *err);
 
+/* Make b valid UTF-8 the way the streaming detokenizer would: each byte
+ * that cannot start or continue a character becomes U+FFFD, an incomplete
+ * character at the end one U+FFFD (as Hugging Face's lossy decode). Valid
+ * text is left untouched; otherwise b's storage is replaced (its max tripled,
+ * so the replacement always fits). */
+int tok_utf8_lossy(struct km_buf *b, struct km_err *err);
+
 /* ---- streaming detokenizer ---------------------------------------------- */
 
 /* Turns generated tokens into text one token at a time and never emits part

@@ -4,6 +4,7 @@
 
 #include "engine/unicode.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #define PHANTOM "\xe2\x96\x81"
@@ -158,27 +159,63 @@ void tok_stream_free(struct tok_stream *s)
     s->n_held = 0;
 }
 
+/* Append the complete characters of raw[0..n) to out, each invalid byte as
+ * U+FFFD; *tail gets the length of an incomplete character ending raw (not
+ * appended). */
+static int lossy(const unsigned char *raw, size_t n, struct km_buf *out,
+                 size_t *tail, struct km_err *err)
+{
+    size_t i = 0;
+    int rc = KM_OK;
+    *tail = 0;
+    while (i < n && rc == KM_OK) {
+        int k = uni_valid_len(raw + i, n - i);
+        if (k > 0) {
+            rc = append(out, raw + i, (size_t)k, err);
+            i += (size_t)k;
+        } else if (k == 0) {
+            *tail = n - i;
+            i = n;
+        } else {
+            rc = append(out, "\xef\xbf\xbd", 3, err);
+            i++;
+        }
+    }
+    return rc;
+}
+
 /* Move the complete characters of raw[0..n) to out; keep an incomplete tail
  * in s->held; replace invalid bytes with U+FFFD. */
 static int settle(struct tok_stream *s, const unsigned char *raw, size_t n,
                   struct km_err *err)
 {
+    size_t tail;
+    int rc = lossy(raw, n, &s->out, &tail, err);
+    memcpy(s->held, raw + n - tail, tail);
+    s->n_held = rc == KM_OK ? tail : 0;
+    return rc;
+}
+
+int tok_utf8_lossy(struct km_buf *b, struct km_err *err)
+{
+    const unsigned char *p = (const unsigned char *)b->data;
     size_t i = 0;
-    int rc = KM_OK;
-    s->n_held = 0;
-    while (i < n && rc == KM_OK) {
-        int k = uni_valid_len(raw + i, n - i);
-        if (k > 0) {
-            rc = append(&s->out, raw + i, (size_t)k, err);
-            i += (size_t)k;
-        } else if (k == 0) {
-            memcpy(s->held, raw + i, n - i);
-            s->n_held = n - i;
-            i = n;
-        } else {
-            rc = append(&s->out, "\xef\xbf\xbd", 3, err);
-            i++;
-        }
+    int k = 1;
+    while (i < b->len && (k = uni_valid_len(p + i, b->len - i)) > 0)
+        i += (size_t)k;
+    if (i == b->len)
+        return KM_OK; /* already valid: nothing to copy */
+    struct km_buf out;
+    km_buf_init(&out, b->max <= SIZE_MAX / 3 ? 3 * b->max : b->max);
+    size_t tail;
+    int rc = lossy(p, b->len, &out, &tail, err);
+    if (rc == KM_OK && tail > 0)
+        rc = append(&out, "\xef\xbf\xbd", 3, err);
+    if (rc == KM_OK) {
+        km_buf_free(b);
+        *b = out;
+    } else {
+        km_buf_free(&out);
     }
     return rc;
 }

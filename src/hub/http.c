@@ -125,28 +125,29 @@ static char *parse_link_next(const char *v)
 }
 
 /* RateLimit: "resolvers";r=0;t=12 -> wait t + 1 s when nothing remains
- * (huggingface_hub's rule; it wins over Retry-After). */
+ * (huggingface_hub's rule; it wins over Retry-After). A negative t is
+ * ignored and a huge one capped (hub__backoff waits at most 300 s). */
 static void ratelimit_wait(struct hub__resp *r, const char *v)
 {
     const char *rp = strstr(v, ";r=");
     const char *tp = strstr(v, ";t=");
-    if (rp && tp && strtol(rp + 3, NULL, 10) == 0)
-        r->retry_after = strtol(tp + 3, NULL, 10) + 1;
+    if (!rp || !tp || strtol(rp + 3, NULL, 10) != 0)
+        return;
+    long t = strtol(tp + 3, NULL, 10);
+    if (t >= 0)
+        r->retry_after = t < 3600 ? t + 1 : 3600;
 }
 
-static size_t on_header(char *b, size_t sz, size_t nm, void *ud)
+void hub__resp_header(struct hub__resp *r, const char *b, size_t n)
 {
-    struct xfer *x = ud;
-    size_t n = sz * nm;
     const char *colon = memchr(b, ':', n);
     if (!colon)
-        return n;
+        return;
     size_t kl = (size_t)(colon - b);
     const char *v = colon + 1;
     size_t vl = n - kl - 1;
     char val[2048];
     copy_val(val, sizeof val, v, vl);
-    struct hub__resp *r = x->resp;
 #define IS(name) (kl == strlen(name) && strncasecmp(b, name, kl) == 0)
     if (IS("x-error-code"))
         copy_val(r->error_code, sizeof r->error_code, val, strlen(val));
@@ -172,7 +173,13 @@ static size_t on_header(char *b, size_t sz, size_t nm, void *ud)
         r->link_next = parse_link_next(val);
     }
 #undef IS
-    return n;
+}
+
+static size_t on_header(char *b, size_t sz, size_t nm, void *ud)
+{
+    struct xfer *x = ud;
+    hub__resp_header(x->resp, b, sz * nm);
+    return sz * nm;
 }
 
 static size_t on_body(char *p, size_t sz, size_t nm, void *ud)

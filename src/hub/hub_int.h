@@ -142,6 +142,9 @@ struct hub__resp {
     char *link_next;           /* Link rel="next" target or NULL */
 };
 void hub__resp_free(struct hub__resp *r);
+/* Parse one raw header line ("Name: value\r\n", n bytes, not
+ * NUL-terminated) into r; other lines are ignored (exposed for the fuzzer). */
+void hub__resp_header(struct hub__resp *r, const char *line, size_t n);
 
 /* Called with body bytes; return n to continue, anything else aborts. */
 typedef size_t (*hub__sink_fn)(const void *p, size_t n, void *ud);
@@ -204,6 +207,14 @@ int hub__tree_parse(const char *json, size_t len, struct hub__tree *t,
 /* Sleep before retry `attempt` (0-based), honouring Retry-After. */
 void hub__backoff(int attempt, long retry_after);
 int hub__transient(const struct hub__resp *r);
+
+/* ---- resolve.c ---- */
+/* The file an org/name[:FILE][@REV] spec picks among the files t of the
+ * snapshot directory snap, as hub_resolve_model does (no disk access;
+ * exposed for tests and the fuzzer). *path_out is km_malloc'ed. */
+int hub__resolve_in(const char *spec, const char *snap,
+                    const struct hub__tree *t, char **path_out,
+                    struct km_err *err);
 
 /* ---- pull.c ---- */
 /* Files of a snapshot dir that resolve to regular files (path, size, etag =

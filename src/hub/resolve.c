@@ -137,6 +137,18 @@ static int choose(const struct spec *sp, const char *snap,
     return *out ? KM_OK : km_fail(err, KM_ENOMEM, "out of memory");
 }
 
+int hub__resolve_in(const char *spec, const char *snap,
+                    const struct hub__tree *t, char **path_out,
+                    struct km_err *err)
+{
+    struct spec sp;
+    *path_out = NULL;
+    if (parse_spec(spec, &sp) != 0)
+        return km_fail(err, KM_ENOTFOUND, "model '%s' is not "
+                       "org/name[:FILE][@REV]", spec);
+    return choose(&sp, snap, t, path_out, err);
+}
+
 int hub_resolve_model(const char *spec, char **path_out, struct km_err *err)
 {
     struct stat st;

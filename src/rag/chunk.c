@@ -157,13 +157,14 @@ static int scan_blocks(const char *t, size_t len, enum rag_doc_kind kind,
         bool fence = kind == RAG_DOC_MARKDOWN &&
                      (starts_with(t, l, "```") || starts_with(t, l, "~~~"));
         bool head = kind == RAG_DOC_MARKDOWN && md_heading(t, l);
-        bool blank = is_blank(t, l) || t[l.a] == '\f';
+        bool blank = is_blank(t, l);
+        bool page = t[l.a] == '\f'; /* pdftotext page break: ends a paragraph */
         bool rst_title = false;
         if (kind == RAG_DOC_RST && !blank && next < len) {
             struct span u = line_at(t, len, next);
             rst_title = rst_underline(t, u) && !rst_underline(t, l);
         }
-        if ((fence || head || blank || rst_title) && para != (size_t)-1) {
+        if ((fence || head || blank || page || rst_title) && para != (size_t)-1) {
             rc = push_block(bl, para, para_end, false);
             para = (size_t)-1;
         }
@@ -223,9 +224,14 @@ static int emit(struct packer *p, size_t a, size_t b)
 }
 
 /* Start of the overlap taken from the tail of [a, b): a word start about
- * overlap_bytes before b, or b when there is no room for overlap. */
+ * overlap_bytes before b, or b when there is no room for overlap. The
+ * overlap is always shorter than the chunk emit() cut from [a, b) (blanks
+ * trimmed), so the next chunk starts after this one and never repeats it
+ * whole. */
 static size_t overlap_start(const struct packer *p, size_t a, size_t b)
 {
+    while (a < b && isspace((unsigned char)p->t[a]))
+        a++;
     if (p->overlap_bytes == 0 || b - a <= p->overlap_bytes)
         return b;
     size_t o = b - p->overlap_bytes;

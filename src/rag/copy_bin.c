@@ -6,6 +6,7 @@
  */
 #include "rag/rag.h"
 
+#include <arpa/inet.h>
 #include <math.h>
 #include <string.h>
 
@@ -84,6 +85,15 @@ int rag_copy_jsonb(struct km_buf *b, const char *json, size_t len)
     return rc == KM_OK ? km_buf_append(b, json, len) : rc;
 }
 
+/* The big-endian bytes of u at p (no alignment needed). */
+static void store_be32(char *p, uint32_t u)
+{
+    u = htonl(u);
+    memcpy(p, &u, 4);
+}
+
+/* One reservation and the elements written in place: this runs for every
+ * element of every row ingest sends (384 per chunk for bge-small). */
 int rag_copy_vector(struct km_buf *b, const float *v, size_t dim)
 {
     if (dim == 0 || dim > 16000)
@@ -91,20 +101,21 @@ int rag_copy_vector(struct km_buf *b, const float *v, size_t dim)
     for (size_t i = 0; i < dim; i++)
         if (!isfinite(v[i]))
             return KM_EINVAL;
-    size_t before = b->len;
-    int rc = km_buf_reserve(b, 8 + 4 * dim);
-    if (rc == KM_OK)
-        rc = put_be32(b, (uint32_t)(4 + 4 * dim));
-    if (rc == KM_OK)
-        rc = put_be16(b, (uint16_t)dim);
-    if (rc == KM_OK)
-        rc = put_be16(b, 0);
-    for (size_t i = 0; i < dim && rc == KM_OK; i++) {
+    size_t n = 8 + 4 * dim;
+    int rc = km_buf_reserve(b, n);
+    if (rc != KM_OK)
+        return rc;
+    char *p = b->data + b->len;
+    store_be32(p, (uint32_t)(4 + 4 * dim));
+    p[4] = (char)(dim >> 8);
+    p[5] = (char)dim;
+    p[6] = p[7] = 0;
+    for (size_t i = 0; i < dim; i++) {
         uint32_t u;
         memcpy(&u, &v[i], 4);
-        rc = put_be32(b, u);
+        store_be32(p + 8 + 4 * i, u);
     }
-    if (rc != KM_OK)
-        b->len = before;
-    return rc;
+    b->len += n;
+    b->data[b->len] = '\0';
+    return KM_OK;
 }

@@ -415,6 +415,14 @@ static int need_collection(struct run *r, int dim, struct km_err *err)
 #define CHUNKS_COPY "COPY kanoa.chunks (collection_id, document_id, chunk_id, position," \
                     " token_count, text, metadata, embedding) FROM STDIN WITH (FORMAT binary)"
 
+/* work_mem of a document's transaction. When the GIN pending list of
+ * chunks' indexes passes its limit (4 MB), the inserting backend merges it
+ * into the index, gathering entries in memory up to work_mem before each
+ * pass over the index: with the default 4 MB it takes several passes per
+ * merge, with 64 MB one (the merge's share of the COPY backend's profile:
+ * 8.4% -> 5.8%). The memory is used only during those merges. */
+#define DOC_WORK_MEM "64MB"
+
 int rag__doc_begin(struct rag_db *db, const struct rag__doc *d, long long *doc_id,
                    struct km_err *err)
 {
@@ -424,7 +432,10 @@ int rag__doc_begin(struct rag_db *db, const struct rag__doc *d, long long *doc_i
     const char *p[5] = {cid, d->uri, d->hash, d->meta, n};
     const struct rag__stmt st[] = {
         {.sql = "BEGIN"},
-        {.sql = d->sync_commit ? "SELECT 1" : "SET LOCAL synchronous_commit = off"},
+        {.sql = d->sync_commit ? "SELECT set_config('work_mem', '" DOC_WORK_MEM "', true)"
+                               : "SELECT set_config('work_mem', '" DOC_WORK_MEM "', true),"
+                                 " set_config('synchronous_commit', 'off', true)",
+         .prepare = true},
         {.sql = "SELECT pg_advisory_xact_lock($1::int, hashtext($2))", .n_params = 2,
          .params = p, .prepare = true},
         {.sql = "DELETE FROM kanoa.documents WHERE collection_id = $1::bigint"

@@ -18,6 +18,7 @@
 
 #include <ctype.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -541,28 +542,164 @@ int rag_query_run(struct rag_db *db, const struct rag_query *q,
     return rc;
 }
 
+/* ---- hits as JSON (written directly, byte for byte what jansson's
+ * compact dump of the same objects gives) ---------------------------------- */
+
+/* Bytes of the valid UTF-8 sequence at p (1-4), 0 when invalid (overlong
+ * forms, surrogates and code points above U+10FFFF are invalid). */
+static size_t utf8_seq(const unsigned char *p)
+{
+    unsigned c = p[0];
+    size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
+             : (c & 0xF8) == 0xF0 ? 4 : 0;
+    unsigned cp = n == 2 ? c & 0x1F : n == 3 ? c & 0x0F : c & 0x07;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    bool bad = (n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) ||
+               (n == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF);
+    return n > 1 && bad ? 0 : n;
+}
+
+/* The escape of byte c (a quote, a backslash or a control character). */
+static void escape_of(unsigned char c, char out[8])
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const char *named = c ? strchr("\"\\\b\f\n\r\t", c) : NULL;
+    out[0] = '\\';
+    if (named) {
+        out[1] = "\"\\bfnrt"[named - "\"\\\b\f\n\r\t"];
+        out[2] = '\0';
+        return;
+    }
+    snprintf(out + 1, 7, "u00%c%c", hex[c >> 4], hex[c & 15]);
+}
+
+int rag_json_str(struct km_buf *b, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    int rc = km_buf_putc(b, '"');
+    while (rc == KM_OK && *p) {
+        if (*p >= 0x20 && *p != '"' && *p != '\\') {
+            size_t n = *p < 0x80 ? 1 : utf8_seq(p);
+            if (n == 0)
+                return KM_EINVAL;
+            p += n;
+            continue;
+        }
+        char esc[8];
+        escape_of(*p, esc);
+        rc = km_buf_append(b, run, (size_t)(p - run));
+        if (rc == KM_OK)
+            rc = km_buf_puts(b, esc);
+        run = ++p;
+    }
+    if (rc == KM_OK)
+        rc = km_buf_append(b, run, (size_t)(p - run));
+    return rc == KM_OK ? km_buf_putc(b, '"') : rc;
+}
+
+/* A finite double as jansson writes a real: %.17g, ".0" when it looks
+ * like an integer, no '+' nor leading zeros in the exponent. */
+static int put_real(struct km_buf *b, double v)
+{
+    char t[48];
+    int n = snprintf(t, sizeof t - 3, "%.17g", v);
+    if (!strchr(t, '.') && !strchr(t, 'e'))
+        memcpy(t + n, ".0", 3);
+    char *e = strchr(t, 'e');
+    if (e) {
+        char *from = e + 1 + (e[1] == '-'), *to = from;
+        while (*to == '+' || *to == '0')
+            to++;
+        memmove(from, to, strlen(to) + 1);
+    }
+    return km_buf_puts(b, t);
+}
+
+/* A metadata object as stored (PostgreSQL's jsonb text: valid JSON, keys
+ * in its order) without the blanks between tokens and with \u escapes in
+ * capitals: what parsing it and writing it compactly gives, without the
+ * parse. Anything but an object -> {}. */
+static int put_compact(struct km_buf *b, const char *j)
+{
+    if (!j || j[0] != '{')
+        return km_buf_puts(b, "{}");
+    int rc = km_buf_reserve(b, strlen(j));
+    bool in_str = false;
+    for (const char *p = j; rc == KM_OK && *p; p++) {
+        char c = *p;
+        if (!in_str && (c == ' ' || c == '\n' || c == '\t' || c == '\r'))
+            continue;
+        in_str = c == '"' ? !in_str : in_str;
+        b->data[b->len++] = c;
+        if (!in_str || c != '\\' || !p[1])
+            continue;
+        c = *++p; /* the escaped character */
+        b->data[b->len++] = c;
+        for (int i = 0, u = c == 'u'; u && i < 4 && p[1]; i++) {
+            c = *++p;
+            b->data[b->len++] = c >= 'a' && c <= 'f' ? (char)(c - 'a' + 'A') : c;
+        }
+    }
+    if (rc == KM_OK)
+        b->data[b->len] = '\0';
+    return rc;
+}
+
+static int hit_json(struct km_buf *b, const struct rag_hit *x)
+{
+    int rc = km_buf_puts(b, "{\"text\":");
+    if (rc == KM_OK)
+        rc = rag_json_str(b, x->text);
+    if (rc == KM_OK)
+        rc = km_buf_puts(b, ",\"score\":");
+    if (rc == KM_OK)
+        rc = put_real(b, x->score);
+    if (rc == KM_OK)
+        rc = km_buf_puts(b, ",\"source_uri\":");
+    if (rc == KM_OK)
+        rc = rag_json_str(b, x->source_uri);
+    if (rc == KM_OK)
+        rc = km_buf_puts(b, ",\"chunk_id\":");
+    if (rc == KM_OK)
+        rc = rag_json_str(b, x->chunk_id);
+    if (rc == KM_OK)
+        rc = km_buf_puts(b, ",\"metadata\":");
+    if (rc == KM_OK)
+        rc = put_compact(b, x->metadata);
+    return rc == KM_OK ? km_buf_putc(b, '}') : rc;
+}
+
+int rag_hits_json_buf(const struct rag_hits *h, struct km_buf *b, struct km_err *err)
+{
+    int rc = km_buf_puts(b, "{\"data\":[");
+    for (size_t i = 0; rc == KM_OK && i < h->n; i++) {
+        if (!isfinite(h->v[i].score))
+            return km_fail(err, KM_EFORMAT, "hit %zu has no score (%g)", i + 1, h->v[i].score);
+        rc = i ? km_buf_putc(b, ',') : KM_OK;
+        if (rc == KM_OK)
+            rc = hit_json(b, &h->v[i]);
+        if (rc == KM_EINVAL)
+            return km_fail(err, KM_EFORMAT, "hit %zu: a field is not valid UTF-8", i + 1);
+    }
+    if (rc == KM_OK)
+        rc = km_buf_puts(b, "]}");
+    if (rc != KM_OK)
+        return km_fail(err, rc, "no room writing hits as JSON (%zu bytes so far)", b->len);
+    return KM_OK;
+}
+
 int rag_hits_json(const struct rag_hits *h, char **out, struct km_err *err)
 {
+    struct km_buf b;
+    km_buf_init(&b, (size_t)1 << 30);
     *out = NULL;
-    json_t *data = json_array();
-    json_t *root = json_pack("{s:o}", "data", data);
-    int rc = root ? KM_OK : KM_ENOMEM;
-    for (size_t i = 0; rc == KM_OK && i < h->n; i++) {
-        const struct rag_hit *x = &h->v[i];
-        json_t *meta = json_loads(x->metadata, 0, NULL);
-        json_t *o = json_pack("{s:s, s:f, s:s, s:s, s:o}", "text", x->text,
-                              "score", x->score, "source_uri", x->source_uri,
-                              "chunk_id", x->chunk_id, "metadata",
-                              meta ? meta : json_object());
-        if (!o || json_array_append_new(data, o) != 0)
-            rc = KM_ENOMEM;
-    }
-    char *s = rc == KM_OK ? json_dumps(root, JSON_COMPACT) : NULL;
-    json_decref(root);
-    if (s)
-        *out = km_strdup(s);
-    free(s);
-    if (!*out)
-        return km_fail(err, KM_ENOMEM, "out of memory writing hits as JSON");
-    return KM_OK;
+    int rc = rag_hits_json_buf(h, &b, err);
+    if (rc == KM_OK)
+        *out = km_buf_take(&b, NULL);
+    km_buf_free(&b);
+    return rc;
 }

@@ -309,8 +309,17 @@ int rag_query_run(struct rag_db *db, const struct rag_query *q,
                   struct rag_hits *out, struct km_err *err);
 void rag_hits_free(struct rag_hits *h);
 /* {"data":[{"text","score","source_uri","chunk_id","metadata"}...]} as the
- * retrieve endpoint sends it; the string is km_free'd by the caller. */
+ * retrieve endpoint sends it; the string is km_free'd by the caller.
+ * Written directly, byte for byte what jansson's compact dump of the same
+ * objects gives (metadata: the stored jsonb text without its blanks).
+ * KM_EFORMAT for a field that is not valid UTF-8 or a non-finite score. */
 int rag_hits_json(const struct rag_hits *h, char **out, struct km_err *err);
+/* The same, appended to `b` (KM_ERANGE / KM_ENOMEM from km_buf). */
+int rag_hits_json_buf(const struct rag_hits *h, struct km_buf *b, struct km_err *err);
+/* Append `s` as a JSON string as jansson writes it: ", \ and control
+ * characters escaped (\b \f \n \r \t, else \u00XX), UTF-8 as is.
+ * KM_EINVAL (b partly written) when s is not valid UTF-8. */
+int rag_json_str(struct km_buf *b, const char *s);
 
 /* Reciprocal rank fusion: for candidates ranked in list a (rank_a, 1-based,
  * 0 = absent) and list b, score = 1/(k+rank_a) + 1/(k+rank_b). */

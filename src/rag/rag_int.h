@@ -83,8 +83,9 @@ int rag__copy_end(struct rag_db *db, struct km_err *err);
 void rag__copy_abort(struct rag_db *db, const char *why);
 
 /* The per-document transaction of ingest (ingest.c), also driven by
- * bench/rag: rag__doc_begin sends BEGIN, the advisory lock on (collection,
- * source_uri), the DELETE of the old version and the INSERT of the document
+ * bench/rag: rag__doc_begin sends BEGIN, the transaction's settings
+ * (work_mem for the GIN merges; synchronous_commit), the advisory lock on
+ * (collection, source_uri), the DELETE of the old version and the INSERT of the document
  * row (with n_chunks) in one pipelined round trip, then starts `copy_sql`
  * (NULL = the binary COPY into kanoa.chunks of collection_id, document_id,
  * chunk_id, position, token_count, text, metadata, embedding); *doc_id gets
@@ -107,6 +108,21 @@ int rag__doc_commit(struct rag_db *db, struct km_err *err);
 /* Flush the WAL up to now (a synchronous commit of a transaction with an
  * id): every commit before it is durable when this returns. */
 int rag__wal_flush(struct rag_db *db, struct km_err *err);
+
+/* ---- text-search vectors on the client (tsv.c) ----
+ * to_tsvector('english', text) computed in the client, byte for byte what
+ * PostgreSQL 15 stores (its default parser; the english configuration:
+ * words through the english stopword list and the Snowball English stemmer,
+ * numbers through `simple`), for the texts whose every token it handles.
+ * On KM_OK with *ok true it has appended the tsvector in its binary send
+ * format (what COPY BINARY hands to tsvectorrecv: int32 lexeme count, then
+ * per lexeme in tsvector order its bytes, a NUL, an int16 position count
+ * and the int16 positions) to out. For a text with anything it does not
+ * handle it appends nothing and sets *ok false: the server computes that
+ * chunk's tsvector (the chunks table's insert trigger). Errors: only the
+ * buffer's (KM_ENOMEM, KM_ERANGE). */
+int rag__tsv_english(const char *text, size_t len, struct km_buf *out,
+                     bool *ok, struct km_err *err);
 
 /* Monotonic seconds (for the stats). */
 double rag__now(void);

@@ -12,14 +12,23 @@
 #include <string.h>
 #include <time.h>
 
+/* The date and time to the second are formatted once per second and
+ * thread (the same second's lines reuse them). */
 static void timestamp(char *out, size_t cap)
 {
+    static __thread time_t last_sec = -1;
+    static __thread char last[32];
+    static __thread size_t last_len;
     struct timespec now;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, cap - n, ".%03ldZ", now.tv_nsec / 1000000);
+    if (now.tv_sec != last_sec) {
+        struct tm tm;
+        gmtime_r(&now.tv_sec, &tm);
+        last_len = strftime(last, sizeof last, "%Y-%m-%dT%H:%M:%S", &tm);
+        last_sec = now.tv_sec;
+    }
+    snprintf(out, cap, "%.*s.%03ldZ", (int)last_len, last,
+             now.tv_nsec / 1000000);
 }
 
 /* Copy s into out as JSON string content (quotes and controls escaped). */

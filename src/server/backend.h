@@ -136,6 +136,11 @@ struct srv_request {
     /* Added for the gateway (optional, NULL when absent): value of the
      * session-affinity header, so one session sticks to one replica. */
     const char *session;
+    /* The caller blocks on this thread until the terminal callback (a
+     * synchronous route: /v1/retrieve), so a backend may run the job inside
+     * submit() and call the sink before submit returns (local embeddings
+     * do: no thread hop). false: callbacks only after submit returned. */
+    bool blocking;
 };
 
 struct srv_top_logprob {

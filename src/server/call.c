@@ -582,8 +582,8 @@ static enum srv_next start_generation(struct srv_call *c, struct srv_reply *r)
                            : c->route == SRV_R_COMPLETIONS ? SRV_EP_COMPLETION
                                                            : SRV_EP_EMBEDDING;
     struct srv_perr pe = {0};
-    if (srv__parse_request(ep, c->body.data ? c->body.data : "", c->body.len,
-                           &c->parsed, &pe)) {
+    if (srv__parse_request_for(s, ep, c->body.data ? c->body.data : "",
+                               c->body.len, &c->parsed, &pe)) {
         srv__reply_error(r, pe.status, pe.param, "%s", pe.msg);
         return SRV_NEXT_REPLY;
     }

@@ -67,11 +67,18 @@ static void resume_conn(void *conn)
     srv_loop_wake(w->loop);
 }
 
+/* v (NULL: "") into out, cut to cap - 1 bytes, like snprintf "%s". */
+static void copy_str(char *out, size_t cap, const char *v)
+{
+    size_t n = v ? strnlen(v, cap - 1) : 0;
+    memcpy(out, v ? v : "", n);
+    out[n] = '\0';
+}
+
 static void copy_header(struct MHD_Connection *conn, const char *name,
                         char *out, size_t cap)
 {
-    const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
-    snprintf(out, cap, "%s", v ? v : "");
+    copy_str(out, cap, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name));
 }
 
 /* Authorization is compared whole: one too long for the buffer is dropped
@@ -104,8 +111,8 @@ static void fill_request(struct srv_call *c, struct MHD_Connection *conn,
                          const char *url, const char *method)
 {
     c->conn = conn;
-    snprintf(c->method, sizeof c->method, "%s", method);
-    snprintf(c->path, sizeof c->path, "%s", url);
+    copy_str(c->method, sizeof c->method, method);
+    copy_str(c->path, sizeof c->path, url);
     copy_header(conn, "X-Request-Id", c->request_id, sizeof c->request_id);
     copy_header(conn, MHD_HTTP_HEADER_ORIGIN, c->origin, sizeof c->origin);
     copy_header(conn, MHD_HTTP_HEADER_CONTENT_TYPE, c->content_type,

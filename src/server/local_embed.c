@@ -179,6 +179,11 @@ int local_embed_start(struct eng_model *m, const char *name,
     e->sink = sink;
     int rc = check_request(e, name, &info, req, err);
     rc = rc ? rc : prepare(e, name, req, info.n_ctx, err);
+    if (rc == KM_OK && req->blocking) { /* the caller waits anyway: no thread */
+        *out = e;
+        embed_main(e);
+        return KM_OK;
+    }
     e->started = rc == KM_OK;   /* before the thread can finish and be released */
     if (rc == KM_OK && pthread_create(&e->thread, NULL, embed_main, e) != 0) {
         e->started = false;

@@ -3,7 +3,8 @@
  * local_embed_start validates and tokenizes a request's inputs for an
  * embedding model (engine task ENG_TASK_EMBED) and runs eng_embed for all of
  * them on a thread of its own (one forward pass packs as many whole inputs
- * as fit). That thread then calls sink->on_embedding once per input in
+ * as fit), or on the calling thread before it returns when req->blocking.
+ * That thread then calls sink->on_embedding once per input in
  * order and exactly one terminal callback: on_done with usage.prompt_tokens
  * = all input tokens, or on_error(500, ...) on an engine failure.
  *

@@ -1,7 +1,7 @@
 /* loop.h - a small single-threaded epoll event loop. The HTTP adapter runs
  * one per HTTP thread (libmicrohttpd in external-epoll mode, http.c), and
  * the gateway runs the libcurl transfers of a request on the loop of the
- * thread that received it (upstream_loop.c), so a proxied request is read,
+ * thread that received it (upstream_lane.c), so a proxied request is read,
  * forwarded, answered and written back without changing threads.
  *
  * A pass of a loop waits (epoll) for its watched descriptors, calls the

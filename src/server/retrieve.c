@@ -7,7 +7,10 @@
  * query's pipeline re-checks it, and when the collection was recreated
  * with another model meanwhile (KM_ESTATE) the request starts over once
  * with the fresh row. A pooled connection found dead (the database
- * restarted) is replaced, and the idle ones with it. */
+ * restarted) is replaced, and the idle ones with it. The hits are written
+ * as JSON text straight into the reply's body (rag_hits_json_buf), and the
+ * embeddings request's body with rag_json_str: no jansson objects on the
+ * way (docs/rag.md, "Where /v1/retrieve's time went"). */
 #include "server/retrieve.h"
 
 #include "base/buf.h"
@@ -189,14 +192,19 @@ static int embed_query(struct srv_retrieve *r, const char *model, const char *q,
              "served here (add it with --model or an upstream)", model);
         return KM_ENOTFOUND;
     }
-    json_t *jb = json_pack("{s:s, s:[s]}", "model", model, "input", q);
-    char *body = jb ? json_dumps(jb, JSON_COMPACT) : NULL;
-    json_decref(jb);
+    struct km_buf jb; /* {"model":M,"input":[Q]}, for a proxy */
+    km_buf_init(&jb, RAW_MAX);
+    bool utf8 = km_buf_puts(&jb, "{\"model\":") == KM_OK && rag_json_str(&jb, model) == KM_OK &&
+                km_buf_puts(&jb, ",\"input\":[") == KM_OK && rag_json_str(&jb, q) == KM_OK &&
+                km_buf_puts(&jb, "]}") == KM_OK;
+    char *body = utf8 ? km_buf_take(&jb, NULL) : NULL;
+    km_buf_free(&jb);
     struct srv_input in = {.text = q};
     struct srv_request req = {.ep = SRV_EP_EMBEDDING, .model = model, .request_id = request_id,
                               .n = 1, .inputs = &in, .n_inputs = 1,
                               .truncate_prompt_tokens = -1, .body = body,
-                              .body_len = body ? strlen(body) : 0, .arrival = srv__now()};
+                              .body_len = body ? strlen(body) : 0, .arrival = srv__now(),
+                              .blocking = true /* we wait below: a local model runs here */};
     struct srv_sink sink = {.ud = w, .on_text = e_text, .on_finish = e_finish,
                             .on_embedding = e_embedding, .on_raw_head = e_raw_head,
                             .on_raw = e_raw, .on_done = e_done, .on_error = e_error};
@@ -208,7 +216,7 @@ static int embed_query(struct srv_retrieve *r, const char *model, const char *q,
         wait_done(w, be, job);
         be->ops->release(be->impl, job);
     }
-    free(body); /* jansson's allocator; the backend is done with it */
+    km_free(body); /* the backend is done with it */
     if (rc != KM_OK) {
         fail(resp, 502, NULL, "embedding the query failed: %s", km_err_text(&err));
         return rc;
@@ -388,7 +396,6 @@ static void answer(struct srv_retrieve *r, const struct rq *q, const char *reque
     struct km_err err;
     km_err_clear(&err);
     km_buf_init(&w.raw, RAW_MAX);
-    char *json = NULL;
     int rc = attempt(r, q, request_id, &db, &w, &hits, resp);
     if (rc == KM_ESTATE) { /* maybe recreated with another model: once more */
         emb_reset(&w);
@@ -398,14 +405,13 @@ static void answer(struct srv_retrieve *r, const struct rq *q, const char *reque
     }
     if (rc == KM_ESTATE)
         fail(resp, 503, NULL, "%s", "the collection changed while the query ran; retry");
-    if (rc == KM_OK && rag_hits_json(&hits, &json, &err) == KM_OK) {
+    if (rc == KM_OK && rag_hits_json_buf(&hits, resp->body, &err) == KM_OK) {
         resp->status = 200;
-        resp->json = json_loads(json, 0, NULL);
+        resp->raw = true; /* the hits straight into the reply's body */
     } else if (rc == KM_OK) {
         fail(resp, 500, NULL, "%s", km_err_text(&err));
     }
     pool_give(r, db, rc);
-    km_free(json);
     rag_hits_free(&hits);
     km_free(w.vec);
     km_buf_free(&w.raw);

@@ -10,7 +10,8 @@
  *
  * The query is embedded with the collection's embedding model, looked up
  * among the models this server serves (local engine or upstream), by
- * submitting an embeddings request to that backend and waiting for it.
+ * submitting an embeddings request to that backend and waiting for it (a
+ * local model runs on the handler's thread: srv_request.blocking).
  * Database connections are pooled (one per concurrent request, kept open).
  *
  * Ownership: srv_retrieve_new registers the route on `s` (before

@@ -216,8 +216,8 @@ static void detokenize(struct srv_call *c, struct srv_reply *r)
                                          p.req.inputs[0].n_ids, &text, &err)) {
         srv__reply_error(r, 400, "tokens", "%s", km_err_text(&err));
     } else if (be) {
-        json_t *t = json_string(text ? text : "");
-        if (!t) /* partial UTF-8 from a token cut: keep the valid prefix */
+        json_t *t = json_string(text ? text : ""); /* valid UTF-8 (lossy) */
+        if (!t) /* out of memory */
             t = json_string("");
         srv__reply_json(r, 200, json_pack("{s:o}", "prompt", t));
     }
@@ -237,9 +237,13 @@ static void custom(struct srv_call *c, struct srv_reply *r)
         return;
     }
     struct srv_route_req req = {.body = body, .request_id = c->request_id};
-    struct srv_route_resp resp = {.status = 200};
+    struct srv_route_resp resp = {.status = 200, .body = &r->body};
+    km_buf_reset(&r->body);
     rt->fn(rt->ud, &req, &resp);
-    if (resp.status >= 400) {
+    if (resp.status < 400 && resp.raw) {
+        r->status = resp.status;
+        r->ctype = "application/json";
+    } else if (resp.status >= 400) {
         if (resp.json)
             json_decref(resp.json);
         srv__reply_error(r, resp.status, resp.param, "%s",

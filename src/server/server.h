@@ -142,6 +142,10 @@ struct srv_route_resp {
     json_t *json;               /* new reference, or NULL on error */
     char message[512];          /* error message when status >= 400 */
     char param[64];             /* error param, "" for null */
+    /* The reply's body buffer, empty (the server's): a route may write its
+     * JSON text there and set `raw` instead of building `json`. */
+    struct km_buf *body;
+    bool raw;
 };
 
 typedef void (*srv_route_fn)(void *ud, const struct srv_route_req *req,

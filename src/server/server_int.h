@@ -77,6 +77,19 @@ int srv__parse_object(const char *body, size_t len, json_t **root,
 int srv__parse_request(enum srv_endpoint ep, const char *body, size_t len,
                        struct srv_parsed *out, struct srv_perr *e);
 void srv__parsed_free(struct srv_parsed *p);
+/* srv__parse_request, but a body for a model of a pass-through backend
+ * ("upstream": it validates the fields) is only scanned for being one JSON
+ * object, its model and stream (oai_scan.c). */
+int srv__parse_request_for(struct srv_server *s, enum srv_endpoint ep,
+                           const char *body, size_t len,
+                           struct srv_parsed *out, struct srv_perr *e);
+#ifdef KM_UNITTEST
+/* oai_scan.c's scan: true when body is one valid JSON object with a plain
+ * string `model` (*model, *model_len point into body) and `stream` absent
+ * or a boolean (*stream). */
+bool srv__scan_body(const char *body, size_t len, const char **model,
+                    size_t *model_len, bool *stream);
+#endif
 /* /tokenize: model?, prompt | messages (+add_generation_prompt),
  * add_special_tokens -> req.inputs[0].text or req.messages. */
 int srv__parse_tokenize(const char *body, size_t len, struct srv_parsed *out,

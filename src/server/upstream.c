@@ -1,6 +1,7 @@
 /* upstream.c - upstream specs, the balancer, parsers of upstream answers,
  * the pool's bookkeeping and its Prometheus metrics (see upstream.h). The
- * libcurl event loop is in upstream_loop.c. */
+ * lanes driving libcurl are in upstream_lane.c, the transfers they run in
+ * upstream_loop.c. */
 #include "server/upstream_int.h"
 
 #include "base/log.h"
@@ -382,6 +383,12 @@ unsigned long ups_sse_scan_feed(struct ups_sse_scan *s, const char *p, size_t n)
 {
     unsigned long done = 0;
     for (size_t i = 0; i < n; i++) {
+        if (s->state == 3) {    /* the rest of this line does not matter */
+            const char *nl = memchr(p + i, '\n', n - i);
+            if (!nl)
+                break;
+            i = (size_t)(nl - p);
+        }
         char c = p[i];
         if (c == '\r')
             continue;

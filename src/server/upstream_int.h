@@ -1,6 +1,7 @@
 /* upstream_int.h - private to src/server/upstream*.c and backend_upstream.c:
- * the pool's state, shared between the pool bookkeeping (upstream.c) and the
- * libcurl event loop (upstream_loop.c).
+ * the pool's state, shared between the pool bookkeeping (upstream.c), the
+ * lanes that drive libcurl on event loops (upstream_lane.c) and the
+ * transfers they run (upstream_loop.c).
  *
  * Locking: pool->mu guards every field of struct ups_up except in_flight
  * (atomic) and the metric tables, which are also under pool->mu. pool->qmu
@@ -11,6 +12,7 @@
 #ifndef SRV_UPSTREAM_INT_H
 #define SRV_UPSTREAM_INT_H
 
+#include "server/loop.h"
 #include "server/upstream.h"
 
 #include <curl/curl.h>
@@ -75,7 +77,7 @@ struct ups_up {
 };
 
 struct ups_probe;
-struct ups_lane;    /* upstream_loop.c: one libcurl multi handle on one srv_loop */
+struct ups_lane;    /* upstream_lane.c: one libcurl multi handle on one srv_loop */
 struct srv_loop;
 
 struct ups_pool {
@@ -92,6 +94,7 @@ struct ups_pool {
     pthread_mutex_t qmu;                /* the list of other lanes */
     struct ups_lane *lanes;
     atomic_long live;                   /* jobs + probe transfers alive */
+    bool proxy_env;                     /* a libcurl proxy variable is set */
     unsigned rr;                        /* under mu */
     /* probe rounds (home lane) */
     pthread_cond_t cv;
@@ -122,5 +125,81 @@ void ups__mark(struct ups_pool *p, size_t up, bool ok);
 
 int ups__loop_start(struct ups_pool *p, struct km_err *err);
 void ups__loop_stop(struct ups_pool *p);
+
+/* ---- lanes (upstream_lane.c) and the transfers they run (upstream_loop.c)
+ * A lane is one libcurl multi handle on one srv_loop. Its fields are
+ * touched only on that loop's thread, but for the submission queue
+ * (q_head/q_tail, under qmu) and `claimed` (under pool->qmu). */
+
+#define UPS_N_PATHS 3           /* chat, completions, embeddings */
+#define UPS_SPENT_MAX 64        /* finished attempts released after the pass */
+
+struct lane_sock;               /* upstream_lane.c */
+struct srv_job;
+
+/* An easy handle and the header list its request points to (nodes of our
+ * own: no allocation per request). */
+struct ups_easy {
+    CURL *e;
+    struct curl_slist hdr[4];
+    char rid[300];              /* "X-Request-Id: ..." */
+};
+
+struct ups_lane {
+    struct srv_loop_src src;
+    struct ups_pool *pool;
+    struct srv_loop *loop;
+    CURLM *multi;
+    bool home;                  /* the pool's own loop: probes too */
+    bool claimed;               /* ups_pool_free shuts it down (pool->qmu) */
+    pthread_mutex_t qmu;
+    struct srv_job *q_head, *q_tail;    /* submitted, not started */
+    struct srv_job *active;
+    double timer_at;            /* libcurl's timeout, < 0 none */
+    double now;                 /* time of the socket event or pass now run */
+    struct lane_sock *socks;
+    struct lane_sock **by_fd;   /* live sockets by descriptor */
+    size_t n_by_fd;
+    CURLU *(*urls)[UPS_N_PATHS];    /* parsed request URLs, per upstream */
+    struct ups_easy *spare[UPS_SPARE_EASY];     /* reusable easy handles */
+    int n_spare;
+    /* Attempts finished while reading a socket are released (easy handle
+     * detached and reset) in lane_run, after the HTTP side has written to
+     * the client in the same pass: off the client's path. */
+    bool deferring;
+    struct ups_easy *spent[UPS_SPENT_MAX];
+    int n_spent;
+    struct ups_lane *next;      /* pool->lanes */
+};
+
+/* upstream_lane.c, on the lane's thread. ups__lane_url: upstream up's
+ * request URL for path k (ups__path_index), parsed once per lane (owned
+ * by the lane; NULL out of memory). ups__easy_get: a reset easy handle
+ * (NULL out of memory); ups__easy_drop takes it back (NULL is fine),
+ * detaching it from the multi handle now, or after the HTTP side has run
+ * when libcurl reported its transfer done during this pass; ups__easy_free
+ * frees one that was never added. ups__lane_close_sock is every easy
+ * handle's CURLOPT_CLOSESOCKETFUNCTION (data: the lane). ups__lane_for:
+ * the lane for a job submitted by the calling thread (any thread). */
+int ups__path_index(enum srv_endpoint ep);
+CURLU *ups__lane_url(struct ups_lane *ln, size_t up, int k);
+struct ups_easy *ups__easy_get(struct ups_lane *ln);
+void ups__easy_drop(struct ups_lane *ln, struct ups_easy *ue);
+void ups__easy_free(struct ups_easy *ue);
+int ups__lane_close_sock(void *ud, curl_socket_t fd);
+struct ups_lane *ups__lane_for(struct ups_pool *p);
+
+/* upstream_loop.c, called by a lane on its thread: start the queued jobs;
+ * check timeouts, cancels and paused transfers (returns the ms until the
+ * next check); deliver what the jobs read; a transfer libcurl reported
+ * done (priv: its CURLOPT_PRIVATE); end every job at shutdown (503); the
+ * home lane's probe rounds, and their end at shutdown. */
+void ups__jobs_start(struct ups_lane *ln);
+int ups__jobs_sweep(struct ups_lane *ln, double now);
+void ups__jobs_flush(struct ups_lane *ln);
+void ups__transfer_done(struct ups_lane *ln, void *priv, CURLcode rc);
+void ups__jobs_shutdown(struct ups_lane *ln);
+void ups__probes_tick(struct ups_pool *p, double now);
+void ups__probes_end(struct ups_pool *p);
 
 #endif

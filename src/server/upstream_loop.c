@@ -1,13 +1,6 @@
-/* upstream_loop.c - the gateway's transfers: libcurl multi handles driven
- * by curl_multi_socket_action on srv_loop event loops (loop.h).
- *
- * Lanes: a lane is one multi handle (with its connection cache) on one
- * loop. A request submitted from an HTTP thread's loop runs in that loop's
- * lane (created at its first request), so the request is forwarded, the
- * answer read and handed to the client's connection on the thread that
- * received it: no thread switch and no wake-up between the client and the
- * upstream. The pool's own loop and thread (the home lane) runs the health
- * probes and the requests submitted from any other thread (tests, tools).
+/* upstream_loop.c - the gateway's transfers: jobs (a client's request
+ * proxied to a replica) and the health probes, run by lanes (libcurl multi
+ * handles on event loops, upstream_lane.c).
  *
  * Job life cycle (all on the lane's thread unless noted):
  *
@@ -29,11 +22,12 @@
  * and each resume costs libmicrohttpd a round of work. So the head and body
  * bytes read from one socket event are held in the job (j->held, at most
  * HOLD_MAX) and delivered together right after it; a completed transfer
- * delivers them right before its terminal callback, which comes before the
- * libcurl clean-up. A stream's `data: [DONE]` is held until the body ends
- * (the upstream's last chunk follows at once), at most HOLD_DONE_MS, so the
- * client gets its last event and the end of the stream from one resume.
- * Easy handles are reset and reused.
+ * delivers them right before its terminal callback, and its easy handle is
+ * released after the HTTP side has run (ups__easy_drop). A stream's
+ * `data: [DONE]` is held until the body ends (the upstream's last chunk
+ * follows at once), at most HOLD_DONE_MS, so the client gets its last event
+ * and the end of the stream from one resume. A request's headers are nodes
+ * of its easy handle's own (no allocation), its URL parsed once per lane.
  */
 #include "server/upstream_int.h"
 
@@ -41,41 +35,15 @@
 #include "base/mem.h"
 #include "server/loop.h"
 
-#include <sys/epoll.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <stdlib.h>
-#include <time.h>
 
 enum { TAG_JOB = 0x4a4f42, TAG_PROBE = 0x50524f };
 
 #define HOLD_MAX (64u * 1024)   /* bytes held before delivering mid-pass */
 #define HOLD_DONE_MS 2          /* longest wait for the body end after [DONE] */
-
-struct lane_sock {              /* one socket libcurl asked us to watch */
-    struct srv_loop_io io;      /* first: the io callback casts back */
-    struct ups_lane *lane;
-    bool dead;                  /* libcurl is done with it: freed in run */
-    struct lane_sock *next;
-};
-
-struct ups_lane {
-    struct srv_loop_src src;
-    struct ups_pool *pool;
-    struct srv_loop *loop;
-    CURLM *multi;
-    bool home;                  /* the pool's own loop: probes too */
-    bool claimed;               /* ups_pool_free shuts it down (pool->qmu) */
-    pthread_mutex_t qmu;
-    struct srv_job *q_head, *q_tail;    /* submitted, not started */
-    struct srv_job *active;
-    double timer_at;            /* libcurl's timeout, < 0 none */
-    struct lane_sock *socks;
-    CURL *spare[UPS_SPARE_EASY];        /* reusable easy handles */
-    int n_spare;
-    struct ups_lane *next;      /* pool->lanes */
-};
 
 struct srv_job {
     int tag;                    /* TAG_JOB: CURLOPT_PRIVATE points here */
@@ -85,9 +53,8 @@ struct srv_job {
     const struct srv_request *req;
     struct srv_sink sink;
     const char *affinity;
-    char path[32];
-    CURL *easy;
-    struct curl_slist *hdrs;
+    int path;                   /* index in ep_paths */
+    struct ups_easy *easy;
     int up;                     /* replica of the current attempt, -1 none */
     uint64_t tried;             /* replicas tried (bit per index) */
     int attempts;
@@ -126,18 +93,6 @@ struct ups_probe {
     struct ups_probe *next;
 };
 
-static const char *path_for(enum srv_endpoint ep)
-{
-    switch (ep) {
-    case SRV_EP_CHAT: return "/v1/chat/completions";
-    case SRV_EP_COMPLETION: return "/v1/completions";
-    case SRV_EP_EMBEDDING: return "/v1/embeddings";
-    }
-    return "/v1/chat/completions";
-}
-
-/* ---- callbacks from libcurl (event thread) ------------------------------ */
-
 static void commit_head(struct srv_job *j)
 {
     if (j->head_sent)
@@ -156,7 +111,7 @@ static void header_done(struct srv_job *j)
     struct ups_pool *p = j->pool;
     pthread_mutex_lock(&p->mu);
     ups__hist_observe(&p->ups[j->up].latency, ups__lat_bounds, UPS_LAT_BUCKETS,
-                      ups__now() - j->t_attempt);
+                      j->lane->now - j->t_attempt);
     pthread_mutex_unlock(&p->mu);
     if (j->status >= 500)
         j->buffering = true;
@@ -168,7 +123,7 @@ static size_t on_header(char *b, size_t size, size_t n, void *ud)
 {
     struct srv_job *j = ud;
     size_t len = size * n;
-    j->t_last_byte = ups__now();
+    j->t_last_byte = j->lane->now;
     if (len >= 5 && strncmp(b, "HTTP/", 5) == 0) {
         const char *sp = memchr(b, ' ', len);
         j->status = sp ? atoi(sp + 1) : 0;
@@ -200,7 +155,7 @@ static void deliver(struct srv_job *j)
 
 static void observe_events(struct srv_job *j, unsigned long k)
 {
-    double now = ups__now();
+    double now = j->lane->now;
     double ttft = -1, itl = -1;
     for (unsigned long i = 0; i < k; i++) {
         if (j->events == 0)
@@ -223,7 +178,7 @@ static size_t on_body(char *b, size_t size, size_t n, void *ud)
     size_t len = size * n;
     if (atomic_load(&j->cancel))
         return 0;
-    j->t_last_byte = ups__now();
+    j->t_last_byte = j->lane->now;
     if (j->buffering) {
         size_t room = j->pool->opt.error_body_max - j->errbody.len;
         km_buf_append(&j->errbody, b, len < room ? len : room);
@@ -252,24 +207,43 @@ static size_t on_body(char *b, size_t size, size_t n, void *ud)
     return len;
 }
 
-/* ---- attempts ----------------------------------------------------------- */
+static char hdr_ctype[] = "Content-Type: application/json";
 
-static int setup_easy(struct srv_job *j, const struct ups_up *u)
+static char hdr_expect[] = "Expect:";
+
+/* The request's header list in ue's own nodes (libcurl only reads it; the
+ * strings live in ue, in static storage or in the pool's upstream). */
+static struct curl_slist *request_headers(struct ups_easy *ue,
+                                          const struct srv_job *j,
+                                          const struct ups_up *u)
 {
-    char url[UPS_URL_MAX + 64], rid[300];
-    snprintf(url, sizeof url, "%s%s", u->spec.url, j->path);
-    snprintf(rid, sizeof rid, "X-Request-Id: %s", j->req->request_id);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    struct curl_slist *h2 = h ? curl_slist_append(h, "Expect:") : NULL;
-    struct curl_slist *h3 = h2 ? curl_slist_append(h2, rid) : NULL;
-    if (h3 && u->auth[0])
-        h3 = curl_slist_append(h3, u->auth);
-    j->hdrs = h3 ? h3 : h;
-    if (!h3)
+    snprintf(ue->rid, sizeof ue->rid, "X-Request-Id: %s", j->req->request_id);
+    ue->hdr[0].data = hdr_ctype;
+    ue->hdr[1].data = hdr_expect;
+    ue->hdr[2].data = ue->rid;
+    ue->hdr[3].data = (char *)u->auth;
+    ue->hdr[0].next = &ue->hdr[1];
+    ue->hdr[1].next = &ue->hdr[2];
+    ue->hdr[2].next = u->auth[0] ? &ue->hdr[3] : NULL;
+    ue->hdr[3].next = NULL;
+    return &ue->hdr[0];
+}
+
+static int setup_easy(struct srv_job *j, size_t up)
+{
+    const struct ups_up *u = &j->pool->ups[up];
+    CURL *e = j->easy->e;
+    CURLU *cu = ups__lane_url(j->lane, up, j->path);
+    if (!cu)
         return KM_ENOMEM;
-    CURL *e = j->easy;
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->hdrs);
+    curl_easy_setopt(e, CURLOPT_CURLU, cu);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, request_headers(j->easy, j, u));
+    if (!j->pool->proxy_env) {  /* no proxy variables: skip libcurl's getenv */
+        curl_easy_setopt(e, CURLOPT_PROXY, "");
+        curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+    }
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, ups__lane_close_sock);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, j->lane);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->req->body);   /* not copied */
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->req->body_len);
@@ -324,53 +298,25 @@ static int choose(struct srv_job *j, char *why, size_t cap)
     return k;
 }
 
-/* Spare easy handles (lane thread only): reset and reused, so an attempt
- * does not allocate and free libcurl's per-handle buffers each time. */
-static CURL *easy_get(struct ups_lane *ln)
-{
-    return ln->n_spare ? ln->spare[--ln->n_spare] : curl_easy_init();
-}
-
-static void easy_put(struct ups_lane *ln, CURL *e)
-{
-    if (!e)
-        return;
-    curl_multi_remove_handle(ln->multi, e);
-    if (ln->n_spare < UPS_SPARE_EASY) {
-        curl_easy_reset(e);
-        ln->spare[ln->n_spare++] = e;
-    } else {
-        curl_easy_cleanup(e);
-    }
-}
-
 /* What an attempt holds in libcurl, detached from its job so that it can
  * be released after the job's terminal callback (off the client's path). */
 struct attempt {
-    CURL *easy;
-    struct curl_slist *hdrs;
+    struct ups_easy *easy;
 };
 
 static struct attempt take_attempt(struct srv_job *j)
 {
-    struct attempt a = {j->easy, j->hdrs};
+    struct attempt a = {j->easy};
     j->easy = NULL;
-    j->hdrs = NULL;
     if (j->up >= 0)
         atomic_fetch_sub(&j->pool->ups[j->up].in_flight, 1);
     j->up = -1;
     return a;
 }
 
-static void drop_attempt(struct ups_lane *ln, struct attempt a)
-{
-    easy_put(ln, a.easy);
-    curl_slist_free_all(a.hdrs);
-}
-
 static void end_attempt(struct srv_job *j)
 {
-    drop_attempt(j->lane, take_attempt(j));
+    ups__easy_drop(j->lane, take_attempt(j).easy);
 }
 
 /* Start the next attempt; false when no replica is left. */
@@ -388,10 +334,10 @@ static bool start_attempt(struct srv_job *j)
         }
         return false;
     }
-    j->easy = easy_get(j->lane);
+    j->easy = ups__easy_get(j->lane);
     j->up = k;
     atomic_fetch_add(&j->pool->ups[k].in_flight, 1);
-    if (!j->easy || setup_easy(j, &j->pool->ups[k]) != KM_OK) {
+    if (!j->easy || setup_easy(j, (size_t)k) != KM_OK) {
         snprintf(j->last_err, sizeof j->last_err, "out of memory starting the "
                  "upstream request");
         j->last_http = 500;
@@ -406,12 +352,12 @@ static bool start_attempt(struct srv_job *j)
     j->t_done = 0;
     km_buf_reset(&j->errbody);
     km_buf_reset(&j->held);
-    j->t_attempt = j->t_last_byte = ups__now();
-    if (curl_multi_add_handle(j->lane->multi, j->easy) != CURLM_OK) {
+    j->t_attempt = j->t_last_byte = j->lane->now = ups__now();
+    if (curl_multi_add_handle(j->lane->multi, j->easy->e) != CURLM_OK) {
         snprintf(j->last_err, sizeof j->last_err, "cannot start the upstream "
                  "request (libcurl multi handle refused it)");
         j->last_http = 500;
-        curl_easy_cleanup(j->easy);
+        ups__easy_free(j->easy);
         j->easy = NULL;
         end_attempt(j);
         return false;
@@ -439,7 +385,7 @@ static void job_error(struct srv_job *j, int http, const char *type,
     struct srv_sink s;
     struct attempt a = job_finish(j, &s);
     s.on_error(s.ud, http, type, msg);
-    drop_attempt(ln, a);
+    ups__easy_drop(ln, a.easy);
 }
 
 static void job_done(struct srv_job *j)
@@ -449,7 +395,7 @@ static void job_done(struct srv_job *j)
     struct attempt a = job_finish(j, &s);
     struct srv_usage usage = {0, 0};
     s.on_done(s.ud, &usage);
-    drop_attempt(ln, a);
+    ups__easy_drop(ln, a.easy);
 }
 
 static const char *err_type(int http)
@@ -510,8 +456,6 @@ static bool fail_or_retry(struct srv_job *j)
     job_error(j, http, err_type(http), msg);
     return false;
 }
-
-/* ---- completion of one transfer ---------------------------------------- */
 
 static void classify(struct srv_job *j, CURLcode rc, enum ups_err_kind *kind)
 {
@@ -578,13 +522,11 @@ static bool transfer_done(struct srv_job *j, CURLcode rc)
     if (kind == UPS_ERR_CONNECT || kind == UPS_ERR_HTTP5XX)
         ups__mark(p, up, false);
     long oserr = 0;
-    curl_easy_getinfo(j->easy, CURLINFO_OS_ERRNO, &oserr);
+    curl_easy_getinfo(j->easy->e, CURLINFO_OS_ERRNO, &oserr);
     km_log(KM_LOG_WARN, "request %s: %s%s%s", j->req->request_id, j->last_err,
            oserr ? " - " : "", oserr ? strerror((int)oserr) : "");
     return fail_or_retry(j);
 }
-
-/* ---- probes ------------------------------------------------------------- */
 
 static size_t on_probe_body(char *b, size_t size, size_t n, void *ud)
 {
@@ -606,6 +548,8 @@ static void probe_setup(struct ups_probe *pr, const struct ups_up *u,
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_probe_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, pr);
     curl_easy_setopt(e, CURLOPT_PRIVATE, pr);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, ups__lane_close_sock);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, pr->lane);
     if (u->auth[0]) {
         /* u->auth is "Authorization: Bearer KEY" */
         curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, u->auth + 22);
@@ -657,7 +601,6 @@ static void probe_start(struct ups_pool *p, size_t up, enum probe_kind kind)
     p->ups[up].round_pending++;
     pthread_mutex_unlock(&p->mu);
 }
-
 
 static bool same_models(const struct ups_up *u, const struct srv_model_info *m,
                         size_t n)
@@ -744,7 +687,7 @@ static void probe_done(struct ups_pool *p, struct ups_probe *pr)
     }
 }
 
-static void maybe_probe(struct ups_pool *p, double now)
+void ups__probes_tick(struct ups_pool *p, double now)
 {
     if (p->probes_out > 0)
         return;
@@ -767,8 +710,6 @@ static void maybe_probe(struct ups_pool *p, double now)
         }
     }
 }
-
-/* ---- a lane ------------------------------------------------------------ */
 
 static void push_active(struct ups_lane *ln, struct srv_job *j)
 {
@@ -796,7 +737,7 @@ static struct srv_job *steal_queue(struct ups_lane *ln)
     return q;
 }
 
-static void take_queue(struct ups_lane *ln)
+void ups__jobs_start(struct ups_lane *ln)
 {
     struct srv_job *q = steal_queue(ln);
     while (q) {
@@ -823,7 +764,7 @@ static void check_job(struct ups_pool *p, struct srv_job *j, double now)
     if (j->paused && !(j->sink.raw_full && j->sink.raw_full(j->sink.ud))) {
         j->paused = false;
         j->t_last_byte = now;
-        curl_easy_pause(j->easy, CURLPAUSE_CONT);
+        curl_easy_pause(j->easy->e, CURLPAUSE_CONT);
     }
     if (j->paused)
         return;
@@ -837,7 +778,7 @@ static void check_job(struct ups_pool *p, struct srv_job *j, double now)
 }
 
 /* Timeouts, cancels and paused transfers; returns the wait in ms. */
-static int sweep(struct ups_lane *ln, double now)
+int ups__jobs_sweep(struct ups_lane *ln, double now)
 {
     int wait = 1000;
     struct srv_job *j = ln->active, *next;
@@ -861,7 +802,7 @@ static int sweep(struct ups_lane *ln, double now)
 
 /* Deliver what each job read (a held [DONE] waits for its body's end up to
  * HOLD_DONE_MS). */
-static void flush_held(struct ups_lane *ln)
+void ups__jobs_flush(struct ups_lane *ln)
 {
     double now = ups__now();
     for (struct srv_job *j = ln->active; j; j = j->next) {
@@ -871,141 +812,18 @@ static void flush_held(struct ups_lane *ln)
     }
 }
 
-static void read_done(struct ups_lane *ln)
+/* A transfer libcurl reported done: a job's attempt or a probe. */
+void ups__transfer_done(struct ups_lane *ln, void *priv, CURLcode rc)
 {
-    int left = 0;
-    for (CURLMsg *m = curl_multi_info_read(ln->multi, &left); m;
-         m = curl_multi_info_read(ln->multi, &left)) {
-        if (m->msg != CURLMSG_DONE)
-            continue;
-        char *priv = NULL;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
-        CURLcode rc = m->data.result;
-        if (priv && *(int *)(void *)priv == TAG_JOB)
-            finish_transfer(ln, (struct srv_job *)(void *)priv, rc);
-        else if (priv)
-            probe_done(ln->pool, (struct ups_probe *)(void *)priv);
-    }
+    if (*(int *)priv == TAG_JOB)
+        finish_transfer(ln, priv, rc);
+    else
+        probe_done(ln->pool, priv);
 }
 
-/* libcurl's socket callback: watch what it asks on the lane's loop. */
-static void on_sock_io(struct srv_loop_io *io, unsigned events);
-
-static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud, void *sockp)
+/* The lane is shutting down: every job it has ends with a 503. */
+void ups__jobs_shutdown(struct ups_lane *ln)
 {
-    struct ups_lane *ln = ud;
-    struct lane_sock *ls = sockp;
-    (void)e;
-    if (what == CURL_POLL_REMOVE) {
-        if (ls) {
-            srv_loop_io_set(ln->loop, &ls->io, 0);
-            ls->dead = true;
-            curl_multi_assign(ln->multi, fd, NULL);
-        }
-        return 0;
-    }
-    if (!ls) {
-        ls = km_calloc(1, sizeof *ls);
-        if (!ls)
-            return -1;
-        ls->io.fd = fd;
-        ls->io.fn = on_sock_io;
-        ls->lane = ln;
-        ls->next = ln->socks;
-        ln->socks = ls;
-        curl_multi_assign(ln->multi, fd, ls);
-    }
-    unsigned ev = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
-                  ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
-    return srv_loop_io_set(ln->loop, &ls->io, ev) == KM_OK ? 0 : -1;
-}
-
-static int on_timer(CURLM *m, long ms, void *ud)
-{
-    struct ups_lane *ln = ud;
-    (void)m;
-    ln->timer_at = ms < 0 ? -1 : ups__now() + (double)ms / 1000.0;
-    return 0;
-}
-
-/* A watched socket is ready: let libcurl read or write it, then hand what
- * was read to the clients right away (the HTTP side runs next, in the same
- * pass of the same thread). */
-static void on_sock_io(struct srv_loop_io *io, unsigned events)
-{
-    struct lane_sock *ls = (struct lane_sock *)io;
-    struct ups_lane *ln = ls->lane;
-    int mask = ((events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
-               ((events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
-               ((events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
-    int running = 0;
-    curl_multi_socket_action(ln->multi, io->fd, mask, &running);
-    read_done(ln);
-    flush_held(ln);
-}
-
-static void free_dead_socks(struct ups_lane *ln)
-{
-    struct lane_sock **pp = &ln->socks;
-    while (*pp) {
-        struct lane_sock *ls = *pp;
-        if (ls->dead) {
-            *pp = ls->next;
-            km_free(ls);
-        } else {
-            pp = &ls->next;
-        }
-    }
-}
-
-/* libcurl's timer, when due. */
-static void run_timer(struct ups_lane *ln, double now)
-{
-    if (ln->timer_at < 0 || now < ln->timer_at)
-        return;
-    ln->timer_at = -1;
-    int running = 0;
-    curl_multi_socket_action(ln->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-}
-
-static int ms_until(double now, double t)
-{
-    double ms = (t - now) * 1000.0;
-    return ms <= 0 ? 0 : ms > 1000 ? 1000 : (int)ms + 1;
-}
-
-/* Once per pass of the loop, after the HTTP side (which submits): start
- * queued jobs, run libcurl's timer, sweep timeouts and cancels, deliver. */
-static int lane_run(void *ud)
-{
-    struct ups_lane *ln = ud;
-    struct ups_pool *p = ln->pool;
-    take_queue(ln);
-    if (ln->home)
-        maybe_probe(p, ups__now());
-    run_timer(ln, ups__now());
-    read_done(ln);
-    double now = ups__now();
-    int wait = sweep(ln, now);
-    run_timer(ln, now);         /* a resumed or retried transfer */
-    read_done(ln);
-    flush_held(ln);
-    free_dead_socks(ln);
-    if (ln->home && p->probes_out == 0) {
-        int w = ms_until(now, p->next_probe);
-        wait = w < wait ? w : wait;
-    }
-    if (ln->timer_at >= 0) {
-        int w = ms_until(ups__now(), ln->timer_at);
-        wait = w < wait ? w : wait;
-    }
-    return wait;
-}
-
-/* On the lane's thread: end every job (503), the probes, libcurl; free. */
-static void lane_shutdown(struct ups_lane *ln)
-{
-    struct ups_pool *p = ln->pool;
     while (ln->active) {
         struct srv_job *j = ln->active;
         ln->active = j->next;
@@ -1018,182 +836,18 @@ static void lane_shutdown(struct ups_lane *ln)
         job_error(q, 503, "service_unavailable", "the gateway is shutting down");
         q = next;
     }
-    if (ln->home) {
-        while (p->probes)
-            probe_free(p, p->probes);
-        pthread_mutex_lock(&p->mu);
-        p->rounds_done++;
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-    }
-    while (ln->n_spare > 0)
-        curl_easy_cleanup(ln->spare[--ln->n_spare]);
-    /* the cached connections close in curl_multi_cleanup: unwatch them
-     * first (their fds are still open), without more socket callbacks */
-    for (struct lane_sock *ls = ln->socks; ls; ls = ls->next) {
-        srv_loop_io_set(ln->loop, &ls->io, 0);
-        ls->dead = true;
-    }
-    curl_multi_setopt(ln->multi, CURLMOPT_SOCKETFUNCTION, NULL);
-    curl_multi_cleanup(ln->multi);
-    free_dead_socks(ln);
-    srv_loop_remove(ln->loop, &ln->src);
-    pthread_mutex_destroy(&ln->qmu);
-    km_free(ln);
 }
 
-static void lane_shutdown_cb(void *ud)
+/* The home lane is shutting down: free the probes, end the round. */
+void ups__probes_end(struct ups_pool *p)
 {
-    lane_shutdown(ud);
-}
-
-/* The lane's loop is stopping (HTTP threads end before the pool). */
-static void lane_on_exit(void *ud)
-{
-    struct ups_lane *ln = ud;
-    struct ups_pool *p = ln->pool;
-    bool mine = true;
-    if (!ln->home) {
-        pthread_mutex_lock(&p->qmu);
-        mine = !ln->claimed;
-        struct ups_lane **pp = &p->lanes;
-        while (mine && *pp && *pp != ln)
-            pp = &(*pp)->next;
-        if (mine && *pp)
-            *pp = ln->next;
-        pthread_mutex_unlock(&p->qmu);
-    }
-    if (mine)
-        lane_shutdown(ln);      /* else ups_pool_free's call does it */
-}
-
-/* A lane on loop `l` (on l's thread, or before l starts). */
-static struct ups_lane *lane_new(struct ups_pool *p, struct srv_loop *l, bool home)
-{
-    struct ups_lane *ln = km_calloc(1, sizeof *ln);
-    if (!ln)
-        return NULL;
-    ln->multi = curl_multi_init();
-    if (!ln->multi) {
-        km_free(ln);
-        return NULL;
-    }
-    ln->pool = p;
-    ln->loop = l;
-    ln->home = home;
-    ln->timer_at = -1;
-    pthread_mutex_init(&ln->qmu, NULL);
-    curl_multi_setopt(ln->multi, CURLMOPT_MAXCONNECTS, 512L);
-    curl_multi_setopt(ln->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(ln->multi, CURLMOPT_SOCKETDATA, ln);
-    curl_multi_setopt(ln->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(ln->multi, CURLMOPT_TIMERDATA, ln);
-    ln->src.ud = ln;
-    ln->src.run = lane_run;
-    ln->src.on_exit = lane_on_exit;
-    srv_loop_add(l, &ln->src);
-    return ln;
-}
-
-/* The lane for a job submitted by the calling thread: its loop's (made at
- * the first request) when the caller promised to return to that loop
- * without blocking (srv_loop_returning: the HTTP thread dispatching an
- * OpenAI route), else the home lane (on its own thread: a caller that
- * blocks for the result, e.g. /v1/retrieve's query embedding, or any other
- * thread). */
-static struct ups_lane *lane_for(struct ups_pool *p)
-{
-    struct srv_loop *l = srv_loop_returning();
-    if (!l || l == p->loop)
-        return p->home;
-    pthread_mutex_lock(&p->qmu);
-    struct ups_lane *ln = p->lanes;
-    while (ln && ln->loop != l)
-        ln = ln->next;
-    pthread_mutex_unlock(&p->qmu);
-    if (ln)
-        return ln;
-    ln = lane_new(p, l, false);
-    if (!ln)
-        return p->home;
-    pthread_mutex_lock(&p->qmu);
-    ln->next = p->lanes;
-    p->lanes = ln;
-    pthread_mutex_unlock(&p->qmu);
-    return ln;
-}
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static void wait_round(struct ups_pool *p, unsigned long before, int ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long long ns = ts.tv_nsec + (long long)ms * 1000000LL;
-    ts.tv_sec += ns / 1000000000LL;
-    ts.tv_nsec = ns % 1000000000LL;
+    while (p->probes)
+        probe_free(p, p->probes);
     pthread_mutex_lock(&p->mu);
-    int rc = 0;
-    while (p->rounds_done == before && rc == 0)
-        rc = pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+    p->rounds_done++;
+    pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
 }
-
-int ups_pool_probe_now(struct ups_pool *p)
-{
-    pthread_mutex_lock(&p->mu);
-    unsigned long before = p->rounds_done;
-    pthread_mutex_unlock(&p->mu);
-    atomic_store(&p->probe_asked, true);
-    srv_loop_wake(p->loop);
-    wait_round(p, before, 2 * p->opt.probe_timeout_ms + 500);
-    return KM_OK;
-}
-
-int ups__loop_start(struct ups_pool *p, struct km_err *err)
-{
-    pthread_once(&curl_once, curl_init_once);
-    int rc = srv_loop_new(&p->loop, err);
-    if (rc != KM_OK)
-        return rc;
-    p->home = lane_new(p, p->loop, true);
-    if (!p->home)
-        return km_fail(err, KM_ENOMEM, "upstream pool: curl_multi_init failed");
-    atomic_store(&p->probe_asked, true);
-    rc = srv_loop_start(p->loop, "kanoa-upstream", err);
-    if (rc != KM_OK)
-        return rc;
-    wait_round(p, 0, p->opt.probe_timeout_ms + 500);
-    return KM_OK;
-}
-
-void ups__loop_stop(struct ups_pool *p)
-{
-    for (;;) {      /* lanes on loops still running (normally none left) */
-        pthread_mutex_lock(&p->qmu);
-        struct ups_lane *ln = p->lanes;
-        if (ln) {
-            p->lanes = ln->next;
-            ln->claimed = true;
-        }
-        pthread_mutex_unlock(&p->qmu);
-        if (!ln)
-            break;
-        srv_loop_call(ln->loop, lane_shutdown_cb, ln);
-    }
-    if (p->loop) {
-        srv_loop_stop(p->loop);     /* the home lane ends in its on_exit */
-        srv_loop_unref(p->loop);
-    }
-    p->loop = NULL;
-    p->home = NULL;
-}
-
-/* ---- jobs (any thread) -------------------------------------------------- */
 
 static bool known_model(struct ups_pool *p, const char *model)
 {
@@ -1220,7 +874,7 @@ int ups_job_submit(struct ups_pool *p, const struct srv_request *req,
     struct srv_job *j = km_calloc(1, sizeof *j);
     if (!j)
         return km_fail(err, KM_ENOMEM, "upstream: out of memory for a job");
-    struct ups_lane *ln = lane_for(p);
+    struct ups_lane *ln = ups__lane_for(p);
     j->tag = TAG_JOB;
     j->pool = p;
     j->lane = ln;
@@ -1230,7 +884,7 @@ int ups_job_submit(struct ups_pool *p, const struct srv_request *req,
     j->sink = *sink;
     j->affinity = affinity;
     j->up = -1;
-    snprintf(j->path, sizeof j->path, "%s", path_for(req->ep));
+    j->path = ups__path_index(req->ep);
     km_buf_init(&j->errbody, p->opt.error_body_max);
     km_buf_init(&j->held, 2 * HOLD_MAX);
     ups_sse_scan_init(&j->sse);

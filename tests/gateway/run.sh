@@ -274,6 +274,17 @@ sreq='{"model":"tiny","messages":[{"role":"user","content":"hello"}],"max_tokens
 post "$gw2" "$sreq" >"$work/s2"
 check "  ... streamed too (8 content events then [DONE])" \
     test "$(grep -c '"content":' "$work/s2")" -ge 8 -a "$(tail -n 2 "$work/s2" | head -n 1)" = "data: [DONE]"
+# the gateway forwards an upstream model's body after a scan (oai_scan.c):
+# field errors are the upstream's 400, passed through; invalid JSON is its own
+breq='{"model":"tiny","messages":[{"role":"user","content":"hi"}],"temperature":-1}'
+bdirect=$(post "$r1" "$breq"); bds=$(cat "$work/status")
+bvia=$(post "$gw2" "$breq"); bvs=$(cat "$work/status")
+check "a field the upstream rejects: its 400 naming the field passes through" \
+    test "$bds" = 400 -a "$bvs" = 400 -a -n "$bvia" -a "$bdirect" = "$bvia"
+check "  ... naming temperature" grep -q '"param":"temperature"' <<<"$bvia"
+post "$gw2" '{"model":"tiny","messages":[' >"$work/bad"
+check "invalid JSON for an upstream model: the gateway's own 400" \
+    test "$(cat "$work/status")" = 400 -a -n "$(grep -o '"message":"invalid JSON at line 1' "$work/bad")"
 tok() { # tok PORT PATH JSON
     curl -s -H 'Content-Type: application/json' --data-binary "$3" "http://127.0.0.1:$1$2"
 }

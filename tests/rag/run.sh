@@ -68,13 +68,16 @@ eq "vector extension" "$(sql "SELECT extname FROM pg_extension WHERE extname = '
 eq "db start again keeps the URL" "$("$BIN" db status --data-dir "$pgdir" -q)" "$URL"
 
 # ---- schema -------------------------------------------------------------
-eq "rag init" "$("$BIN" rag init 2>&1)" "schema version 2"
-eq "rag init is idempotent" "$("$BIN" rag init 2>&1)" "schema version 2"
-eq "schema_version rows" "$(sql "SELECT string_agg(version::text, ',' ORDER BY version) FROM kanoa.schema_version")" "1,2"
+eq "rag init" "$("$BIN" rag init 2>&1)" "schema version 3"
+eq "rag init is idempotent" "$("$BIN" rag init 2>&1)" "schema version 3"
+eq "schema_version rows" "$(sql "SELECT string_agg(version::text, ',' ORDER BY version) FROM kanoa.schema_version")" "1,2,3"
 fks() { sql "SELECT coalesce(string_agg(conname, ',' ORDER BY conname), 'none') FROM pg_constraint WHERE conrelid = 'kanoa.chunks'::regclass AND contype = 'f'"; }
-trig() { sql "SELECT coalesce(string_agg(tgname, ','), 'none') FROM pg_trigger WHERE tgrelid = 'kanoa.documents'::regclass AND NOT tgisinternal"; }
+# the delete trigger: its name and level (row / statement)
+trig() { sql "SELECT coalesce(string_agg(tgname || CASE WHEN tgtype & 1 = 1 THEN ' row' ELSE ' statement' END, ','), 'none') FROM pg_trigger WHERE tgrelid = 'kanoa.documents'::regclass AND NOT tgisinternal"; }
+seqcache() { sql "SELECT seqcache FROM pg_sequence WHERE seqrelid = 'kanoa.chunks_id_seq'::regclass"; }
 eq "no per-row foreign keys on chunks (migration 2)" "$(fks)" "none"
-eq "deleting documents deletes their chunks (trigger)" "$(trig)" "documents_delete_chunks"
+eq "deleting documents deletes their chunks (row trigger, migration 3)" "$(trig)" "documents_delete_chunks row"
+eq "chunk ids handed out 100 per backend (migration 3)" "$(seqcache)" "100"
 # integrity by construction: every chunk belongs to a document of its collection
 orphans() { sql "SELECT count(*) FROM kanoa.chunks c LEFT JOIN kanoa.documents d ON d.id = c.document_id AND d.collection_id = c.collection_id WHERE d.id IS NULL"; }
 
@@ -252,11 +255,12 @@ sql "ALTER TABLE kanoa.chunks
        ADD CONSTRAINT chunks_collection_id_fkey FOREIGN KEY (collection_id) REFERENCES kanoa.collections(id) ON DELETE CASCADE,
        ADD CONSTRAINT chunks_document_id_fkey FOREIGN KEY (document_id) REFERENCES kanoa.documents(id) ON DELETE CASCADE;
      DROP TRIGGER documents_delete_chunks ON kanoa.documents;
-     DROP FUNCTION kanoa.documents_deleted();
-     DELETE FROM kanoa.schema_version WHERE version = 2" >/dev/null
-eq "schema 1 restored" "$(fks)|$(trig)" "chunks_collection_id_fkey,chunks_document_id_fkey|none"
-eq "rag init upgrades schema 1 to 2" "$("$BIN" rag init 2>&1)" "schema version 2"
-eq "upgraded: no foreign keys, the trigger" "$(fks)|$(trig)" "none|documents_delete_chunks"
+     DROP FUNCTION kanoa.document_deleted();
+     ALTER SEQUENCE kanoa.chunks_id_seq CACHE 1;
+     DELETE FROM kanoa.schema_version WHERE version IN (2, 3)" >/dev/null
+eq "schema 1 restored" "$(fks)|$(trig)|$(seqcache)" "chunks_collection_id_fkey,chunks_document_id_fkey|none|1"
+eq "rag init upgrades schema 1 to 3" "$("$BIN" rag init 2>&1)" "schema version 3"
+eq "upgraded: no foreign keys, the row trigger, the sequence cache" "$(fks)|$(trig)|$(seqcache)" "none|documents_delete_chunks row|100"
 eq "upgraded: rows kept" "$(sql "SELECT count(*) FROM kanoa.chunks")" "$n_chunks"
 eq "upgraded: queries work" "$(topk "zulu" 3 | wc -l)" "3"
 
@@ -438,6 +442,19 @@ sql "DELETE FROM kanoa.collections WHERE name = 'other'" >/dev/null
 eq "retrieve after the collection was recreated" "$(retrieve '{"collection":"other","query":"pets","k":1}' | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.readline())["data"][0]["text"])')" "## Pets
 
 Cats and dogs are animals."
+
+# recreated with the same model and dimension (a new id), then dropped: the
+# pooled connection's cached row is never served
+sql "DELETE FROM kanoa.collections WHERE name = 'other'" >/dev/null
+"$BIN" rag ingest "$docs/b.txt" --collection "other" --embed-model fake-embed \
+    --meta 'note=say "hi" \ caf'$'\xc3\xa9' >/dev/null 2>&1
+eq "retrieve after a same-model recreate" "$(retrieve '{"collection":"other","query":"pets","k":5}' | "$PY" -c 'import json,sys; d=json.loads(sys.stdin.readline())["data"]; print("|".join(h["text"] for h in d), d[0]["metadata"]["note"])')" \
+    'Changed text for b. say "hi" \ caf'$'\xc3\xa9'
+eq "retrieve metadata = rag query --json" "$(retrieve '{"collection":"other","query":"pets","k":5}')" \
+    "$("$BIN" rag query "pets" --collection other -k 5 --json)"$'\n200'
+sql "DELETE FROM kanoa.collections WHERE name = 'other'" >/dev/null
+eq "retrieve after the collection was dropped" "$(retrieve '{"collection":"other","query":"pets"}')" \
+    '{"error":{"message":"collection '"'other'"' does not exist","type":"NotFoundError","param":"collection","code":404}}'$'\n404'
 
 # ---- CLI usage -------------------------------------------------------------
 "$BIN" rag --bogus >/dev/null 2>&1; eq "rag bad flag exits 2" "$?" "2"
