@@ -80,6 +80,94 @@ Test(rag, copy_rejects_nonfinite_and_respects_max)
     km_buf_free(&b);
 }
 
+/* One kanoa.chunks row as ingest sends it: 9 fields, the tsv last. */
+static void chunk_row(struct km_buf *b, const char *text, bool server_tsv, bool *client)
+{
+    static const float v[2] = {1.0f, -2.5f};
+    const struct rag__chunk_row r = {.collection_id = 258, .document_id = 3,
+                                     .chunk_id = "c:0001", .chunk_id_len = 6,
+                                     .position = 1, .tokens = 2,
+                                     .text = text, .text_len = strlen(text),
+                                     .meta = "{}", .meta_len = 2, .vec = v, .dim = 2,
+                                     .server_tsv = server_tsv};
+    struct km_err e;
+    cr_assert_eq(rag__copy_chunk(b, &r, client, &e), KM_OK);
+}
+
+static const unsigned char chunk_head[] = {
+    0x00, 0x09,                                     /* 9 fields */
+    0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0x01, 0x02,        /* collection_id 258 */
+    0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 3,              /* document_id 3 */
+    0, 0, 0, 6, 'c', ':', '0', '0', '0', '1',        /* chunk_id */
+    0, 0, 0, 4, 0, 0, 0, 1,                          /* position 1 */
+    0, 0, 0, 4, 0, 0, 0, 2,                          /* token_count 2 */
+};
+
+Test(rag, copy_chunk_tsv_from_the_client_or_null)
+{
+    /* "Cats" -> 'cat':1: count 1, "cat" NUL, 1 position, position 1 */
+    static const unsigned char tsv[] = {0, 0, 0, 12, 0, 0, 0, 1, 'c', 'a', 't', 0, 0, 1, 0, 1};
+    static const unsigned char tail[] = {
+        0, 0, 0, 3, 0x01, '{', '}',                      /* metadata {} */
+        0, 0, 0, 12, 0x00, 0x02, 0x00, 0x00,             /* vector dim 2 */
+        0x3f, 0x80, 0x00, 0x00, 0xc0, 0x20, 0x00, 0x00};
+    unsigned char want[256];
+    size_t n = 0;
+    memcpy(want, chunk_head, sizeof chunk_head);
+    n += sizeof chunk_head;
+    memcpy(want + n, (const unsigned char[]){0, 0, 0, 4, 'C', 'a', 't', 's'}, 8);
+    n += 8;
+    memcpy(want + n, tail, sizeof tail);
+    n += sizeof tail;
+    struct km_buf b;
+    km_buf_init(&b, 4096);
+    bool client = true;
+    chunk_row(&b, "Cats", true, &client);   /* asked to leave it to the server */
+    cr_assert_not(client);
+    memcpy(want + n, (const unsigned char[]){0xff, 0xff, 0xff, 0xff}, 4);
+    assert_bytes(&b, want, n + 4);
+    km_buf_reset(&b);
+    chunk_row(&b, "Cats", false, &client);  /* the client's tsvector */
+    cr_assert(client, "tsv.c handles a plain ASCII word");
+    memcpy(want + n, tsv, sizeof tsv);
+    assert_bytes(&b, want, n + sizeof tsv);
+    km_buf_free(&b);
+}
+
+Test(rag, copy_chunk_null_tsv_for_a_text_left_to_the_server)
+{
+    struct km_buf b;
+    km_buf_init(&b, 4096);
+    bool client = true;
+    chunk_row(&b, "caf\xc3\xa9", false, &client); /* non-ASCII: the server's */
+    cr_assert_not(client);
+    cr_assert_eq(b.len, sizeof chunk_head + 4 + 5 + 7 + 16 + 4);
+    cr_assert_eq(memcmp(b.data + b.len - 4, "\xff\xff\xff\xff", 4), 0, "tsv is NULL");
+    cr_assert_eq(b.data[b.len], '\0');
+    km_buf_free(&b);
+}
+
+Test(rag, copy_chunk_errors)
+{
+    struct km_buf b;
+    struct km_err e;
+    bool client;
+    const float nan2[2] = {0.5f, NAN};
+    const struct rag__chunk_row r = {.chunk_id = "c", .chunk_id_len = 1, .text = "word",
+                                     .text_len = 4, .meta = "{}", .meta_len = 2,
+                                     .vec = nan2, .dim = 2};
+    km_buf_init(&b, 4096);
+    cr_assert_eq(rag__copy_chunk(&b, &r, &client, &e), KM_EINVAL);
+    km_buf_free(&b);
+    const float ok2[2] = {0.5f, 0.5f};
+    struct rag__chunk_row r2 = r;
+    r2.vec = ok2;
+    km_buf_init(&b, 85); /* room for 82 bytes up to the tsv's length, not its 13 */
+    cr_assert_eq(rag__copy_chunk(&b, &r2, &client, &e), KM_ERANGE);
+    cr_assert_not(client);
+    km_buf_free(&b);
+}
+
 Test(rag, token_estimate_and_kinds)
 {
     cr_assert_eq(rag_token_estimate("", 0), 0);

@@ -170,3 +170,25 @@ Test(server_config, upstream_tuning_layers)
     srv_config_free(&c);
     unlink(path);
 }
+
+/* Found by fuzz/fuzz_config.c (fuzz/corpus/config/print-newline-in-value.yaml):
+ * a value holding a newline or a control character was printed raw inside
+ * the double quotes, so --print-config's YAML loaded back different (or
+ * not at all). */
+Test(server_config, print_escapes_what_yaml_would_change)
+{
+    struct srv_config c;
+    struct km_err err;
+    char *buf = NULL;
+    size_t len = 0;
+    srv_config_init(&c);
+    cr_assert_eq(srv_config_set(&c, SRV_LAYER_FLAG, "host", "a\nb\t\x01\"c\\ \xc3\xa9\xc2\x85\xff",
+                                &err), KM_OK);
+    FILE *f = open_memstream(&buf, &len);
+    srv_config_print(&c, f);
+    fclose(f);
+    cr_assert_not_null(strstr(buf, "host: \"a\\nb\\x09\\x01\\\"c\\\\ \xc3\xa9\\x85\\xFF\"\n"),
+                       "%s", buf);
+    free(buf);
+    srv_config_free(&c);
+}

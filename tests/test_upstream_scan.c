@@ -56,6 +56,10 @@ Test(upstream_scan, leaves_the_unsure_to_the_full_parser)
     static const char *const no[] = {
         "", "   ", "[]", "\"m\"", "{}", "{\"messages\":[]}",
         "{\"model\":\"m\\u0031\"}",             /* escaped model */
+        /* a key spelled with escapes: jansson reads "model" / "stream" */
+        "{\"model\":\"a\",\"mod\\u0065l\":\"b\"}",
+        "{\"model\":\"a\",\"str\\u0065am\":true}",
+        "{\"model\":\"a\",\"x\\n\":1}",
         "{\"model\":\"\"}", "{\"model\":null}", "{\"model\":7}",
         "{\"model\":\"m\",\"stream\":null}", "{\"model\":\"m\",\"stream\":1}",
         "{\"model\":\"m\",\"stream\":\"true\"}",

@@ -12,7 +12,9 @@
  *  3. the rag ingest path without embeddings, what ingest.c does per
  *     100-chunk document (rag__doc_begin / rag__doc_commit: one pipelined
  *     round trip for BEGIN, lock, delete, insert; binary COPY into
- *     kanoa.chunks; commit without waiting for the WAL flush; one flush at
+ *     kanoa.chunks, each row encoded by rag__copy_chunk with its tsvector
+ *     from rag__tsv_english, or NULL for the trigger (BENCH_TSV=server:
+ *     all NULL); commit without waiting for the WAL flush; one flush at
  *     the end), over 1 connection (the first fifth of the rows) and over
  *     BENCH_JOBS connections (default: the online CPUs; the rest but 2000),
  *     then the HNSW build, then the last 2000 rows into the indexed
@@ -24,7 +26,10 @@
  * BENCH_COSTS=M: steps 1-2, then where the per-row cost of kanoa.chunks
  * goes: M rows into a scratch table per variant (the schema-1 table, then
  * leaving out one part at a time: the tsvector column, each GIN index,
- * the btree, the UNIQUE, each FK; GIN tuning; asynchronous commit), and
+ * the btree, the UNIQUE, each FK; GIN tuning; asynchronous commit;
+ * schema 3's generated tsv against schema 4's plain column with the tsv
+ * sent (the server's own bytes, fetched before the clocks), computed by the
+ * trigger, from rag__tsv_english, and without the trigger), and
  * stop; BENCH_COST_ONLY=",i,j," picks variants, BENCH_COST_REPEAT=R runs
  * the picked ones R times, interleaved.
  * BENCH_LOAD_ONLY=1: steps 1-3 up to the loads (no HNSW, no queries).
@@ -309,6 +314,14 @@ static double load_plain(struct rag_db *db, const struct data *d, enum plain kin
 
 /* ---- the ingest path without embeddings --------------------------------- */
 
+/* Where a row's tsvector comes from. */
+enum tsv_src {
+    TSV_OMIT,     /* no tsv in the COPY (a generated column, or none) */
+    TSV_CLIENT,   /* rag__copy_chunk, as ingest: rag__tsv_english, else NULL */
+    TSV_SERVER,   /* rag__copy_chunk with tsv NULL: the insert trigger computes it */
+    TSV_PRE,      /* the server's own bytes, fetched before the clock starts */
+};
+
 struct load {
     const char *url;
     const struct data *d;
@@ -318,39 +331,127 @@ struct load {
     long from, to;          /* rows [from, to) */
     int jobs;               /* connections, documents dealt round robin */
     bool sync_commit;       /* wait for the WAL flush at each commit */
+    enum tsv_src tsv;
     const char *gin_flush;  /* SQL run before the clock stops (pending lists) */
     /* out */
     double secs, server_cpu, backend_cpu; /* server: all its processes */
     double client_cpu;                    /* this process (encoding, libpq) */
     long long wal_bytes;
+    long tsv_client;                      /* rows whose tsvector the client sent */
 };
 
 struct worker {
     const struct load *l;
     int index;
     double cpu; /* its backend's CPU seconds */
+    long tsv_client;
 };
 
-static void encode_doc(const struct load *l, long first, long n, long long doc,
+/* TSV_PRE: to_tsvector('english', text) of rows [0, pre_n) in tsvectorsend
+ * form, row i at pre_bytes.data + pre_off[i], pre_off[i + 1] - pre_off[i]
+ * bytes. */
+static struct km_buf pre_bytes;
+static size_t *pre_off;
+static long pre_n;
+
+static int hexval(char c)
+{
+    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+static void fetch_pre(struct rag_db *db, const struct data *d, long m)
+{
+    struct km_err e;
+    struct km_buf arr;
+    km_buf_init(&pre_bytes, (size_t)1 << 32);
+    km_buf_init(&arr, (size_t)1 << 30);
+    pre_off = km_calloc((size_t)m + 1, sizeof *pre_off);
+    for (long i = 0; i < m; i += 1000) {
+        long n = m - i < 1000 ? m - i : 1000;
+        km_buf_reset(&arr);
+        km_buf_putc(&arr, '{');
+        for (long j = i; j < i + n; j++) {
+            km_buf_puts(&arr, j > i ? ",\"" : "\"");
+            for (const char *t = text_of(d, j); *t; t++) {
+                if (*t == '"' || *t == '\\')
+                    km_buf_putc(&arr, '\\');
+                km_buf_putc(&arr, *t);
+            }
+            km_buf_putc(&arr, '"');
+        }
+        km_buf_putc(&arr, '}');
+        const char *p[1] = {arr.data};
+        struct rag__res r;
+        if (rag__query(db, "SELECT tsvectorsend(to_tsvector('english', t)) FROM"
+                           " unnest($1::text[]) WITH ORDINALITY u(t, o) ORDER BY o",
+                       1, p, &r, &e) != KM_OK)
+            die(&e);
+        for (long j = 0; j < n; j++) {
+            const char *h = rag__val(&r, (int)j, 0) + 2; /* \x... */
+            for (; h[0] && h[1]; h += 2)
+                km_buf_putc(&pre_bytes, (char)(hexval(h[0]) << 4 | hexval(h[1])));
+            pre_off[i + j + 1] = pre_bytes.len;
+        }
+        rag__res_free(&r);
+    }
+    pre_n = m;
+    km_buf_free(&arr);
+}
+
+/* A row as ingest sends it (rag__copy_chunk), or for TSV_OMIT / TSV_PRE
+ * the same fields written here. */
+static bool encode_row(const struct load *l, const struct rag__chunk_row *row, long j,
+                       struct km_buf *b)
+{
+    struct km_err e;
+    bool client = false;
+    if (l->tsv == TSV_CLIENT || l->tsv == TSV_SERVER) {
+        if (rag__copy_chunk(b, row, &client, &e) != KM_OK)
+            die(&e);
+        return client;
+    }
+    rag_copy_tuple(b, l->tsv == TSV_PRE ? 9 : 8);
+    rag_copy_int8(b, row->collection_id);
+    rag_copy_int8(b, row->document_id);
+    rag_copy_text(b, row->chunk_id, row->chunk_id_len);
+    rag_copy_int4(b, row->position);
+    rag_copy_int4(b, row->tokens);
+    rag_copy_text(b, row->text, row->text_len);
+    rag_copy_jsonb(b, row->meta, row->meta_len);
+    rag_copy_vector(b, row->vec, row->dim);
+    if (l->tsv == TSV_PRE) {
+        if (j >= pre_n) {
+            fprintf(stderr, "bench_rag: no precomputed tsvector for row %ld\n", j);
+            exit(1);
+        }
+        rag_copy_text(b, pre_bytes.data + pre_off[j], pre_off[j + 1] - pre_off[j]);
+    }
+    return false;
+}
+
+/* The rows of one document; the number whose tsvector the client sent. */
+static long encode_doc(const struct load *l, long first, long n, long long doc,
                        struct km_buf *b)
 {
     char cid[32];
+    long client = 0;
     km_buf_reset(b);
     rag_copy_header(b);
     for (long j = first; j < first + n; j++) {
         const char *text = text_of(l->d, j);
-        int len = snprintf(cid, sizeof cid, "b%07ld:%04ld", first / DOC_CHUNKS, j - first);
-        rag_copy_tuple(b, 8);
-        rag_copy_int8(b, l->coll);
-        rag_copy_int8(b, doc);
-        rag_copy_text(b, cid, (size_t)len);
-        rag_copy_int4(b, (int32_t)(j - first));
-        rag_copy_int4(b, rag_token_estimate(text, strlen(text)));
-        rag_copy_text(b, text, strlen(text));
-        rag_copy_jsonb(b, "{\"bench\": \"1\"}", 14);
-        rag_copy_vector(b, vec_of(l->d, j), (size_t)l->d->dim);
+        size_t len = strlen(text);
+        int cl = snprintf(cid, sizeof cid, "b%07ld:%04ld", first / DOC_CHUNKS, j - first);
+        const struct rag__chunk_row row = {
+            .collection_id = l->coll, .document_id = doc,
+            .chunk_id = cid, .chunk_id_len = (size_t)cl,
+            .position = (int32_t)(j - first), .tokens = rag_token_estimate(text, len),
+            .text = text, .text_len = len, .meta = "{\"bench\": \"1\"}", .meta_len = 14,
+            .vec = vec_of(l->d, j), .dim = (size_t)l->d->dim,
+            .server_tsv = l->tsv == TSV_SERVER};
+        client += encode_row(l, &row, j, b);
     }
     rag_copy_trailer(b);
+    return client;
 }
 
 /* Documents index, index + jobs, ... of the range: per document what
@@ -378,7 +479,7 @@ static void *load_worker(void *arg)
                               .copy_sql = l->copy_sql};
         if (rag__doc_begin(db, &rd, &doc, &e) != KM_OK)
             die(&e);
-        encode_doc(l, i, n, doc, &b);
+        w->tsv_client += encode_doc(l, i, n, doc, &b);
         if (rag__copy_put(db, b.data, b.len, &e) != KM_OK || rag__doc_commit(db, &e) != KM_OK)
             die(&e);
     }
@@ -417,9 +518,11 @@ static void load_docs(struct rag_db *db, struct load *l)
         pthread_create(&th[i], NULL, load_worker, &w[i]);
     }
     l->backend_cpu = 0;
+    l->tsv_client = 0;
     for (int i = 0; i < jobs; i++) {
         pthread_join(th[i], NULL);
         l->backend_cpu += w[i].cpu;
+        l->tsv_client += w[i].tsv_client;
     }
     if ((l->gin_flush && rag_exec(db, l->gin_flush, &e) != KM_OK) ||
         rag__wal_flush(db, &e) != KM_OK)
@@ -435,11 +538,17 @@ static void load_docs(struct rag_db *db, struct load *l)
 static void print_load(const char *what, const struct load *l, double ref)
 {
     long rows = l->to - l->from;
+    char tsv[64];
+    if (l->tsv == TSV_CLIENT)
+        snprintf(tsv, sizeof tsv, "client %ld, trigger %ld", l->tsv_client, rows - l->tsv_client);
+    else
+        snprintf(tsv, sizeof tsv, "%s", l->tsv == TSV_OMIT ? "generated or none"
+                 : l->tsv == TSV_PRE ? "sent (server's bytes)" : "trigger");
     printf("%-46s %7.0f rows/s (%5.1f s) = %.2fx text COPY; CPU us/row: backends %5.1f,"
-           " server %5.1f, client %4.1f; WAL %5.0f B/row\n", what, rows / l->secs, l->secs,
-           rows / l->secs / ref, 1e6 * l->backend_cpu / (double)rows,
+           " server %5.1f, client %4.1f; WAL %5.0f B/row; tsv: %s\n", what, rows / l->secs,
+           l->secs, rows / l->secs / ref, 1e6 * l->backend_cpu / (double)rows,
            1e6 * l->server_cpu / (double)rows, 1e6 * l->client_cpu / (double)rows,
-           (double)l->wal_bytes / (double)rows);
+           (double)l->wal_bytes / (double)rows, tsv);
 }
 
 /* ---- where the per-row cost goes (BENCH_COSTS=M rows) ------------------- */
@@ -457,6 +566,9 @@ enum {
     C_ASYNC = 1 << 10,    /* synchronous_commit off per transaction */
     C_TOAST_8K = 1 << 11, /* toast_tuple_target 8160: no compression below 8 kB */
     C_SEQ_CACHE = 1 << 12, /* the id sequence hands out 1000 values per backend */
+    C_TSV_COL = 1 << 13,  /* tsv tsvector NOT NULL, a plain column (schema 4) */
+    C_TSV_TRIG = 1 << 14, /* schema 4's BEFORE INSERT trigger WHEN (NEW.tsv IS NULL) */
+    C_TSV_PLPGSQL = 1 << 15, /* that trigger with a PL/pgSQL function instead */
     C_V1 = C_TSV | C_GIN_TSV | C_GIN_META | C_DOC_IDX | C_FK_COLL | C_FK_DOC | C_UNIQUE,
 };
 
@@ -476,13 +588,20 @@ static void cost_table(struct rag_db *db, int f)
                   f & C_FK_COLL ? " REFERENCES kanoa.collections(id) ON DELETE CASCADE" : "",
                   f & C_FK_DOC ? " REFERENCES kanoa.documents(id) ON DELETE CASCADE" : "",
                   f & C_TSV ? ", tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text))"
-                              " STORED" : "",
+                              " STORED" : f & C_TSV_COL ? ", tsv tsvector NOT NULL" : "",
                   f & C_UNIQUE ? ", UNIQUE (collection_id, chunk_id)" : "",
                   f & C_TOAST_8K ? ", toast_tuple_target = 8160" : "");
     if (f & C_DOC_IDX)
         km_buf_puts(&s, "CREATE INDEX ON bench_cost (document_id);");
     if (f & C_SEQ_CACHE)
         km_buf_puts(&s, "ALTER SEQUENCE bench_cost_id_seq CACHE 1000;");
+    if (f & C_TSV_TRIG) /* migration 4's insert trigger */
+        km_buf_puts(&s, "CREATE TRIGGER bench_cost_tsv BEFORE INSERT ON bench_cost FOR EACH ROW"
+                        " WHEN (NEW.tsv IS NULL) EXECUTE FUNCTION"
+                        " tsvector_update_trigger(tsv, 'pg_catalog.english', text);");
+    if (f & C_TSV_PLPGSQL) /* the same in PL/pgSQL (kanoa.chunk_tsv, the update trigger's) */
+        km_buf_puts(&s, "CREATE TRIGGER bench_cost_tsv BEFORE INSERT ON bench_cost FOR EACH ROW"
+                        " WHEN (NEW.tsv IS NULL) EXECUTE FUNCTION kanoa.chunk_tsv();");
     if (f & C_GIN_TSV)
         km_buf_printf(&s, "CREATE INDEX ON bench_cost USING gin (tsv)%s;", gin_with);
     if (f & C_GIN_META)
@@ -493,35 +612,46 @@ static void cost_table(struct rag_db *db, int f)
     km_buf_free(&s);
 }
 
+/* Schema 3 and 4 as ingest writes them (asynchronous commits). */
+#define C_S3 ((C_V1 & ~(C_FK_COLL | C_FK_DOC)) | C_ASYNC | C_SEQ_CACHE)
+#define C_S4 ((C_S3 & ~C_TSV) | C_TSV_COL | C_TSV_TRIG)
+
 static const struct {
     const char *name;
     int flags;
+    enum tsv_src tsv;
 } cost_variants[] = {
-    {"schema 1 (all of kanoa.chunks v1)", C_V1},
-    {"  without the tsv column (and its GIN)", C_V1 & ~(C_TSV | C_GIN_TSV)},
-    {"  without the GIN on tsv", C_V1 & ~C_GIN_TSV},
-    {"  without the GIN on metadata", C_V1 & ~C_GIN_META},
-    {"  without the btree on document_id", C_V1 & ~C_DOC_IDX},
-    {"  without the UNIQUE (collection_id, chunk_id)", C_V1 & ~C_UNIQUE},
-    {"  without the FK on collection_id", C_V1 & ~C_FK_COLL},
-    {"  without the FK on document_id", C_V1 & ~C_FK_DOC},
-    {"  without either FK", C_V1 & ~(C_FK_COLL | C_FK_DOC)},
-    {"  GINs with fastupdate off", C_V1 | C_NO_FASTUPDATE},
-    {"  GINs with a 64 MB pending list", C_V1 | C_PENDING_BIG},
-    {"  asynchronous commit", C_V1 | C_ASYNC},
-    {"  toast_tuple_target 8160", C_V1 | C_TOAST_8K},
-    {"  asynchronous, no FK on collection_id", (C_V1 & ~C_FK_COLL) | C_ASYNC},
-    {"  asynchronous, no FKs (schema 2)", (C_V1 & ~(C_FK_COLL | C_FK_DOC)) | C_ASYNC},
+    {"schema 1 (all of kanoa.chunks v1)", C_V1, TSV_OMIT},
+    {"  without the tsv column (and its GIN)", C_V1 & ~(C_TSV | C_GIN_TSV), TSV_OMIT},
+    {"  without the GIN on tsv", C_V1 & ~C_GIN_TSV, TSV_OMIT},
+    {"  without the GIN on metadata", C_V1 & ~C_GIN_META, TSV_OMIT},
+    {"  without the btree on document_id", C_V1 & ~C_DOC_IDX, TSV_OMIT},
+    {"  without the UNIQUE (collection_id, chunk_id)", C_V1 & ~C_UNIQUE, TSV_OMIT},
+    {"  without the FK on collection_id", C_V1 & ~C_FK_COLL, TSV_OMIT},
+    {"  without the FK on document_id", C_V1 & ~C_FK_DOC, TSV_OMIT},
+    {"  without either FK", C_V1 & ~(C_FK_COLL | C_FK_DOC), TSV_OMIT},
+    {"  GINs with fastupdate off", C_V1 | C_NO_FASTUPDATE, TSV_OMIT},
+    {"  GINs with a 64 MB pending list", C_V1 | C_PENDING_BIG, TSV_OMIT},
+    {"  asynchronous commit", C_V1 | C_ASYNC, TSV_OMIT},
+    {"  toast_tuple_target 8160", C_V1 | C_TOAST_8K, TSV_OMIT},
+    {"  asynchronous, no FK on collection_id", (C_V1 & ~C_FK_COLL) | C_ASYNC, TSV_OMIT},
+    {"  asynchronous, no FKs (schema 2)", (C_V1 & ~(C_FK_COLL | C_FK_DOC)) | C_ASYNC, TSV_OMIT},
     {"  asynchronous, no FKs, 64 MB pending lists", (C_V1 & ~(C_FK_COLL | C_FK_DOC)) | C_ASYNC
-                                                     | C_PENDING_BIG},
+                                                     | C_PENDING_BIG, TSV_OMIT},
     {"  asynchronous, no FKs, id sequence CACHE 1000", (C_V1 & ~(C_FK_COLL | C_FK_DOC)) | C_ASYNC
-                                                       | C_SEQ_CACHE},
-    {"bare table (PK only)", 0},
-    {"bare table, asynchronous commit", C_ASYNC},
+                                                       | C_SEQ_CACHE, TSV_OMIT},
+    {"bare table (PK only)", 0, TSV_OMIT},
+    {"bare table, asynchronous commit", C_ASYNC, TSV_OMIT},
     {"schema 2 without the tsv column (and its GIN)", (C_V1 & ~(C_FK_COLL | C_FK_DOC | C_TSV
-                                                        | C_GIN_TSV)) | C_ASYNC},
-    {"schema 2 without the GIN on tsv", (C_V1 & ~(C_FK_COLL | C_FK_DOC | C_GIN_TSV)) | C_ASYNC},
-    {"schema 2, toast_tuple_target 8160", (C_V1 & ~(C_FK_COLL | C_FK_DOC)) | C_ASYNC | C_TOAST_8K},
+                                                        | C_GIN_TSV)) | C_ASYNC, TSV_OMIT},
+    {"schema 2 without the GIN on tsv", (C_V1 & ~(C_FK_COLL | C_FK_DOC | C_GIN_TSV)) | C_ASYNC, TSV_OMIT},
+    {"schema 2, toast_tuple_target 8160", (C_V1 & ~(C_FK_COLL | C_FK_DOC)) | C_ASYNC | C_TOAST_8K, TSV_OMIT},
+    {"schema 3 (the generated tsv)", C_S3, TSV_OMIT},
+    {"schema 4, tsv sent (the server's bytes)", C_S4, TSV_PRE},
+    {"schema 4, tsv NULL: the trigger computes it", C_S4, TSV_SERVER},
+    {"schema 4, tsv as ingest (rag__tsv_english)", C_S4, TSV_CLIENT},
+    {"schema 4 without the trigger, tsv sent", C_S4 & ~C_TSV_TRIG, TSV_PRE},
+    {"schema 4, PL/pgSQL trigger computes it", (C_S4 & ~C_TSV_TRIG) | C_TSV_PLPGSQL, TSV_SERVER},
 };
 
 /* Merge the GIN pending lists of a table (work fastupdate defers). */
@@ -538,6 +668,7 @@ static void costs(struct rag_db *db, const struct data *d, long long coll, long 
     const char *rep = getenv("BENCH_COST_REPEAT");  /* rounds over the variants */
     int rounds = rep && atoi(rep) > 0 ? atoi(rep) : 1;
     size_t nv = sizeof cost_variants / sizeof cost_variants[0];
+    fetch_pre(db, d, m);
     printf("costs, %ld rows per variant, 1 connection, 100 rows per transaction:\n", m);
     for (size_t k = 0; k < (size_t)rounds * nv; k++) {
         size_t i = k % nv;
@@ -546,19 +677,26 @@ static void costs(struct rag_db *db, const struct data *d, long long coll, long 
         if (only && !strstr(only, key))
             continue;
         int f = cost_variants[i].flags;
+        enum tsv_src tsv = cost_variants[i].tsv;
         cost_table(db, f);
         struct load l = {.url = url, .d = d, .coll = coll, .tag = "bench://cost",
-                         .copy_sql = "COPY bench_cost (collection_id, document_id, chunk_id,"
-                                     " position, token_count, text, metadata, embedding)"
-                                     " FROM STDIN WITH (FORMAT binary)",
+                         .copy_sql = tsv == TSV_OMIT
+                             ? "COPY bench_cost (collection_id, document_id, chunk_id,"
+                               " position, token_count, text, metadata, embedding)"
+                               " FROM STDIN WITH (FORMAT binary)"
+                             : "COPY bench_cost (collection_id, document_id, chunk_id,"
+                               " position, token_count, text, metadata, embedding, tsv)"
+                               " FROM STDIN WITH (FORMAT binary)",
                          .from = 0, .to = m, .jobs = 1, .sync_commit = !(f & C_ASYNC),
-                         .gin_flush = GIN_FLUSH("bench_cost")};
+                         .tsv = tsv, .gin_flush = GIN_FLUSH("bench_cost")};
         load_docs(db, &l);
         print_load(cost_variants[i].name, &l, ref);
         if (rag_exec(db, "DROP TABLE bench_cost; DELETE FROM kanoa.documents"
                          " WHERE source_uri LIKE 'bench://cost/%'", &e) != KM_OK)
             die(&e);
     }
+    km_buf_free(&pre_bytes);
+    km_free(pre_off);
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -1045,8 +1183,10 @@ int main(int argc, char **argv)
     int jobs = jv && atoi(jv) > 0 ? atoi(jv) : (int)sysconf(_SC_NPROCESSORS_ONLN);
     long incr = n >= 10000 ? 2000 : n / 5, n1 = (n - incr) / 5;
     n1 -= n1 % DOC_CHUNKS;
+    const char *tv = getenv("BENCH_TSV"); /* server: every tsvector by the trigger */
     struct load l1 = {.url = argv[1], .d = &d, .coll = c.id, .tag = "bench://doc",
-                      .from = 0, .to = n1, .jobs = 1, .gin_flush = GIN_FLUSH("kanoa.chunks")};
+                      .from = 0, .to = n1, .jobs = 1, .gin_flush = GIN_FLUSH("kanoa.chunks"),
+                      .tsv = tv && strcmp(tv, "server") == 0 ? TSV_SERVER : TSV_CLIENT};
     load_docs(db, &l1);
     print_load("rag load into kanoa.chunks, 1 connection", &l1, ref);
     struct load lj = l1;

@@ -6,7 +6,11 @@
 #     before the clock starts; binary), the ingest path without embeddings
 #     (1 and BENCH_JOBS connections, then incremental into the HNSW), the
 #     HNSW build, recall@10 and query latency; BENCH_COSTS=M adds the
-#     per-row cost of each part of kanoa.chunks (M rows per variant);
+#     per-row cost of each part of kanoa.chunks (M rows per variant, among
+#     them schema 3's generated tsv against schema 4's tsv sent by the
+#     client or computed by the trigger); the ingest path sends each row's
+#     tsvector from the client (tsv.c) when it handles the text,
+#     BENCH_TSV=server leaves them all to the trigger;
 #  1b. the real `rag ingest` without a model (--embed-hash DIM): N/5
 #     chunks in N/500 files of 100 paragraphs like bench_rag's rows,
 #     --jobs 1, the default (the online CPUs) and CPUs + 1; rate = chunks / the

@@ -1,10 +1,12 @@
-/* copy_bin.c - PostgreSQL binary COPY encoder (format in rag.h).
+/* copy_bin.c - PostgreSQL binary COPY encoder (format in rag.h) and the
+ * row of kanoa.chunks that ingest sends (rag__copy_chunk, rag_int.h).
  *
  * Field payloads follow each type's *_recv function: int4/int8 big-endian,
- * text raw UTF-8 bytes, jsonb a version byte 1 then the JSON text, and
- * pgvector's vector uint16 dim, uint16 unused (0), dim big-endian float4.
+ * text raw UTF-8 bytes, jsonb a version byte 1 then the JSON text,
+ * pgvector's vector uint16 dim, uint16 unused (0), dim big-endian float4,
+ * and tsvector what tsvectorrecv reads (tsv.c writes it).
  */
-#include "rag/rag.h"
+#include "rag/rag_int.h"
 
 #include <arpa/inet.h>
 #include <math.h>
@@ -118,4 +120,49 @@ int rag_copy_vector(struct km_buf *b, const float *v, size_t dim)
     b->len += n;
     b->data[b->len] = '\0';
     return KM_OK;
+}
+
+/* The tsv field: a length word, then rag__tsv_english's bytes written in
+ * place behind it and the length patched in; when it does not handle the
+ * text, the word becomes -1 (NULL) and nothing follows. */
+static int copy_tsv(struct km_buf *b, const char *text, size_t len, bool *ok,
+                    struct km_err *err)
+{
+    size_t at = b->len;
+    *ok = false;
+    int rc = put_be32(b, 0xffffffffu);
+    if (rc == KM_OK)
+        rc = rag__tsv_english(text, len, b, ok, err);
+    if (rc != KM_OK || !*ok) {
+        *ok = false;
+        b->len = rc == KM_OK ? at + 4 : at; /* nothing of a refused text stays */
+        if (b->data)
+            b->data[b->len] = '\0';
+        return rc;
+    }
+    size_t n = b->len - at - 4;
+    if (n > 0x3fffffff)
+        return KM_ERANGE;
+    store_be32(b->data + at, (uint32_t)n);
+    return KM_OK;
+}
+
+int rag__copy_chunk(struct km_buf *b, const struct rag__chunk_row *r, bool *client_tsv,
+                    struct km_err *err)
+{
+    *client_tsv = false;
+    int rc = rag_copy_tuple(b, RAG__CHUNKS_FIELDS);
+    if (rc == KM_OK) rc = rag_copy_int8(b, r->collection_id);
+    if (rc == KM_OK) rc = rag_copy_int8(b, r->document_id);
+    if (rc == KM_OK) rc = rag_copy_text(b, r->chunk_id, r->chunk_id_len);
+    if (rc == KM_OK) rc = rag_copy_int4(b, r->position);
+    if (rc == KM_OK) rc = rag_copy_int4(b, r->tokens);
+    if (rc == KM_OK) rc = rag_copy_text(b, r->text, r->text_len);
+    if (rc == KM_OK) rc = rag_copy_jsonb(b, r->meta, r->meta_len);
+    if (rc == KM_OK) rc = rag_copy_vector(b, r->vec, r->dim);
+    if (rc == KM_OK && r->server_tsv)
+        rc = rag_copy_null(b);
+    else if (rc == KM_OK)
+        rc = copy_tsv(b, r->text, r->text_len, client_tsv, err);
+    return rc;
 }

@@ -22,6 +22,10 @@
  * before it is reported. With schema 2 chunks carry no foreign keys: their
  * document and collection ids come from the INSERT of the same transaction
  * (rag__doc_begin), and a trigger deletes them with their document.
+ * With schema 4 each row carries its tsvector when the client computes it
+ * (tsv.c, the same bytes as the server's to_tsvector('english', text));
+ * a chunk it does not handle goes with tsv NULL and the table's insert
+ * trigger computes it (every chunk, with KANOA_RAG_SERVER_TSV=1).
  */
 #include "rag/rag_int.h"
 
@@ -333,6 +337,7 @@ struct run {
     bool have_coll;
     const char *model;
     struct km_buf copy;
+    bool server_tsv;         /* KANOA_RAG_SERVER_TSV=1: every tsv by the trigger */
     double embed_s, db_s;    /* this document's, added to st when done */
     bool skipped;            /* this document was unchanged */
 };
@@ -367,25 +372,32 @@ static int embed_batch(struct run *r, const struct doc *d, size_t from, size_t n
     return rc;
 }
 
-/* Append the binary COPY rows of chunks [from, from+n) to r->copy. */
+/* Append the binary COPY rows of chunks [from, from+n) to r->copy, each
+ * with its tsvector when the client computes it (rag__copy_chunk). */
 static int encode_rows(struct run *r, const struct doc *d, long long doc_id,
-                       size_t from, size_t n, const float *vecs, int dim)
+                       size_t from, size_t n, const float *vecs, int dim,
+                       struct km_err *err)
 {
     int rc = KM_OK;
+    size_t meta_len = strlen(d->meta);
     for (size_t i = 0; i < n && rc == KM_OK; i++) {
         const struct rag_chunk *c = &d->chunks[from + i];
         char cid[32];
         int len = snprintf(cid, sizeof cid, "%s:%04zu", d->id_prefix, from + i);
-        rc = rag_copy_tuple(&r->copy, 8);
-        if (rc == KM_OK) rc = rag_copy_int8(&r->copy, r->coll.id);
-        if (rc == KM_OK) rc = rag_copy_int8(&r->copy, doc_id);
-        if (rc == KM_OK) rc = rag_copy_text(&r->copy, cid, (size_t)len);
-        if (rc == KM_OK) rc = rag_copy_int4(&r->copy, (int32_t)(from + i));
-        if (rc == KM_OK) rc = rag_copy_int4(&r->copy, c->tokens);
-        if (rc == KM_OK) rc = rag_copy_text(&r->copy, d->text.data + c->off, c->len);
-        if (rc == KM_OK) rc = rag_copy_jsonb(&r->copy, d->meta, strlen(d->meta));
-        if (rc == KM_OK) rc = rag_copy_vector(&r->copy, vecs + i * (size_t)dim, (size_t)dim);
+        const struct rag__chunk_row row = {
+            .collection_id = r->coll.id, .document_id = doc_id,
+            .chunk_id = cid, .chunk_id_len = (size_t)len,
+            .position = (int32_t)(from + i), .tokens = c->tokens,
+            .text = d->text.data + c->off, .text_len = c->len,
+            .meta = d->meta, .meta_len = meta_len,
+            .vec = vecs + i * (size_t)dim, .dim = (size_t)dim, .server_tsv = r->server_tsv};
+        bool client_tsv;
+        rc = rag__copy_chunk(&r->copy, &row, &client_tsv, err);
     }
+    if (rc == KM_EINVAL)
+        return km_fail(err, rc, "file %s: an embedding has a NaN or infinite element", d->path);
+    if (rc == KM_ERANGE || rc == KM_ENOMEM)
+        return km_fail(err, rc, "file %s: its rows do not fit the COPY buffer", d->path);
     return rc;
 }
 
@@ -411,9 +423,6 @@ static int need_collection(struct run *r, int dim, struct km_err *err)
 }
 
 /* ---- the per-document transaction (rag_int.h) --------------------------- */
-
-#define CHUNKS_COPY "COPY kanoa.chunks (collection_id, document_id, chunk_id, position," \
-                    " token_count, text, metadata, embedding) FROM STDIN WITH (FORMAT binary)"
 
 /* work_mem of a document's transaction. When the GIN pending list of
  * chunks' indexes passes its limit (4 MB), the inserting backend merges it
@@ -451,7 +460,7 @@ int rag__doc_begin(struct rag_db *db, const struct rag__doc *d, long long *doc_i
     for (int i = 0; i < 5; i++)
         rag__res_free(&res[i]);
     if (rc == KM_OK)
-        rc = rag__copy_begin(db, d->copy_sql ? d->copy_sql : CHUNKS_COPY, err);
+        rc = rag__copy_begin(db, d->copy_sql ? d->copy_sql : RAG__CHUNKS_COPY, err);
     return rc;
 }
 
@@ -507,9 +516,8 @@ static int store_doc(struct run *r, const struct doc *d, float *first, int dim,
         if (rc == KM_OK && vdim != dim)
             rc = km_fail(err, KM_EFORMAT, "file %s: the embeddings server changed the "
                          "dimension from %d to %d mid-document", d->path, dim, vdim);
-        if (rc == KM_OK && encode_rows(r, d, doc_id, from, n, vecs, dim) != KM_OK)
-            rc = km_fail(err, KM_EINVAL, "file %s: an embedding has a NaN or infinite "
-                         "element, or a row is too large", d->path);
+        if (rc == KM_OK)
+            rc = encode_rows(r, d, doc_id, from, n, vecs, dim, err);
         if (rc == KM_OK)
             rc = flush_copy(r, false, err);
         km_free(vecs);
@@ -770,7 +778,9 @@ int rag_ingest(struct rag_db *db, const char *const *paths, size_t n_paths,
                struct km_err *err)
 {
     memset(st, 0, sizeof *st);
-    struct run r = {.db = db, .o = o, .st = st, .model = o->embed_model};
+    const char *stsv = getenv("KANOA_RAG_SERVER_TSV");
+    struct run r = {.db = db, .o = o, .st = st, .model = o->embed_model,
+                    .server_tsv = stsv && strcmp(stsv, "1") == 0};
     struct files f = {0};
     km_buf_init(&r.copy, 256u << 20);
     if (!r.model)

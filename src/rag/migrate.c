@@ -97,6 +97,35 @@ static const char *const migrations[] = {
     "CREATE TRIGGER documents_delete_chunks AFTER DELETE ON kanoa.documents\n"
     "  FOR EACH ROW EXECUTE FUNCTION kanoa.document_deleted();\n"
     "ALTER SEQUENCE kanoa.chunks_id_seq CACHE 100;\n",
+    /* 4: the tsvector may come from the client. to_tsvector('english',
+     * text) in the generated column was 44% of the COPY backend's per-row
+     * CPU; ingest now computes it in the client (tsv.c) and sends it in
+     * the COPY. `tsv` becomes a plain column (values kept) that is never
+     * NULL. A row inserted without one gets it from a BEFORE INSERT
+     * trigger whose WHEN clause the executor checks without calling the
+     * function, so rows that carry a tsvector pay only that test; the
+     * function is PostgreSQL's built-in C tsvector_update_trigger (the
+     * same parse as to_tsvector(config, text) for one column; a PL/pgSQL
+     * function doing the same cost 25 us more per row). An UPDATE that
+     * changes `text` or touches `tsv` recomputes it from the text
+     * (PL/pgSQL: the built-in one skips rows whose text is unchanged), so
+     * outside ingest's inserts `tsv` stays what the generated column held.
+     * (A BEFORE ROW trigger makes COPY insert row by row instead of in
+     * batches: measured in docs/rag.md.) */
+    "ALTER TABLE kanoa.chunks ALTER COLUMN tsv DROP EXPRESSION;\n"
+    "ALTER TABLE kanoa.chunks ALTER COLUMN tsv SET NOT NULL;\n"
+    "CREATE TRIGGER chunks_tsv_insert BEFORE INSERT ON kanoa.chunks\n"
+    "  FOR EACH ROW WHEN (NEW.tsv IS NULL)\n"
+    "  EXECUTE FUNCTION tsvector_update_trigger(tsv, 'pg_catalog.english', text);\n"
+    "CREATE FUNCTION kanoa.chunk_tsv() RETURNS trigger\n"
+    "  LANGUAGE plpgsql AS $$\n"
+    "BEGIN\n"
+    "  NEW.tsv := to_tsvector('pg_catalog.english', NEW.text);\n"
+    "  RETURN NEW;\n"
+    "END $$;\n"
+    "CREATE TRIGGER chunks_tsv_update BEFORE UPDATE OF text, tsv ON kanoa.chunks\n"
+    "  FOR EACH ROW WHEN (NEW.text IS DISTINCT FROM OLD.text OR NEW.tsv IS DISTINCT FROM OLD.tsv)\n"
+    "  EXECUTE FUNCTION kanoa.chunk_tsv();\n",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

@@ -82,13 +82,40 @@ int rag__copy_put(struct rag_db *db, const char *p, size_t n,
 int rag__copy_end(struct rag_db *db, struct km_err *err);
 void rag__copy_abort(struct rag_db *db, const char *why);
 
+/* The binary COPY of kanoa.chunks that ingest runs (rag__doc_begin's
+ * default), its columns in the order rag__copy_chunk writes them. */
+#define RAG__CHUNKS_COPY                                                      \
+    "COPY kanoa.chunks (collection_id, document_id, chunk_id, position,"      \
+    " token_count, text, metadata, embedding, tsv) FROM STDIN WITH (FORMAT binary)"
+#define RAG__CHUNKS_FIELDS 9
+
+/* One row of RAG__CHUNKS_COPY. The pointers are only read during the call. */
+struct rag__chunk_row {
+    long long collection_id, document_id;
+    const char *chunk_id, *text, *meta; /* meta: a JSON object */
+    size_t chunk_id_len, text_len, meta_len;
+    int32_t position, tokens;
+    const float *vec;
+    size_t dim;
+    bool server_tsv; /* send tsv NULL without trying the client (measuring) */
+};
+
+/* Append the row's tuple to b (copy_bin.c). The tsv field is
+ * rag__tsv_english's tsvector when it handles the text (*client_tsv
+ * true), else NULL, and the chunks table's insert trigger computes it on
+ * the server (*client_tsv false). No allocation beyond b's growth (and
+ * whatever rag__tsv_english needs). Errors: KM_EINVAL for a NaN or
+ * infinite vector element, the buffer's KM_ERANGE / KM_ENOMEM; b then ends
+ * somewhere inside the row (the caller abandons the COPY). */
+int rag__copy_chunk(struct km_buf *b, const struct rag__chunk_row *r, bool *client_tsv,
+                    struct km_err *err);
+
 /* The per-document transaction of ingest (ingest.c), also driven by
  * bench/rag: rag__doc_begin sends BEGIN, the transaction's settings
  * (work_mem for the GIN merges; synchronous_commit), the advisory lock on
  * (collection, source_uri), the DELETE of the old version and the INSERT of the document
  * row (with n_chunks) in one pipelined round trip, then starts `copy_sql`
- * (NULL = the binary COPY into kanoa.chunks of collection_id, document_id,
- * chunk_id, position, token_count, text, metadata, embedding); *doc_id gets
+ * (NULL = RAG__CHUNKS_COPY, rows from rag__copy_chunk); *doc_id gets
  * the new row's id. The caller rag__copy_put's the rows, then
  * rag__doc_commit ends the COPY and commits. On failure the caller calls
  * rag__copy_abort (when the COPY had started) and rag__rollback. With

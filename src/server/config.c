@@ -482,13 +482,60 @@ int srv_config_load_key_file(struct srv_config *c, struct km_err *err)
     return rc;
 }
 
+/* Length of the UTF-8 character at p (1-4) and its code point, or 0 when
+ * the bytes are not valid UTF-8 (overlong, surrogate, above U+10FFFF). */
+static int utf8_char(const unsigned char *p, uint32_t *cp)
+{
+    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+    int k = p[0] < 0x80 ? 1 : (p[0] & 0xE0) == 0xC0 ? 2 : (p[0] & 0xF0) == 0xE0 ? 3
+          : (p[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (k == 0)
+        return 0;
+    uint32_t c = k == 1 ? p[0] : p[0] & (0x7F >> k);
+    for (int i = 1; i < k; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        c = c << 6 | (p[i] & 0x3F);
+    }
+    if (c < min[k] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+        return 0;
+    *cp = c;
+    return k;
+}
+
+/* Characters YAML lets stand as they are inside a double-quoted scalar:
+ * printable, and neither a line break (NEL, LS, PS) nor a BOM. */
+static bool yaml_plain_char(uint32_t c)
+{
+    return (c >= 0x20 && c <= 0x7E) || (c >= 0xA0 && c <= 0xD7FF && c != 0x2028 &&
+                                        c != 0x2029) ||
+           (c >= 0xE000 && c <= 0xFFFD && c != 0xFEFF) || (c >= 0x10000 && c <= 0x10FFFF);
+}
+
+/* A YAML double-quoted scalar that loads back to v: controls, line breaks
+ * and bytes that are not UTF-8 are written as escapes. */
 static void print_quoted(FILE *out, const char *v)
 {
+    const unsigned char *p = (const unsigned char *)v;
     fputc('"', out);
-    for (const char *p = v; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fputc('\\', out);
-        fputc(*p, out);
+    while (*p) {
+        uint32_t c = 0;
+        int k = utf8_char(p, &c);
+        if (k == 0) {
+            fprintf(out, "\\x%02X", *p); /* not UTF-8: the byte as U+00XX */
+            k = 1;
+        } else if (c == '"' || c == '\\') {
+            fprintf(out, "\\%c", (char)c);
+        } else if (yaml_plain_char(c)) {
+            fwrite(p, 1, (size_t)k, out);
+        } else if (c == '\n') {
+            fputs("\\n", out);
+        } else if (c <= 0xFF) {
+            fprintf(out, "\\x%02X", (unsigned)c);
+        } else {
+            fprintf(out, "\\u%04X", (unsigned)c);
+        }
+        p += k;
     }
     fputs("\"\n", out);
 }

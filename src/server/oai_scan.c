@@ -189,6 +189,8 @@ struct route {
     bool model_ok;              /* present, a string without escapes */
     bool stream;
     bool stream_ok;             /* absent or a boolean */
+    bool escaped_key;           /* a key written with escapes: it may spell
+                                   "model" or "stream" (jansson decodes it) */
 };
 
 /* An object or array at s->p; top (the body's object) records route. */
@@ -221,6 +223,8 @@ static bool container(struct scan *s, struct route *top)
         const unsigned char *v = s->p;
         if (!value(s))
             return false;
+        if (top && esc)
+            top->escaped_key = true;
         if (top && !esc && klen == 5 && memcmp(key, "model", 5) == 0) {
             bool vesc = false;
             struct scan sv = {v, s->p, 0};
@@ -275,7 +279,8 @@ static bool scan_body(const char *body, size_t len, struct route *r)
     if (s.p >= s.end || *s.p != '{' || !container(&s, r))
         return false;
     skip_ws(&s);
-    return s.p == s.end && r->model_ok && r->stream_ok && r->model_len > 0 &&
+    return s.p == s.end && r->model_ok && r->stream_ok && !r->escaped_key &&
+           r->model_len > 0 &&
            r->model_len < 256 && !memchr(r->model, '\0', r->model_len);
 }
 

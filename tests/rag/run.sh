@@ -68,9 +68,9 @@ eq "vector extension" "$(sql "SELECT extname FROM pg_extension WHERE extname = '
 eq "db start again keeps the URL" "$("$BIN" db status --data-dir "$pgdir" -q)" "$URL"
 
 # ---- schema -------------------------------------------------------------
-eq "rag init" "$("$BIN" rag init 2>&1)" "schema version 3"
-eq "rag init is idempotent" "$("$BIN" rag init 2>&1)" "schema version 3"
-eq "schema_version rows" "$(sql "SELECT string_agg(version::text, ',' ORDER BY version) FROM kanoa.schema_version")" "1,2,3"
+eq "rag init" "$("$BIN" rag init 2>&1)" "schema version 4"
+eq "rag init is idempotent" "$("$BIN" rag init 2>&1)" "schema version 4"
+eq "schema_version rows" "$(sql "SELECT string_agg(version::text, ',' ORDER BY version) FROM kanoa.schema_version")" "1,2,3,4"
 fks() { sql "SELECT coalesce(string_agg(conname, ',' ORDER BY conname), 'none') FROM pg_constraint WHERE conrelid = 'kanoa.chunks'::regclass AND contype = 'f'"; }
 # the delete trigger: its name and level (row / statement)
 trig() { sql "SELECT coalesce(string_agg(tgname || CASE WHEN tgtype & 1 = 1 THEN ' row' ELSE ' statement' END, ','), 'none') FROM pg_trigger WHERE tgrelid = 'kanoa.documents'::regclass AND NOT tgisinternal"; }
@@ -78,6 +78,11 @@ seqcache() { sql "SELECT seqcache FROM pg_sequence WHERE seqrelid = 'kanoa.chunk
 eq "no per-row foreign keys on chunks (migration 2)" "$(fks)" "none"
 eq "deleting documents deletes their chunks (row trigger, migration 3)" "$(trig)" "documents_delete_chunks row"
 eq "chunk ids handed out 100 per backend (migration 3)" "$(seqcache)" "100"
+# migration 4: tsv a plain NOT NULL column filled by triggers when missing
+tsvcol() { sql "SELECT CASE attgenerated WHEN 's' THEN 'generated' ELSE 'plain' END || CASE WHEN attnotnull THEN ' not null' ELSE '' END FROM pg_attribute WHERE attrelid = 'kanoa.chunks'::regclass AND attname = 'tsv'"; }
+tsvtrig() { sql "SELECT coalesce(string_agg(tgname, ',' ORDER BY tgname), 'none') FROM pg_trigger WHERE tgrelid = 'kanoa.chunks'::regclass AND NOT tgisinternal"; }
+eq "tsv is a plain NOT NULL column (migration 4)" "$(tsvcol)" "plain not null"
+eq "tsv triggers (migration 4)" "$(tsvtrig)" "chunks_tsv_insert,chunks_tsv_update"
 # integrity by construction: every chunk belongs to a document of its collection
 orphans() { sql "SELECT count(*) FROM kanoa.chunks c LEFT JOIN kanoa.documents d ON d.id = c.document_id AND d.collection_id = c.collection_id WHERE d.id IS NULL"; }
 
@@ -226,7 +231,69 @@ eq "hostile collection queryable" "$("$BIN" rag query "changed" --collection "$H
 out=$("$BIN" rag query "x" --collection "missing" 2>&1)
 eq "unknown collection" "$?:$out" "1:kanoa-mlops rag query: collection 'missing' does not exist"
 
-# ---- jobs, hash embeddings, the upgrade from schema 1 -----------------------
+# ---- text-search vectors: from the client or the trigger, never NULL -------
+# Ingest sends the tsvector when tsv.c computes it and NULL otherwise (the
+# insert trigger computes it); KANOA_RAG_SERVER_TSV=1 sends NULL for every
+# chunk. Both must store exactly to_tsvector('english', text).
+badtsv() { sql "SELECT count(*) FILTER (WHERE tsv IS NULL) || ',' || count(*) FILTER (WHERE tsv IS DISTINCT FROM to_tsvector('english', text)) FROM kanoa.chunks"; }
+eq "every tsv = to_tsvector(text) after the ingests" "$(badtsv)" "0,0"
+tv=$tmp/tsvdocs
+mkdir -p "$tv"
+printf 'Chunk 7: the vector index answers queries; postgres stores 384 floats.\n\nRunning runners ran quickly: cosine recall at 10 of 12 queries.\n' >"$tv/ascii.txt"
+printf 'Caf\xc3\xa9 na\xc3\xafve r\xc3\xa9sum\xc3\xa9 \xe2\x80\x94 "quotes", e-mail a@b.com, http://x.org/p?q=1, 1.5e3, -7, v1.2.3, foo_bar, <b>tags</b> &amp; AT&T.\n' >"$tv/mixed.txt"
+"$PY" -c 'import random; r = random.Random(4); w = "the running runners ran over generously stemmed words 42 and 7 of recall".split(); print("\n\n".join(" ".join(r.choice(w) for _ in range(30)) for _ in range(6)))' >"$tv/words.txt"
+"$BIN" rag ingest "$tv" --collection "tsv client" --embed-hash 16 --chunk-tokens 32 --overlap 0 >/dev/null 2>&1
+KANOA_RAG_SERVER_TSV=1 "$BIN" rag ingest "$tv" --collection "tsv server" --embed-hash 16 --chunk-tokens 32 --overlap 0 >/dev/null 2>&1
+tsvs() { sql "SELECT count(*) || E'\n' || string_agg(c.chunk_id || '=' || c.tsv::text, E'\n' ORDER BY c.chunk_id) FROM kanoa.chunks c JOIN kanoa.collections k ON k.id = c.collection_id WHERE k.name = '$1'"; }
+check "tsv collections ingested" test "$(tsvs "tsv client" | head -n 1)" -gt 5
+eq "client-path tsv::text = server-path tsv::text" "$(tsvs "tsv client")" "$(tsvs "tsv server")"
+# the client path is live: with the insert trigger off, plain ASCII words
+# go in only if the client sent every chunk's tsvector (tsv is NOT NULL)
+mkdir -p "$tmp/tsvplain"
+printf 'the running runners ran quickly over generously stemmed words\n' >"$tmp/tsvplain/p.txt"
+sql "ALTER TABLE kanoa.chunks DISABLE TRIGGER chunks_tsv_insert" >/dev/null
+out=$("$BIN" rag ingest "$tmp/tsvplain" --collection "tsv plain" --embed-hash 16 2>/dev/null)
+sql "ALTER TABLE kanoa.chunks ENABLE TRIGGER chunks_tsv_insert" >/dev/null
+eq "ASCII words: the client computes the tsvector (trigger off)" "${out%%;*}" "ingested 1 files (1 chunks), 0 unchanged, 0 failed, 0 pruned"
+tq() { "$BIN" rag query "$1" --collection "$2" --embed-hash 16 -k 10 --json "${@:3}"; }
+for q in "runners run" "stemmed or recall" "postgres floats"; do
+    eq "text query, client tsv = server tsv: $q" "$(tq "$q" "tsv client" --mode text)" "$(tq "$q" "tsv server" --mode text)"
+    eq "hybrid query, client tsv = server tsv: $q" "$(tq "$q" "tsv client" --mode hybrid)" "$(tq "$q" "tsv server" --mode hybrid)"
+done
+check "text query finds the stemmed words" grep -q '"chunk_id"' <<<"$(tq "runners" "tsv client" --mode text)"
+# rows written by hand: INSERT and text COPY without tsv, an explicit tsv
+kid=$(sql "SELECT id FROM kanoa.collections WHERE name = 'tsv server'")
+did=$(sql "SELECT min(id) FROM kanoa.documents WHERE collection_id = $kid")
+vec=$(sql "SELECT array_fill(0.25, ARRAY[16])::vector::text")
+sql "INSERT INTO kanoa.chunks (collection_id, document_id, chunk_id, position, token_count, text, embedding)
+     VALUES ($kid, $did, 'hand:1', 100, 5, 'Hand-written rows get their vectors', '$vec')" >/dev/null
+printf '%s\t%s\thand:2\t101\t5\tCopied rows are searchable, giraffes too\t%s\n' "$kid" "$did" "$vec" |
+    psql "$URL" -X -q -v ON_ERROR_STOP=1 -c "COPY kanoa.chunks (collection_id, document_id, chunk_id, position, token_count, text, embedding) FROM STDIN"
+sql "INSERT INTO kanoa.chunks (collection_id, document_id, chunk_id, position, token_count, text, embedding, tsv)
+     VALUES ($kid, $did, 'hand:3', 102, 5, 'Given vectors are kept', '$vec', 'given:1')" >/dev/null
+hand() { sql "SELECT tsv::text FROM kanoa.chunks WHERE collection_id = $kid AND chunk_id = '$1'"; }
+tsv_of() { sql "SELECT to_tsvector('english', \$\$$1\$\$)::text"; }
+eq "INSERT without tsv: the trigger computes it" "$(hand hand:1)" "$(tsv_of 'Hand-written rows get their vectors')"
+eq "COPY without tsv: the trigger computes it" "$(hand hand:2)" "$(tsv_of 'Copied rows are searchable, giraffes too')"
+eq "INSERT with a tsv keeps it (what ingest relies on)" "$(hand hand:3)" "'given':1"
+eq "text query finds a copied row" "$(tq "giraffes" "tsv server" --mode text | "$PY" -c 'import json,sys; print([h["chunk_id"] for h in json.load(sys.stdin)["data"]])')" "['hand:2']"
+# UPDATE by hand: a changed text or a touched tsv is recomputed from the text
+sql "UPDATE kanoa.chunks SET text = 'Edited by hand: zebras' WHERE collection_id = $kid AND chunk_id = 'hand:1'" >/dev/null
+eq "UPDATE of text recomputes tsv" "$(hand hand:1)" "$(tsv_of 'Edited by hand: zebras')"
+sql "UPDATE kanoa.chunks SET tsv = NULL WHERE collection_id = $kid AND chunk_id = 'hand:2'" >/dev/null
+eq "UPDATE tsv = NULL recomputes it" "$(hand hand:2)" "$(tsv_of 'Copied rows are searchable, giraffes too')"
+sql "UPDATE kanoa.chunks SET tsv = 'bogus' WHERE collection_id = $kid AND chunk_id = 'hand:3'" >/dev/null
+eq "UPDATE of tsv recomputes it from the text" "$(hand hand:3)" "$(tsv_of 'Given vectors are kept')"
+sql "UPDATE kanoa.chunks SET text = 'Both given', tsv = 'other' WHERE collection_id = $kid AND chunk_id = 'hand:3'" >/dev/null
+eq "UPDATE of text and tsv: tsv from the new text" "$(hand hand:3)" "$(tsv_of 'Both given')"
+out=$(psql "$URL" -X -At -c "ALTER TABLE kanoa.chunks DISABLE TRIGGER chunks_tsv_insert; INSERT INTO kanoa.chunks (collection_id, document_id, chunk_id, position, token_count, text, embedding) VALUES ($kid, $did, 'hand:4', 103, 1, 'x', '$vec')" 2>&1)
+check "no trigger: a row without tsv is refused (NOT NULL)" grep -q 'null value in column "tsv"' <<<"$out"
+sql "ALTER TABLE kanoa.chunks ENABLE TRIGGER chunks_tsv_insert" >/dev/null
+eq "tsv triggers enabled" "$(sql "SELECT string_agg(tgenabled::text, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'kanoa.chunks'::regclass AND NOT tgisinternal")" "O,O"
+eq "no NULL tsv, every tsv = to_tsvector(text)" "$(badtsv)" "0,0"
+sql "DELETE FROM kanoa.collections WHERE name IN ('tsv client', 'tsv server', 'tsv plain')" >/dev/null
+
+# ---- jobs, hash embeddings, the upgrades from schemas 1, 2 and 3 -------------
 rows_of() { sql "SELECT d.n_chunks || '|' || c.chunk_id || '|' || md5(c.text) || '|' || md5(c.embedding::text) FROM kanoa.chunks c JOIN kanoa.documents d ON d.id = c.document_id JOIN kanoa.collections k ON k.id = c.collection_id WHERE k.name = '$1' ORDER BY c.chunk_id" | md5sum; }
 "$BIN" rag ingest "$corpus" --collection "jobs one" --embed-model fake-embed --jobs 1 >/dev/null 2>&1
 out=$("$BIN" rag ingest "$corpus" --collection "jobs four" --embed-model fake-embed --jobs 4 2>"$tmp/jerr")
@@ -249,20 +316,64 @@ t=$(sql "SELECT c.text FROM kanoa.chunks c JOIN kanoa.collections k ON k.id = c.
 eq "--embed-hash query finds a chunk by its text" "$("$BIN" rag query "$t" --collection hashed --embed-hash 24 -k 1 --json | "$PY" -c 'import json,sys; h=json.load(sys.stdin)["data"][0]; print(h["metadata"]["name"], "%.4f" % h["score"])')" "d.py 1.0000"
 out=$("$BIN" rag ingest "$docs" --collection "hashed" --embed-hash 24 --embed-model m 2>&1)
 eq "--embed-hash with --embed-model refused" "$?:$out" "1:kanoa-mlops rag ingest: --embed-hash replaces the embedding model: give no --embed-url, --embed-model or --embed-name with it"
-# schema 1 as it was (two FKs per chunk): rag init upgrades it in place
+# Older schemas as they were, restored on the populated database: rag init
+# upgrades each in place, keeping the rows, their tsvectors and what text
+# queries return.
+to_schema3() { # the generated tsv column
+    sql "DROP TRIGGER chunks_tsv_insert ON kanoa.chunks;
+         DROP TRIGGER chunks_tsv_update ON kanoa.chunks;
+         DROP FUNCTION kanoa.chunk_tsv();
+         ALTER TABLE kanoa.chunks DROP COLUMN tsv;
+         ALTER TABLE kanoa.chunks ADD COLUMN tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED;
+         CREATE INDEX chunks_tsv_idx ON kanoa.chunks USING gin (tsv);
+         DELETE FROM kanoa.schema_version WHERE version = 4" >/dev/null
+}
+to_schema2() { # and the statement-level delete trigger, no sequence cache
+    to_schema3
+    sql "DROP TRIGGER documents_delete_chunks ON kanoa.documents;
+         DROP FUNCTION kanoa.document_deleted();
+         CREATE FUNCTION kanoa.documents_deleted() RETURNS trigger LANGUAGE plpgsql AS \$\$
+         BEGIN DELETE FROM kanoa.chunks c USING gone g WHERE c.document_id = g.id; RETURN NULL; END \$\$;
+         CREATE TRIGGER documents_delete_chunks AFTER DELETE ON kanoa.documents
+           REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION kanoa.documents_deleted();
+         ALTER SEQUENCE kanoa.chunks_id_seq CACHE 1;
+         DELETE FROM kanoa.schema_version WHERE version = 3" >/dev/null
+}
+to_schema1() { # and two foreign keys per chunk instead of the trigger
+    to_schema2
+    sql "ALTER TABLE kanoa.chunks
+           ADD CONSTRAINT chunks_collection_id_fkey FOREIGN KEY (collection_id) REFERENCES kanoa.collections(id) ON DELETE CASCADE,
+           ADD CONSTRAINT chunks_document_id_fkey FOREIGN KEY (document_id) REFERENCES kanoa.documents(id) ON DELETE CASCADE;
+         DROP TRIGGER documents_delete_chunks ON kanoa.documents;
+         DROP FUNCTION kanoa.documents_deleted();
+         DELETE FROM kanoa.schema_version WHERE version = 2" >/dev/null
+}
 n_chunks=$(sql "SELECT count(*) FROM kanoa.chunks")
-sql "ALTER TABLE kanoa.chunks
-       ADD CONSTRAINT chunks_collection_id_fkey FOREIGN KEY (collection_id) REFERENCES kanoa.collections(id) ON DELETE CASCADE,
-       ADD CONSTRAINT chunks_document_id_fkey FOREIGN KEY (document_id) REFERENCES kanoa.documents(id) ON DELETE CASCADE;
-     DROP TRIGGER documents_delete_chunks ON kanoa.documents;
-     DROP FUNCTION kanoa.document_deleted();
-     ALTER SEQUENCE kanoa.chunks_id_seq CACHE 1;
-     DELETE FROM kanoa.schema_version WHERE version IN (2, 3)" >/dev/null
-eq "schema 1 restored" "$(fks)|$(trig)|$(seqcache)" "chunks_collection_id_fkey,chunks_document_id_fkey|none|1"
-eq "rag init upgrades schema 1 to 3" "$("$BIN" rag init 2>&1)" "schema version 3"
-eq "upgraded: no foreign keys, the row trigger, the sequence cache" "$(fks)|$(trig)|$(seqcache)" "none|documents_delete_chunks row|100"
-eq "upgraded: rows kept" "$(sql "SELECT count(*) FROM kanoa.chunks")" "$n_chunks"
-eq "upgraded: queries work" "$(topk "zulu" 3 | wc -l)" "3"
+all_tsv() { sql "SELECT md5(string_agg(id || '=' || tsv::text, ',' ORDER BY id)) FROM kanoa.chunks"; }
+tsv_before=$(all_tsv)
+text_before=$("$BIN" rag query "giraffes or stripes or animals or fox or changed" --collection "$C" --mode text -k 20 --json)
+check "the text query compared across upgrades has hits" grep -q '"chunk_id"' <<<"$text_before"
+upgraded() { # upgraded FROM: the schema-4 objects, rows, tsvectors, queries
+    eq "upgrade from $1: no foreign keys, the row trigger, the sequence cache" "$(fks)|$(trig)|$(seqcache)" "none|documents_delete_chunks row|100"
+    eq "upgrade from $1: tsv plain, its triggers" "$(tsvcol)|$(tsvtrig)" "plain not null|chunks_tsv_insert,chunks_tsv_update"
+    eq "upgrade from $1: rows kept" "$(sql "SELECT count(*) FROM kanoa.chunks")" "$n_chunks"
+    eq "upgrade from $1: tsvectors kept" "$(all_tsv)" "$tsv_before"
+    eq "upgrade from $1: text query unchanged" "$("$BIN" rag query "giraffes or stripes or animals or fox or changed" --collection "$C" --mode text -k 20 --json)" "$text_before"
+    eq "upgrade from $1: vector queries work" "$(topk "zulu" 3 | wc -l)" "3"
+}
+to_schema3
+eq "schema 3 restored" "$(tsvcol)|$(tsvtrig)" "generated|none"
+eq "rag init upgrades schema 3 to 4" "$("$BIN" rag init 2>&1)" "schema version 4"
+upgraded 3
+to_schema2
+eq "schema 2 restored" "$(fks)|$(trig)|$(seqcache)|$(tsvcol)" "none|documents_delete_chunks statement|1|generated"
+eq "rag init upgrades schema 2 to 4" "$("$BIN" rag init 2>&1)" "schema version 4"
+upgraded 2
+to_schema1
+eq "schema 1 restored" "$(fks)|$(trig)|$(seqcache)|$(tsvcol)" "chunks_collection_id_fkey,chunks_document_id_fkey|none|1|generated"
+eq "rag init upgrades schema 1 to 4" "$("$BIN" rag init 2>&1)" "schema version 4"
+upgraded 1
+eq "schema_version rows after the upgrades" "$(sql "SELECT string_agg(version::text, ',' ORDER BY version) FROM kanoa.schema_version")" "1,2,3,4"
 
 # ---- the local engine: --embed-model FILE.gguf ------------------------------
 # A synthesized tiny BERT (random weights, 128 dims, 128-token context) with
