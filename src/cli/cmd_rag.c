@@ -58,7 +58,10 @@ static const char usage[] =
     "  -k N                    hits to return (default 5)\n"
     "  -f, --filter key=value  metadata equality filter (repeatable; AND);\n"
     "                          documents carry path, name and ext plus --meta\n"
-    "  -h, --help              show this help\n";
+    "  -h, --help              show this help\n"
+    "Ingest computes each chunk's text-search vector (to_tsvector('english'))\n"
+    "in the client when it can reproduce it exactly, else the database does;\n"
+    "KANOA_RAG_SERVER_TSV=1 leaves them all to the database.\n";
 
 enum { O_CHUNK = 256, O_OVERLAP, O_BATCH, O_PRUNE, O_META, O_JSON, O_EF, O_EXACT, O_MODE,
        O_THREADS, O_EMBED_NAME, O_JOBS, O_EMBED_HASH };

@@ -85,11 +85,21 @@ static int lexcmp(const char *a, size_t na, const char *b, size_t nb)
     return na < nb ? -1 : na > nb;
 }
 
+/* Bit n of stop_lengths[c - 'a']: some stopword starts with c and has n
+ * letters (a quick no for most words). */
+static const uint16_t stop_lengths[26] = {
+    0x00ae, 0x00fc, 0x0008, 0x007c, 0x0010, 0x0098,
+    0x0000, 0x00dc, 0x005e, 0x0010, 0x0000, 0x0000,
+    0x0054, 0x000c, 0x023c, 0x0000, 0x0000, 0x0000,
+    0x005e, 0x04fe, 0x0024, 0x0010, 0x003c, 0x0000,
+    0x0538, 0x0000,
+};
+
 static bool is_stopword(const char *w, size_t n)
 {
     size_t lo = 0, hi = sizeof stopwords / sizeof stopwords[0];
-    if (n > 10) /* the longest is "yourselves" */
-        return false;
+    if (n > 10 || w[0] < 'a' || w[0] > 'z' || !(stop_lengths[w[0] - 'a'] >> n & 1))
+        return false; /* the longest is "yourselves" */
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         int c = lexcmp(w, n, stopwords[mid].s, stopwords[mid].n);
@@ -217,7 +227,7 @@ static bool exception2(const struct word *w)
     if (w->n < 6 || w->n > 7)
         return false;
     for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++)
-        if (memcmp(w->s, ex[i], w->n) == 0 && ex[i][w->n] == '\0')
+        if (ex[i][0] == w->s[0] && memcmp(w->s, ex[i], w->n) == 0 && ex[i][w->n] == '\0')
             return true;
     return false;
 }
@@ -234,9 +244,11 @@ static void prelude(struct word *w)
 static void mark_regions(struct word *w)
 {
     /* R1 starts after these prefixes */
-    if (w->n >= 5 && (memcmp(w->s, "gener", 5) == 0 || memcmp(w->s, "arsen", 5) == 0))
+    char c = w->s[0];
+    if (w->n >= 5 && ((c == 'g' && memcmp(w->s, "gener", 5) == 0) ||
+                      (c == 'a' && memcmp(w->s, "arsen", 5) == 0)))
         w->p1 = 5;
-    else if (w->n >= 6 && memcmp(w->s, "commun", 6) == 0)
+    else if (w->n >= 6 && c == 'c' && memcmp(w->s, "commun", 6) == 0)
         w->p1 = 6;
     else
         w->p1 = region_after(w->s, w->n, 0);
@@ -318,8 +330,11 @@ static bool valid_li(char c)
  * 'L': li after a valid li-ending; '2': also in R2; 'o': ion after s or t. */
 static void apply_region(struct word *w, const struct rule *r, size_t nr, size_t p)
 {
-    const struct rule *m = longest(w, r, nr);
+    const struct rule *m;
     size_t k, at;
+    if (w->n < p + r[nr - 1].k) /* not even the shortest suffix is in the region */
+        return;
+    m = longest(w, r, nr);
     if (m == NULL)
         return;
     k = m->k;
@@ -413,19 +428,25 @@ static size_t stem_english(char *s, size_t n)
 
 /* ---- the fast-path tokenizer ---- */
 
+/* Character classes of the bytes: one load per byte while scanning. */
+enum { C_LETTER = 1, C_DIGIT = 2 };
+static const unsigned char char_class[256] = {
+    ['a' ... 'z'] = C_LETTER, ['A' ... 'Z'] = C_LETTER, ['0' ... '9'] = C_DIGIT,
+};
+
 static bool is_letter(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    return char_class[c] == C_LETTER;
 }
 
 static bool is_digit(unsigned char c)
 {
-    return c >= '0' && c <= '9';
+    return char_class[c] == C_DIGIT;
 }
 
 static bool is_alnum(unsigned char c)
 {
-    return is_letter(c) || is_digit(c);
+    return char_class[c] != 0;
 }
 
 static bool is_space(unsigned char c)

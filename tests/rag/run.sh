@@ -241,9 +241,11 @@ tv=$tmp/tsvdocs
 mkdir -p "$tv"
 printf 'Chunk 7: the vector index answers queries; postgres stores 384 floats.\n\nRunning runners ran quickly: cosine recall at 10 of 12 queries.\n' >"$tv/ascii.txt"
 printf 'Caf\xc3\xa9 na\xc3\xafve r\xc3\xa9sum\xc3\xa9 \xe2\x80\x94 "quotes", e-mail a@b.com, http://x.org/p?q=1, 1.5e3, -7, v1.2.3, foo_bar, <b>tags</b> &amp; AT&T.\n' >"$tv/mixed.txt"
-"$PY" -c 'import random; r = random.Random(4); w = "the running runners ran over generously stemmed words 42 and 7 of recall".split(); print("\n\n".join(" ".join(r.choice(w) for _ in range(30)) for _ in range(6)))' >"$tv/words.txt"
-"$BIN" rag ingest "$tv" --collection "tsv client" --embed-hash 16 --chunk-tokens 32 --overlap 0 >/dev/null 2>&1
-KANOA_RAG_SERVER_TSV=1 "$BIN" rag ingest "$tv" --collection "tsv server" --embed-hash 16 --chunk-tokens 32 --overlap 0 >/dev/null 2>&1
+# paragraph p: "runners" p + 1 times, "stemmed" 6 - p times, so no two
+# chunks tie on either word (hybrid fusion ranks ties by storage order)
+"$PY" -c 'print("\n\n".join(" ".join(["runners"] * (p + 1) + ["stemmed"] * (6 - p) + ["of", "the", "words", str(p)]) for p in range(6)))' >"$tv/words.txt"
+"$BIN" rag ingest "$tv" --collection "tsv client" --embed-hash 16 --chunk-tokens 32 --overlap 0 --jobs 1 >/dev/null 2>&1
+KANOA_RAG_SERVER_TSV=1 "$BIN" rag ingest "$tv" --collection "tsv server" --embed-hash 16 --chunk-tokens 32 --overlap 0 --jobs 1 >/dev/null 2>&1
 tsvs() { sql "SELECT count(*) || E'\n' || string_agg(c.chunk_id || '=' || c.tsv::text, E'\n' ORDER BY c.chunk_id) FROM kanoa.chunks c JOIN kanoa.collections k ON k.id = c.collection_id WHERE k.name = '$1'"; }
 check "tsv collections ingested" test "$(tsvs "tsv client" | head -n 1)" -gt 5
 eq "client-path tsv::text = server-path tsv::text" "$(tsvs "tsv client")" "$(tsvs "tsv server")"
@@ -256,7 +258,12 @@ out=$("$BIN" rag ingest "$tmp/tsvplain" --collection "tsv plain" --embed-hash 16
 sql "ALTER TABLE kanoa.chunks ENABLE TRIGGER chunks_tsv_insert" >/dev/null
 eq "ASCII words: the client computes the tsvector (trigger off)" "${out%%;*}" "ingested 1 files (1 chunks), 0 unchanged, 0 failed, 0 pruned"
 tq() { "$BIN" rag query "$1" --collection "$2" --embed-hash 16 -k 10 --json "${@:3}"; }
-for q in "runners run" "stemmed or recall" "postgres floats"; do
+# every hit of a text query with its score, in chunk_id order (ties in any order)
+hits() { tq "$1" "$2" --mode text -k 100 | "$PY" -c 'import json,sys; [print(h["chunk_id"], repr(h["score"])) for h in sorted(json.load(sys.stdin)["data"], key=lambda h: h["chunk_id"])]'; }
+for q in "runners" "stemmed" "runners or stemmed" "running or recall" "postgres floats"; do
+    eq "text query hits and scores, client tsv = server tsv: $q" "$(hits "$q" "tsv client")" "$(hits "$q" "tsv server")"
+done
+for q in "runners" "stemmed"; do
     eq "text query, client tsv = server tsv: $q" "$(tq "$q" "tsv client" --mode text)" "$(tq "$q" "tsv server" --mode text)"
     eq "hybrid query, client tsv = server tsv: $q" "$(tq "$q" "tsv client" --mode hybrid)" "$(tq "$q" "tsv server" --mode hybrid)"
 done
