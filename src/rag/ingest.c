@@ -29,6 +29,7 @@
  */
 #include "rag/rag_int.h"
 
+#include "base/log.h"
 #include "base/mem.h"
 
 #include <dirent.h>
@@ -773,6 +774,34 @@ static int open_collection(struct run *r, struct km_err *err)
     return KM_OK;
 }
 
+/* The client's tsvectors are what PostgreSQL's stock english configuration
+ * stores under a locale that lowercases ASCII as ASCII. A server where that
+ * does not hold (a Turkish ctype lowercases 'I' to dotless i; an altered
+ * pg_catalog.english) must compute every tsv itself: ask it once per run
+ * whether it agrees on a probe text. */
+#define TSV_PROBE "In INSIDE the Runners' well-known x86 filings: 2nd generalizations, " \
+                  "I1 dying skies; IIIrd ties"
+static int tsv_agrees(struct rag_db *db, bool *agrees, struct km_err *err)
+{
+    struct km_buf b;
+    bool ok = false;
+    km_buf_init(&b, 4096);
+    int rc = rag__tsv_english(TSV_PROBE, strlen(TSV_PROBE), &b, &ok, err);
+    *agrees = false;
+    if (rc == KM_OK && ok) {
+        const char *params[] = {TSV_PROBE, b.data};
+        const int lengths[] = {0, (int)b.len}, formats[] = {0, 1};
+        struct rag__stmt st = {"SELECT $2::tsvector = to_tsvector('pg_catalog.english', $1)",
+                               2, params, false, lengths, formats};
+        struct rag__res res = {0};
+        rc = rag__pipeline(db, &st, 1, &res, err);
+        *agrees = rc == KM_OK && res.ntuples == 1 && strcmp(rag__val(&res, 0, 0), "t") == 0;
+        rag__res_free(&res);
+    }
+    km_buf_free(&b);
+    return rc;
+}
+
 int rag_ingest(struct rag_db *db, const char *const *paths, size_t n_paths,
                const struct rag_ingest_opts *o, struct rag_ingest_stats *st,
                struct km_err *err)
@@ -789,6 +818,15 @@ int rag_ingest(struct rag_db *db, const char *const *paths, size_t n_paths,
         return km_fail(err, KM_EINVAL, "ingest needs a collection, an embeddings URL "
                        "or local model, and a batch size >= 1");
     int rc = open_collection(&r, err);
+    bool agrees = true;
+    if (rc == KM_OK && !r.server_tsv)
+        rc = tsv_agrees(db, &agrees, err);
+    if (rc == KM_OK && !agrees) {
+        km_log(KM_LOG_WARN, "rag ingest: this server's to_tsvector('english') differs from "
+               "the client's (locale or text-search configuration): every chunk's tsv "
+               "is computed by the server");
+        r.server_tsv = true;
+    }
     if (rc == KM_OK)
         rc = collect(paths, n_paths, &f, err);
     st->files_seen = (long)f.n;

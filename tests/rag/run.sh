@@ -257,6 +257,19 @@ sql "ALTER TABLE kanoa.chunks DISABLE TRIGGER chunks_tsv_insert" >/dev/null
 out=$("$BIN" rag ingest "$tmp/tsvplain" --collection "tsv plain" --embed-hash 16 2>/dev/null)
 sql "ALTER TABLE kanoa.chunks ENABLE TRIGGER chunks_tsv_insert" >/dev/null
 eq "ASCII words: the client computes the tsvector (trigger off)" "${out%%;*}" "ingested 1 files (1 chunks), 0 unchanged, 0 failed, 0 pruned"
+# a server whose english configuration differs from the stock one (here:
+# numbers and words with digits no longer indexed): ingest notices on its
+# probe text and lets the server compute every tsv
+mkdir -p "$tmp/tsvalt"
+printf 'the x86 runners ran 2nd\n' >"$tmp/tsvalt/a.txt"
+sql "ALTER TEXT SEARCH CONFIGURATION pg_catalog.english DROP MAPPING FOR numword" >/dev/null
+out=$("$BIN" rag ingest "$tmp/tsvalt" --collection "tsv altered" --embed-hash 16 2>&1)
+alt=$(sql "SELECT count(*) || ',' || bool_and(c.tsv = to_tsvector('english', c.text) AND c.tsv::text NOT LIKE '%x86%' AND c.tsv::text LIKE '%runner%') FROM kanoa.chunks c JOIN kanoa.collections k ON k.id = c.collection_id WHERE k.name = 'tsv altered'")
+sql "ALTER TEXT SEARCH CONFIGURATION pg_catalog.english ADD MAPPING FOR numword WITH simple" >/dev/null
+sql "DELETE FROM kanoa.collections WHERE name = 'tsv altered'" >/dev/null # its tsv follow the altered configuration
+check "altered english configuration: ingest warns and uses the server's tsv" grep -q "differs from the client's" <<<"$out"
+eq "altered english configuration: stored tsv is the server's (no x86)" "$alt" "1,true"
+eq "stock english configuration restored" "$(sql "SELECT to_tsvector('english', 'x86')::text")" "'x86':1"
 tq() { "$BIN" rag query "$1" --collection "$2" --embed-hash 16 -k 10 --json "${@:3}"; }
 # every hit of a text query with its score, in chunk_id order (ties in any order)
 hits() { tq "$1" "$2" --mode text -k 100 | "$PY" -c 'import json,sys; [print(h["chunk_id"], repr(h["score"])) for h in sorted(json.load(sys.stdin)["data"], key=lambda h: h["chunk_id"])]'; }
