@@ -36,7 +36,7 @@ n=${2:-100000}; dim=${3:-384}; nq=${4:-100}
 cd "$top"
 make -s BUILD="$build" "$build/kanoa-mlops" "$build/libkanoa.a"
 cc -std=gnu17 -O2 -Isrc -D_GNU_SOURCE $(pkg-config --cflags libpq) -o "$build/bench_rag" \
-    bench/rag/bench_rag.c "$build/libkanoa.a" \
+    bench/rag/bench_rag.c bench/rag/bench_retrieve.c "$build/libkanoa.a" \
     $(pkg-config --libs libmicrohttpd libcurl jansson libpq yaml-0.1 libcrypto) -lm -ldl -pthread
 bin=$build/kanoa-mlops
 vocab=$top/../shared/data/tokenizer/ggml-vocab-bert-bge.gguf
