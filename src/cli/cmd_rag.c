@@ -61,7 +61,9 @@ static const char usage[] =
     "  -h, --help              show this help\n"
     "Ingest computes each chunk's text-search vector (to_tsvector('english'))\n"
     "in the client when it can reproduce it exactly, else the database does;\n"
-    "KANOA_RAG_SERVER_TSV=1 leaves them all to the database.\n";
+    "a database whose to_tsvector differs on a probe text (checked once per\n"
+    "run: another locale or configuration) or KANOA_RAG_SERVER_TSV=1 leaves\n"
+    "them all to the database.\n";
 
 enum { O_CHUNK = 256, O_OVERLAP, O_BATCH, O_PRUNE, O_META, O_JSON, O_EF, O_EXACT, O_MODE,
        O_THREADS, O_EMBED_NAME, O_JOBS, O_EMBED_HASH };
