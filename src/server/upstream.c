@@ -460,6 +460,7 @@ static int init_up(struct ups_up *u, const struct ups_spec *s,
 {
     u->spec = *s;
     u->waiting = -1;
+    ups__h1_target_init(&u->h1, s->url);
     atomic_init(&u->in_flight, 0);
     if (!s->api_key_env[0])
         return KM_OK;

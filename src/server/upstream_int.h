@@ -18,6 +18,7 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 
 enum ups_err_kind {
     UPS_ERR_CONNECT,        /* could not connect / connect timeout */
@@ -54,8 +55,24 @@ struct ups_tokstat {            /* kanoa_gateway:* per model */
     struct ups_hist ttft, itl;
 };
 
+/* Where the gateway's own HTTP/1.1 client (upstream_h1.c) sends an
+ * http:// upstream's requests: the URL's parts, and the address (the
+ * numeric host's, else the one the last probe connected to; addr_len 0
+ * while unknown, and then libcurl carries the request). */
+struct ups_h1_target {
+    bool usable;                /* http://, no user info, query, fragment */
+    bool numeric;               /* the host is an address literal */
+    char host_hdr[300];         /* Host: value, as in the URL */
+    char node[256];             /* host without brackets */
+    int port;
+    char prefix[UPS_URL_MAX];   /* path before /v1/..., "" for none */
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+};
+
 struct ups_up {
     struct ups_spec spec;
+    struct ups_h1_target h1;    /* under mu (addr learned by probes) */
     char auth[700];             /* "Authorization: Bearer ..." or "" */
     bool healthy;
     bool probed;                /* was healthy once: recovery needs `rise` */
@@ -95,6 +112,7 @@ struct ups_pool {
     struct ups_lane *lanes;
     atomic_long live;                   /* jobs + probe transfers alive */
     bool proxy_env;                     /* a libcurl proxy variable is set */
+    bool h1_off;                        /* every request through libcurl */
     unsigned rr;                        /* under mu */
     /* probe rounds (home lane) */
     pthread_cond_t cv;
@@ -136,6 +154,7 @@ void ups__loop_stop(struct ups_pool *p);
 
 struct lane_sock;               /* upstream_lane.c */
 struct srv_job;
+struct ups_h1;                  /* upstream_h1.c: one connection */
 
 /* An easy handle and the header list its request points to (nodes of our
  * own: no allocation per request). */
@@ -169,6 +188,12 @@ struct ups_lane {
     bool deferring;
     struct ups_easy *spent[UPS_SPENT_MAX];
     int n_spent;
+    /* the own HTTP/1.1 client's connections (upstream_h1.c) */
+    struct ups_h1 *h1_all;      /* working and idle */
+    struct ups_h1 *h1_dead;     /* closed, freed in ups__h1_run */
+    struct ups_h1 **h1_idle;    /* per upstream, most recent first */
+    int *h1_n_idle;
+    bool h1_kick;               /* a connection has deferred work */
     struct ups_lane *next;      /* pool->lanes */
 };
 
@@ -198,6 +223,44 @@ void ups__jobs_start(struct ups_lane *ln);
 int ups__jobs_sweep(struct ups_lane *ln, double now);
 void ups__jobs_flush(struct ups_lane *ln);
 void ups__transfer_done(struct ups_lane *ln, void *priv, CURLcode rc);
+
+/* upstream_loop.c: a job's attempt as the own HTTP/1.1 client sees it
+ * (lane thread). ups__job_ctype: the final head's Content-Type;
+ * ups__job_head: that head ended with `status`; ups__job_body: body bytes
+ * (UPS_BODY_PAUSE: not taken, the client is behind, wait for
+ * ups__h1_resume; UPS_BODY_STOP: not taken, the job is canceled);
+ * ups__job_stopped: canceled; ups__job_end: the attempt ended with rc (the
+ * job releases the connection, and may start another attempt, from it). */
+enum ups_body { UPS_BODY_TAKEN, UPS_BODY_PAUSE, UPS_BODY_STOP };
+void ups__job_ctype(struct srv_job *j, const char *v, size_t n);
+void ups__job_head(struct srv_job *j, int status);
+enum ups_body ups__job_body(struct srv_job *j, const char *b, size_t n);
+bool ups__job_stopped(const struct srv_job *j);
+void ups__job_end(struct ups_lane *ln, struct srv_job *j, CURLcode rc);
+
+/* upstream_h1.c. ups__h1_target_init: t from an upstream URL; false when
+ * the own client cannot carry it (then libcurl does). ups__h1_target_learn:
+ * the address a probe reached (pool->mu held). ups__h1_start: send job j's
+ * request to upstream up on an idle or new connection of the lane (*out;
+ * KM_ENOMEM, KM_ERANGE); its outcome comes through ups__job_*, never from
+ * inside this call. ups__h1_release: the job is done with the connection
+ * (kept idle when reusable). ups__h1_connecting: still connecting (for the
+ * connect timeout); ups__h1_oserr: errno of a failure; ups__h1_error: what
+ * was malformed in the response (NULL if nothing); ups__h1_resume: the
+ * client caught up. ups__h1_run: deferred work and freeing, once per lane
+ * pass; ups__h1_lane_free at lane shutdown, after the jobs ended. */
+bool ups__h1_target_init(struct ups_h1_target *t, const char *url);
+void ups__h1_target_learn(struct ups_h1_target *t, const char *ip, long port);
+int ups__h1_start(struct ups_lane *ln, struct srv_job *j, size_t up, int path,
+                  const char *rid, const char *body, size_t body_len,
+                  struct ups_h1 **out);
+void ups__h1_release(struct ups_lane *ln, struct ups_h1 *c);
+bool ups__h1_connecting(const struct ups_h1 *c);
+int ups__h1_oserr(const struct ups_h1 *c);
+const char *ups__h1_error(const struct ups_h1 *c);
+void ups__h1_resume(struct ups_h1 *c);
+void ups__h1_run(struct ups_lane *ln);
+void ups__h1_lane_free(struct ups_lane *ln);
 void ups__jobs_shutdown(struct ups_lane *ln);
 void ups__probes_tick(struct ups_pool *p, double now);
 void ups__probes_end(struct ups_pool *p);

@@ -319,6 +319,7 @@ static int lane_run(void *ud)
     int wait = ups__jobs_sweep(ln, now);
     run_timer(ln, now);         /* a resumed or retried transfer */
     read_done(ln);
+    ups__h1_run(ln);            /* the own client's deferred work */
     ups__jobs_flush(ln);
     release_spent(ln);
     free_dead_socks(ln);
@@ -337,6 +338,7 @@ static int lane_run(void *ud)
 static void lane_shutdown(struct ups_lane *ln)
 {
     ups__jobs_shutdown(ln);
+    ups__h1_lane_free(ln);
     if (ln->home)
         ups__probes_end(ln->pool);
     release_spent(ln);
@@ -489,6 +491,8 @@ int ups__loop_start(struct ups_pool *p, struct km_err *err)
 {
     pthread_once(&curl_once, curl_init_once);
     p->proxy_env = proxy_in_env();
+    const char *client = getenv("KANOA_UPSTREAM_CLIENT");
+    p->h1_off = p->proxy_env || (client && strcmp(client, "curl") == 0);
     int rc = srv_loop_new(&p->loop, err);
     if (rc != KM_OK)
         return rc;

@@ -54,7 +54,9 @@ struct srv_job {
     struct srv_sink sink;
     const char *affinity;
     int path;                   /* index in ep_paths */
-    struct ups_easy *easy;
+    struct ups_easy *easy;      /* the attempt's libcurl transfer, or */
+    struct ups_h1 *h1;          /* its own-client connection (upstream_h1.c) */
+    bool use_h1;                /* the chosen replica takes the own client */
     int up;                     /* replica of the current attempt, -1 none */
     uint64_t tried;             /* replicas tried (bit per index) */
     int attempts;
@@ -67,6 +69,7 @@ struct srv_job {
     bool buffering;             /* 5xx: keep the body for the error */
     bool paused;
     bool aborted_timeout;       /* the loop stopped it: timeout kind below */
+    bool conn_timeout;          /* own client: not connected in time */
     enum ups_err_kind abort_kind;
     struct km_buf errbody;
     struct km_buf held;         /* body bytes read, not delivered yet */
@@ -119,6 +122,25 @@ static void header_done(struct srv_job *j)
         j->head_due = true;     /* delivered at the end of the pass */
 }
 
+void ups__job_ctype(struct srv_job *j, const char *v, size_t n)
+{
+    j->t_last_byte = j->lane->now;
+    snprintf(j->ctype, sizeof j->ctype, "%.*s", (int)n, v);
+}
+
+void ups__job_head(struct srv_job *j, int status)
+{
+    j->t_last_byte = j->lane->now;
+    j->status = status;
+    header_done(j);
+}
+
+bool ups__job_stopped(const struct srv_job *j)
+{
+    return atomic_load(&j->cancel);
+}
+
+/* libcurl's header callback: every line of every head, with its CRLF. */
 static size_t on_header(char *b, size_t size, size_t n, void *ud)
 {
     struct srv_job *j = ud;
@@ -134,7 +156,7 @@ static size_t on_header(char *b, size_t size, size_t n, void *ud)
             i++;
         while (e > i && (b[e - 1] == '\r' || b[e - 1] == '\n' || b[e - 1] == ' '))
             e--;
-        snprintf(j->ctype, sizeof j->ctype, "%.*s", (int)(e - i), b + i);
+        ups__job_ctype(j, b + i, e - i);
     } else if (len <= 2 && (b[0] == '\r' || b[0] == '\n')) {
         header_done(j);
     }
@@ -172,21 +194,19 @@ static void observe_events(struct srv_job *j, unsigned long k)
     j->t_last_event = now;
 }
 
-static size_t on_body(char *b, size_t size, size_t n, void *ud)
+enum ups_body ups__job_body(struct srv_job *j, const char *b, size_t len)
 {
-    struct srv_job *j = ud;
-    size_t len = size * n;
     if (atomic_load(&j->cancel))
-        return 0;
+        return UPS_BODY_STOP;
     j->t_last_byte = j->lane->now;
     if (j->buffering) {
         size_t room = j->pool->opt.error_body_max - j->errbody.len;
         km_buf_append(&j->errbody, b, len < room ? len : room);
-        return len;
+        return UPS_BODY_TAKEN;
     }
     if (j->sink.raw_full && j->sink.raw_full(j->sink.ud)) {
         j->paused = true;
-        return CURL_WRITEFUNC_PAUSE;
+        return UPS_BODY_PAUSE;
     }
     if (j->req->stream) {
         unsigned long k = ups_sse_scan_feed(&j->sse, b, len);
@@ -204,7 +224,18 @@ static size_t on_body(char *b, size_t size, size_t n, void *ud)
     } else if (j->held.len >= HOLD_MAX) {
         deliver(j);
     }
-    return len;
+    return UPS_BODY_TAKEN;
+}
+
+/* libcurl's write callback */
+static size_t on_body(char *b, size_t size, size_t n, void *ud)
+{
+    size_t len = size * n;
+    switch (ups__job_body(ud, b, len)) {
+    case UPS_BODY_TAKEN: return len;
+    case UPS_BODY_PAUSE: return CURL_WRITEFUNC_PAUSE;
+    default: return 0;
+    }
 }
 
 static char hdr_ctype[] = "Content-Type: application/json";
@@ -294,29 +325,55 @@ static int choose(struct srv_job *j, char *why, size_t cap)
     int k = ups_balance_pick(c, p->n, j->affinity, p->rr++);
     if (k < 0)
         explain_locked(j, why, cap);
+    else
+        j->use_h1 = !p->h1_off && p->ups[k].h1.usable && p->ups[k].h1.addr_len;
     pthread_mutex_unlock(&p->mu);
     return k;
 }
 
-/* What an attempt holds in libcurl, detached from its job so that it can
- * be released after the job's terminal callback (off the client's path). */
+/* What an attempt holds (a libcurl transfer or an own-client connection),
+ * detached from its job so that it can be released after the job's
+ * terminal callback (off the client's path). */
 struct attempt {
     struct ups_easy *easy;
+    struct ups_h1 *h1;
 };
 
 static struct attempt take_attempt(struct srv_job *j)
 {
-    struct attempt a = {j->easy};
+    struct attempt a = {j->easy, j->h1};
     j->easy = NULL;
+    j->h1 = NULL;
     if (j->up >= 0)
         atomic_fetch_sub(&j->pool->ups[j->up].in_flight, 1);
     j->up = -1;
     return a;
 }
 
+static void drop_attempt(struct ups_lane *ln, struct attempt a)
+{
+    ups__easy_drop(ln, a.easy);
+    ups__h1_release(ln, a.h1);
+}
+
 static void end_attempt(struct srv_job *j)
 {
-    ups__easy_drop(j->lane, take_attempt(j).easy);
+    drop_attempt(j->lane, take_attempt(j));
+}
+
+/* The attempt on the own HTTP/1.1 client; false when it cannot start. */
+static bool start_h1(struct srv_job *j, size_t k)
+{
+    int rc = ups__h1_start(j->lane, j, k, j->path, j->req->request_id,
+                           j->req->body, j->req->body_len, &j->h1);
+    if (rc == KM_OK)
+        return true;
+    snprintf(j->last_err, sizeof j->last_err, "%s starting the upstream "
+             "request", rc == KM_ENOMEM ? "out of memory" : "request id or "
+             "upstream URL too long");
+    j->last_http = 500;
+    end_attempt(j);
+    return false;
 }
 
 /* Start the next attempt; false when no replica is left. */
@@ -334,9 +391,21 @@ static bool start_attempt(struct srv_job *j)
         }
         return false;
     }
-    j->easy = ups__easy_get(j->lane);
     j->up = k;
     atomic_fetch_add(&j->pool->ups[k].in_flight, 1);
+    j->tried |= 1ull << k;
+    j->attempts++;
+    j->status = 0;
+    j->ctype[0] = '\0';
+    j->head_seen = j->buffering = j->paused = j->aborted_timeout = false;
+    j->head_due = j->conn_timeout = false;
+    j->t_done = 0;
+    km_buf_reset(&j->errbody);
+    km_buf_reset(&j->held);
+    j->t_attempt = j->t_last_byte = j->lane->now = ups__now();
+    if (j->use_h1)
+        return start_h1(j, (size_t)k);
+    j->easy = ups__easy_get(j->lane);
     if (!j->easy || setup_easy(j, (size_t)k) != KM_OK) {
         snprintf(j->last_err, sizeof j->last_err, "out of memory starting the "
                  "upstream request");
@@ -344,15 +413,6 @@ static bool start_attempt(struct srv_job *j)
         end_attempt(j);
         return false;
     }
-    j->tried |= 1ull << k;
-    j->attempts++;
-    j->status = 0;
-    j->head_seen = j->buffering = j->paused = j->aborted_timeout = false;
-    j->head_due = false;
-    j->t_done = 0;
-    km_buf_reset(&j->errbody);
-    km_buf_reset(&j->held);
-    j->t_attempt = j->t_last_byte = j->lane->now = ups__now();
     if (curl_multi_add_handle(j->lane->multi, j->easy->e) != CURLM_OK) {
         snprintf(j->last_err, sizeof j->last_err, "cannot start the upstream "
                  "request (libcurl multi handle refused it)");
@@ -385,7 +445,7 @@ static void job_error(struct srv_job *j, int http, const char *type,
     struct srv_sink s;
     struct attempt a = job_finish(j, &s);
     s.on_error(s.ud, http, type, msg);
-    ups__easy_drop(ln, a.easy);
+    drop_attempt(ln, a);
 }
 
 static void job_done(struct srv_job *j)
@@ -395,7 +455,7 @@ static void job_done(struct srv_job *j)
     struct attempt a = job_finish(j, &s);
     struct srv_usage usage = {0, 0};
     s.on_done(s.ud, &usage);
-    ups__easy_drop(ln, a.easy);
+    drop_attempt(ln, a);
 }
 
 static const char *err_type(int http)
@@ -473,11 +533,13 @@ static void classify(struct srv_job *j, CURLcode rc, enum ups_err_kind *kind)
     }
     bool conn = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
                 (rc == CURLE_OPERATION_TIMEDOUT && !j->head_seen);
+    const char *bad = rc == CURLE_WEIRD_SERVER_REPLY ? ups__h1_error(j->h1) : NULL;
     *kind = conn ? UPS_ERR_CONNECT : UPS_ERR_DROPPED;
     snprintf(j->last_err, sizeof j->last_err, "upstream %s (%s) %s: %s", name,
-             url, conn ? "could not be reached" : j->bytes_sent ?
-             "broke off the response" : "closed the connection before "
-             "answering", curl_easy_strerror(rc));
+             url, conn ? "could not be reached" : bad ? "sent a malformed "
+             "response" : j->bytes_sent ? "broke off the response" :
+             "closed the connection before answering",
+             bad ? bad : curl_easy_strerror(rc));
     j->last_http = (rc == CURLE_OPERATION_TIMEDOUT) ? 504 : 502;
 }
 
@@ -521,8 +583,9 @@ static bool transfer_done(struct srv_job *j, CURLcode rc)
      * own doing (a long prompt, a load spike) and are left to the probes. */
     if (kind == UPS_ERR_CONNECT || kind == UPS_ERR_HTTP5XX)
         ups__mark(p, up, false);
-    long oserr = 0;
-    curl_easy_getinfo(j->easy->e, CURLINFO_OS_ERRNO, &oserr);
+    long oserr = j->h1 ? ups__h1_oserr(j->h1) : 0;
+    if (j->easy)
+        curl_easy_getinfo(j->easy->e, CURLINFO_OS_ERRNO, &oserr);
     km_log(KM_LOG_WARN, "request %s: %s%s%s", j->req->request_id, j->last_err,
            oserr ? " - " : "", oserr ? strerror((int)oserr) : "");
     return fail_or_retry(j);
@@ -657,12 +720,19 @@ static bool probe_result(struct ups_pool *p, struct ups_probe *pr, long code,
 
 static void probe_done(struct ups_pool *p, struct ups_probe *pr)
 {
-    long code = 0;
+    long code = 0, port = 0;
+    char *ip = NULL;
     curl_easy_getinfo(pr->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (code > 0) {
+        curl_easy_getinfo(pr->easy, CURLINFO_PRIMARY_IP, &ip);
+        curl_easy_getinfo(pr->easy, CURLINFO_PRIMARY_PORT, &port);
+    }
     size_t up = pr->up;
     struct ups_up *u = &p->ups[up];
     bool changed = false;
     pthread_mutex_lock(&p->mu);
+    if (code > 0)
+        ups__h1_target_learn(&u->h1, ip, port);
     bool round_end = probe_result(p, pr, code, &changed);
     /* the round's verdict: /health 2xx, or no /health (404) while
      * /v1/models answers 200 */
@@ -764,10 +834,17 @@ static void check_job(struct ups_pool *p, struct srv_job *j, double now)
     if (j->paused && !(j->sink.raw_full && j->sink.raw_full(j->sink.ud))) {
         j->paused = false;
         j->t_last_byte = now;
-        curl_easy_pause(j->easy->e, CURLPAUSE_CONT);
+        if (j->easy)
+            curl_easy_pause(j->easy->e, CURLPAUSE_CONT);
+        ups__h1_resume(j->h1);
     }
     if (j->paused)
         return;
+    if (ups__h1_connecting(j->h1) &&
+        now - j->t_attempt > o->connect_timeout_ms / 1000.0) {
+        j->conn_timeout = true;     /* reported as libcurl's would be */
+        return;
+    }
     if (!j->head_seen && now - j->t_attempt > o->first_byte_timeout_ms / 1000.0) {
         j->aborted_timeout = true;
         j->abort_kind = UPS_ERR_TIMEOUT;
@@ -786,7 +863,7 @@ int ups__jobs_sweep(struct ups_lane *ln, double now)
         next = j->next;
         if (!atomic_load(&j->cancel))
             check_job(ln->pool, j, now);
-        if (j->aborted_timeout || atomic_load(&j->cancel)) {
+        if (j->aborted_timeout || j->conn_timeout || atomic_load(&j->cancel)) {
             finish_transfer(ln, j, CURLE_OPERATION_TIMEDOUT);
             continue;
         }
@@ -810,6 +887,11 @@ void ups__jobs_flush(struct ups_lane *ln)
         if ((j->head_due || j->held.len) && !await_end)
             deliver(j);
     }
+}
+
+void ups__job_end(struct ups_lane *ln, struct srv_job *j, CURLcode rc)
+{
+    finish_transfer(ln, j, rc);
 }
 
 /* A transfer libcurl reported done: a job's attempt or a probe. */
@@ -892,6 +974,12 @@ int ups_job_submit(struct ups_pool *p, const struct srv_request *req,
     atomic_init(&j->cancel, false);
     *job = j;
     atomic_fetch_add(&p->live, 1);
+    /* On the lane's own (returning) thread the request goes out now, before
+     * the HTTP side finishes its round; its results come from the loop. */
+    if (srv_loop_returning() == ln->loop && start_attempt(j)) {
+        push_active(ln, j);
+        return KM_OK;
+    }
     pthread_mutex_lock(&ln->qmu);
     if (ln->q_tail)
         ln->q_tail->next = j;
@@ -899,8 +987,9 @@ int ups_job_submit(struct ups_pool *p, const struct srv_request *req,
         ln->q_head = j;
     ln->q_tail = j;
     pthread_mutex_unlock(&ln->qmu);
-    /* From the lane's own (returning) thread the lane runs later in this
-     * very pass; anything else wakes the lane's loop. */
+    /* From the lane's own thread (a replica refused to start: retried or
+     * failed there) the lane runs later in this very pass; anything else
+     * wakes the lane's loop. */
     if (srv_loop_returning() != ln->loop)
         srv_loop_wake(ln->loop);
     return KM_OK;
