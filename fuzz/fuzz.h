@@ -30,6 +30,7 @@ int fuzz_hub(const uint8_t *data, size_t size);
 int fuzz_upstream(const uint8_t *data, size_t size);
 int fuzz_model(const uint8_t *data, size_t size);
 int fuzz_vocab(const uint8_t *data, size_t size);
+int fuzz_h1(const uint8_t *data, size_t size);
 
 #ifndef FUZZ_REPLAY
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -10,6 +10,7 @@
 #include "../fuzz/fuzz_chunk.c"
 #include "../fuzz/fuzz_config.c"
 #include "../fuzz/fuzz_gguf.c"
+#include "../fuzz/fuzz_h1.c"
 #include "../fuzz/fuzz_hub.c"
 #include "../fuzz/fuzz_model.c"
 #include "../fuzz/fuzz_oai_parse.c"
@@ -83,3 +84,4 @@ Test(fuzz_corpus, config) { replay("config", fuzz_config); }
 Test(fuzz_corpus, hub) { replay("hub", fuzz_hub); }
 Test(fuzz_corpus, upstream) { replay("upstream", fuzz_upstream); }
 Test(fuzz_corpus, vocab) { replay("vocab", fuzz_vocab); }
+Test(fuzz_corpus, h1) { replay("h1", fuzz_h1); }

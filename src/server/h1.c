@@ -27,13 +27,13 @@ void h1_init(struct h1_resp *r)
  * complete yet, or (size_t)-1 when it is longer than H1_LINE_MAX. */
 static size_t line_at(const char *buf, size_t len, size_t *n)
 {
-    size_t scan = len < H1_LINE_MAX + 1 ? len : H1_LINE_MAX + 1;
+    size_t scan = len < H1_LINE_MAX + 2 ? len : H1_LINE_MAX + 2;
     const char *nl = memchr(buf, '\n', scan);
     if (!nl)
-        return len > H1_LINE_MAX ? (size_t)-1 : 0;
+        return len > H1_LINE_MAX + 1 ? (size_t)-1 : 0;
     size_t k = (size_t)(nl - buf);
     *n = (k > 0 && buf[k - 1] == '\r') ? k - 1 : k;
-    return k + 1;
+    return *n > H1_LINE_MAX ? (size_t)-1 : k + 1;
 }
 
 static bool is_digit(char c)
@@ -65,7 +65,7 @@ static long status_line(struct h1_resp *r, const char *s, size_t n)
     r->status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
     if (r->status < 100 || r->status > 599 || r->status == 101)
         return fail(r, "unexpected status %d", r->status);
-    r->chunked = r->has_len = r->close = r->keep_alive = false;
+    r->chunked = r->te = r->has_len = r->close = r->keep_alive = false;
     r->state = H1_FIELD;
     return 0;
 }
@@ -130,10 +130,14 @@ static long field_line(struct h1_resp *r, const char *s, size_t n,
     const char *v = s + b;
     size_t vn = e - b;
     bool last = false;
+    if (memchr(v, '\r', vn) || memchr(v, '\0', vn))
+        return fail(r, "a CR or NUL in the value of header field \"%.*s\"",
+                    (int)(c > 40 ? 40 : c), s);
     if (r->status < 200)
         return 0;       /* an interim head's fields frame nothing */
     if (c == 17 && strncasecmp(s, "transfer-encoding", 17) == 0) {
         bool has = list_has(v, vn, "chunked", &last);
+        r->te = true;
         r->chunked = has && last;
         if (!r->chunked)
             r->close = true;    /* a coding we cannot frame: read to the end */
@@ -159,8 +163,8 @@ static void head_end(struct h1_resp *r, const struct h1_cb *cb, void *ud)
         r->state = H1_STATUS;   /* 1xx: the real head follows */
         return;
     }
-    if (r->minor == 0 && !r->keep_alive)
-        r->close = true;
+    if (r->minor == 0 && (!r->keep_alive || r->chunked))
+        r->close = true;    /* 1.0 + Transfer-Encoding: RFC 9112 6.1 */
     if (cb->on_head)
         cb->on_head(ud, r->status);
     if (r->status == 204 || r->status == 304) {
@@ -168,7 +172,7 @@ static void head_end(struct h1_resp *r, const struct h1_cb *cb, void *ud)
     } else if (r->chunked) {
         r->close = r->close || r->has_len;  /* both: RFC 9112 6.3 */
         r->state = H1_CHUNK_SIZE;
-    } else if (r->has_len) {
+    } else if (r->has_len && !r->te) {    /* TE overrides: RFC 9112 6.3 */
         r->state = r->left ? H1_BODY_LEN : H1_DONE;
     } else {
         r->close = true;

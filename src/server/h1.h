@@ -49,6 +49,7 @@ struct h1_resp {
     int status;
     int minor;                  /* HTTP/1.minor */
     bool chunked;
+    bool te;                    /* a Transfer-Encoding field came */
     bool has_len;
     bool close;                 /* the connection cannot be reused */
     bool keep_alive;            /* Connection: keep-alive (for HTTP/1.0) */

@@ -63,6 +63,7 @@ struct ups_h1 {
     bool kick;                  /* ups__h1_run has work for it */
     bool starting;              /* inside ups__h1_start: defer results */
     CURLcode fail_rc;           /* deferred failure (kick), CURLE_OK none */
+    double t_connect;           /* when the current connect began */
     int oserr;
     struct h1_resp resp;
     char head[H1_HEAD_CAP];
@@ -218,6 +219,17 @@ static int watch(struct ups_h1 *c, unsigned ev)
     return srv_loop_io_set(c->lane->loop, &c->io, ev);
 }
 
+static void end_with(struct ups_h1 *c, CURLcode rc, int oserr);
+
+/* Watch for ev; false (the exchange ended) when the loop refused it. */
+static bool watched(struct ups_h1 *c, unsigned ev)
+{
+    if (watch(c, ev) == KM_OK)
+        return true;
+    end_with(c, CURLE_RECV_ERROR, errno);
+    return false;
+}
+
 /* A non-blocking socket connecting to upstream up; -1 with errno. */
 static int open_socket(struct ups_lane *ln, size_t up)
 {
@@ -275,6 +287,7 @@ static void conn_connect(struct ups_h1 *c)
     int fd = open_socket(c->lane, c->up);
     c->io.fd = fd;
     c->st = C_CONNECT;
+    c->t_connect = ups__now();
     if (fd < 0) {
         kick_fail(c, CURLE_COULDNT_CONNECT, errno);
         return;
@@ -323,15 +336,18 @@ static bool conn_send(struct ups_h1 *c)
             continue;
         if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             c->st = C_SEND;
-            return watch(c, EPOLLIN | EPOLLOUT) == KM_OK;
+            return watched(c, EPOLLIN | EPOLLOUT);
         }
-        int e = errno;
-        if (!stale_retry(c))
-            end_with(c, CURLE_SEND_ERROR, e);
-        return false;
+        /* The upstream stopped reading (it may have answered already, e.g.
+         * 413 to a large body, then closed): stop sending and read what it
+         * said; the socket's error state reports at once. Reading finds the
+         * answer, or the end that counts as a stale connection or a close
+         * before the answer. */
+        c->st = C_RECV;
+        return watched(c, EPOLLIN);
     }
     c->st = C_RECV;
-    return watch(c, EPOLLIN) == KM_OK;
+    return watched(c, EPOLLIN);
 }
 
 /* ---- reading the response ------------------------------------------------ */
@@ -386,7 +402,8 @@ static void conn_eof(struct ups_h1 *c)
     if (h1_eof(&c->resp)) {
         end_with(c, CURLE_OK, 0);
     } else if (!stale_retry(c)) {
-        end_with(c, c->got ? CURLE_PARTIAL_FILE : CURLE_GOT_NOTHING, 0);
+        bool head = c->resp.state == H1_STATUS || c->resp.state == H1_FIELD;
+        end_with(c, head ? CURLE_GOT_NOTHING : CURLE_PARTIAL_FILE, 0);
     }
 }
 
@@ -419,6 +436,9 @@ static void conn_read(struct ups_h1 *c)
     }
 }
 
+/* The connect ended: send, or report why not. An event left from the
+ * socket a stale retry replaced may come first: without an error and a
+ * peer, the connect is still under way. */
 static void conn_connected(struct ups_h1 *c)
 {
     int e = 0;
@@ -429,6 +449,10 @@ static void conn_connected(struct ups_h1 *c)
         end_with(c, CURLE_COULDNT_CONNECT, e);
         return;
     }
+    struct sockaddr_storage peer;
+    socklen_t pl = sizeof peer;
+    if (getpeername(c->io.fd, (struct sockaddr *)&peer, &pl) != 0)
+        return;     /* ENOTCONN: not yet */
     conn_send(c);
 }
 
@@ -445,10 +469,10 @@ static void on_io(struct srv_loop_io *io, unsigned events)
         conn_connected(c);
         break;
     case C_SEND:    /* the upstream may answer before reading everything */
-        if ((events & EPOLLOUT) && !conn_send(c))
-            break;
         if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
             conn_read(c);
+        if (c->st == C_SEND && (events & EPOLLOUT))
+            conn_send(c);
         break;
     case C_RECV:
         conn_read(c);
@@ -572,9 +596,9 @@ void ups__h1_release(struct ups_lane *ln, struct ups_h1 *c)
         watch(c, EPOLLIN);
 }
 
-bool ups__h1_connecting(const struct ups_h1 *c)
+bool ups__h1_connect_late(const struct ups_h1 *c, double now, double limit_s)
 {
-    return c && c->st == C_CONNECT;
+    return c && c->st == C_CONNECT && now - c->t_connect > limit_s;
 }
 
 int ups__h1_oserr(const struct ups_h1 *c)
@@ -612,6 +636,15 @@ static void run_kick(struct ups_h1 *c)
     }
 }
 
+static void free_dead(struct ups_lane *ln)
+{
+    while (ln->h1_dead) {
+        struct ups_h1 *c = ln->h1_dead;
+        list_unlink(&ln->h1_dead, c);
+        km_free(c);
+    }
+}
+
 void ups__h1_run(struct ups_lane *ln)
 {
     for (int round = 0; ln->h1_kick && round < H1_KICK_ROUNDS; round++) {
@@ -628,11 +661,7 @@ void ups__h1_run(struct ups_lane *ln)
     }
     if (ln->h1_kick)
         srv_loop_wake(ln->loop);
-    while (ln->h1_dead) {
-        struct ups_h1 *c = ln->h1_dead;
-        list_unlink(&ln->h1_dead, c);
-        km_free(c);
-    }
+    free_dead(ln);
 }
 
 /* Lane shutdown (jobs already ended): close and free every connection. */
@@ -640,11 +669,7 @@ void ups__h1_lane_free(struct ups_lane *ln)
 {
     while (ln->h1_all)
         conn_close(ln->h1_all);
-    while (ln->h1_dead) {
-        struct ups_h1 *c = ln->h1_dead;
-        list_unlink(&ln->h1_dead, c);
-        km_free(c);
-    }
+    free_dead(ln);
     km_free(ln->h1_idle);
     km_free(ln->h1_n_idle);
     ln->h1_idle = NULL;

@@ -244,10 +244,11 @@ void ups__job_end(struct ups_lane *ln, struct srv_job *j, CURLcode rc);
  * request to upstream up on an idle or new connection of the lane (*out;
  * KM_ENOMEM, KM_ERANGE); its outcome comes through ups__job_*, never from
  * inside this call. ups__h1_release: the job is done with the connection
- * (kept idle when reusable). ups__h1_connecting: still connecting (for the
- * connect timeout); ups__h1_oserr: errno of a failure; ups__h1_error: what
- * was malformed in the response (NULL if nothing); ups__h1_resume: the
- * client caught up. ups__h1_run: deferred work and freeing, once per lane
+ * (kept idle when reusable). ups__h1_connect_late: its current connect
+ * (the first, or the one after a stale connection) began over limit_s
+ * ago; ups__h1_oserr: errno of a failure; ups__h1_error: what was
+ * malformed in the response (NULL if nothing); ups__h1_resume: the client
+ * caught up. ups__h1_run: deferred work and freeing, once per lane
  * pass; ups__h1_lane_free at lane shutdown, after the jobs ended. */
 bool ups__h1_target_init(struct ups_h1_target *t, const char *url);
 void ups__h1_target_learn(struct ups_h1_target *t, const char *ip, long port);
@@ -255,7 +256,7 @@ int ups__h1_start(struct ups_lane *ln, struct srv_job *j, size_t up, int path,
                   const char *rid, const char *body, size_t body_len,
                   struct ups_h1 **out);
 void ups__h1_release(struct ups_lane *ln, struct ups_h1 *c);
-bool ups__h1_connecting(const struct ups_h1 *c);
+bool ups__h1_connect_late(const struct ups_h1 *c, double now, double limit_s);
 int ups__h1_oserr(const struct ups_h1 *c);
 const char *ups__h1_error(const struct ups_h1 *c);
 void ups__h1_resume(struct ups_h1 *c);

@@ -840,8 +840,7 @@ static void check_job(struct ups_pool *p, struct srv_job *j, double now)
     }
     if (j->paused)
         return;
-    if (ups__h1_connecting(j->h1) &&
-        now - j->t_attempt > o->connect_timeout_ms / 1000.0) {
+    if (ups__h1_connect_late(j->h1, now, o->connect_timeout_ms / 1000.0)) {
         j->conn_timeout = true;     /* reported as libcurl's would be */
         return;
     }

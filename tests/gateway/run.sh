@@ -365,5 +365,41 @@ else
     notok "openai npm SDK suite: npm ci or the scripted server build failed"
 fi
 
+# ---- both upstream clients: the own HTTP/1.1 one and libcurl -------------
+# Two gateways in front of the first gateway's fake upstreams, one with the
+# own client (http:// URLs) and one with KANOA_UPSTREAM_CLIENT=curl: the
+# same request (same X-Request-Id, and X-Session-Id so both pick the same
+# replica) must give the same bytes. The 500 case goes last (it counts
+# towards ejection).
+start_serve gwo gwopid "$work/gwo.log" "$bin" \
+    --upstream "a=http://127.0.0.1:$pa" --upstream "b=http://127.0.0.1:$pb"
+KANOA_UPSTREAM_CLIENT=curl start_serve gwc gwcpid "$work/gwc.log" "$bin" \
+    --upstream "a=http://127.0.0.1:$pa" --upstream "b=http://127.0.0.1:$pb"
+both() { # both NAME JSON: the answer of each gateway in $work/NAME.{own,curl}
+    post "$gwo" "$2" -H 'X-Request-Id: both-1' -H 'X-Session-Id: s1' >"$work/$1.own"
+    echo " $(cat "$work/status")" >>"$work/$1.own"
+    post "$gwc" "$2" -H 'X-Request-Id: both-1' -H 'X-Session-Id: s1' >"$work/$1.curl"
+    echo " $(cat "$work/status")" >>"$work/$1.curl"
+}
+both sse '{"model":"m1","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+same_sse() {
+    test "$(grep -c '^data: {"id":"chatcmpl-both-1"' "$work/sse.own")" -eq 6 &&
+        test "$(tail -n 1 "$work/sse.own")" = " 200" &&
+        cmp "$work/sse.own" "$work/sse.curl"
+}
+check "KANOA_UPSTREAM_CLIENT=curl: a stream is byte-identical to the own client's" \
+    same_sse
+same_502=0
+for f in close drop 500; do
+    both "f$f" "{\"model\":\"m1\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"FAULT:$f\"}]}"
+    grep -q 'upstream [ab] (http://127.0.0.1:[0-9]*) [a-z ]*.*"code":502' "$work/f$f.own" &&
+        cmp -s "$work/f$f.own" "$work/f$f.curl" && same_502=$((same_502 + 1))
+done
+check "  ... and a failing upstream (close, drop mid-stream, 500) the same 502 (3/3)" \
+    test $same_502 -eq 3
+kill -TERM "$gwopid" "$gwcpid"; wait "$gwopid"; orc=$?; wait "$gwcpid"; crc=$?
+check "  ... both exit 0 with no sanitizer report" \
+    bash -c "[ $orc -eq 0 ] && [ $crc -eq 0 ] && ! grep -Eq 'LeakSanitizer|AddressSanitizer|runtime error' '$work/gwo.log' '$work/gwc.log'"
+
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
