@@ -44,6 +44,7 @@ enum { TAG_JOB = 0x4a4f42, TAG_PROBE = 0x50524f };
 
 #define HOLD_MAX (64u * 1024)   /* bytes held before delivering mid-pass */
 #define HOLD_DONE_MS 2          /* longest wait for the body end after [DONE] */
+#define HOLD_HEAD_MS 2          /* longest wait for the body's start after the head */
 
 struct srv_job {
     int tag;                    /* TAG_JOB: CURLOPT_PRIVATE points here */
@@ -74,6 +75,7 @@ struct srv_job {
     struct km_buf errbody;
     struct km_buf held;         /* body bytes read, not delivered yet */
     double t_done;              /* when [DONE] was read and held, 0 none */
+    double t_head;              /* when the head was read */
     double t_submit, t_attempt, t_last_byte, t_last_event;
     unsigned long events;
     size_t bytes_sent;
@@ -116,10 +118,12 @@ static void header_done(struct srv_job *j)
     ups__hist_observe(&p->ups[j->up].latency, ups__lat_bounds, UPS_LAT_BUCKETS,
                       j->lane->now - j->t_attempt);
     pthread_mutex_unlock(&p->mu);
-    if (j->status >= 500)
+    if (j->status >= 500) {
         j->buffering = true;
-    else
-        j->head_due = true;     /* delivered at the end of the pass */
+    } else {
+        j->head_due = true;     /* delivered with the body's first bytes */
+        j->t_head = j->lane->now;
+    }
 }
 
 void ups__job_ctype(struct srv_job *j, const char *v, size_t n)
@@ -870,20 +874,23 @@ int ups__jobs_sweep(struct ups_lane *ln, double now)
             wait = 5;
         else if (wait > 50)
             wait = 50;
-        if (j->t_done && wait > HOLD_DONE_MS)
+        if ((j->t_done || j->head_due) && wait > HOLD_DONE_MS)
             wait = HOLD_DONE_MS;
     }
     return wait;
 }
 
-/* Deliver what each job read (a held [DONE] waits for its body's end up to
- * HOLD_DONE_MS). */
+/* Deliver what each job read: a head alone waits for the body's first
+ * bytes up to HOLD_HEAD_MS (one wake of the client for both), a held
+ * [DONE] for the body's end up to HOLD_DONE_MS. */
 void ups__jobs_flush(struct ups_lane *ln)
 {
     double now = ups__now();
     for (struct srv_job *j = ln->active; j; j = j->next) {
         bool await_end = j->t_done && now - j->t_done < HOLD_DONE_MS / 1000.0;
-        if ((j->head_due || j->held.len) && !await_end)
+        bool await_body = j->head_due && !j->held.len &&
+                          now - j->t_head < HOLD_HEAD_MS / 1000.0;
+        if ((j->head_due || j->held.len) && !await_end && !await_body)
             deliver(j);
     }
 }
