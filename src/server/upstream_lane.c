@@ -1,9 +1,10 @@
 /* upstream_lane.c - lanes: the gateway's libcurl multi handles, each driven
  * by curl_multi_socket_action on one srv_loop event loop (loop.h), with its
  * sockets, timer, connection cache, reusable easy handles and parsed
- * request URLs. The transfers a lane runs (jobs and probes, their life
- * cycle) are upstream_loop.c's; the interface between the two is in
- * upstream_int.h.
+ * request URLs; the same lane holds the own HTTP/1.1 client's connections
+ * (upstream_h1.c: its deferred work runs in lane_run). The transfers a lane
+ * runs (jobs and probes, their life cycle) are upstream_loop.c's; the
+ * interface between them is in upstream_int.h.
  *
  * A request submitted from an HTTP thread's loop runs in that loop's lane
  * (created at its first request), so the request is forwarded, the answer

@@ -4,7 +4,8 @@
  *
  * Job life cycle (all on the lane's thread unless noted):
  *
- *   submit (any thread) -> queued -> attempt on replica R -> headers
+ *   submit (any thread) -> queued (started at once on the lane's own
+ *   thread) -> attempt on replica R -> headers
  *      -> status < 500: head sent to the client, body streamed -> done
  *      -> status >= 500: body kept (bounded) -> retry on another replica
  *   connect error, first-byte timeout or a close before any byte reached the
@@ -15,15 +16,20 @@
  *
  * After calling a job's terminal callback the loop never touches the job
  * again: the server may release it from the callback or any thread.
+ * Attempts on http:// upstreams use the own HTTP/1.1 client
+ * (upstream_h1.c, through ups__job_*), the others libcurl (easy handles on
+ * the lane's multi handle); both end in transfer_done with a CURLcode.
  * Backpressure: when sink->raw_full says the client is behind, the write
  * callback pauses the transfer; the lane polls every 5 ms and resumes it.
  *
  * Delivery (latency): every sink call resumes the client's HTTP connection,
  * and each resume costs libmicrohttpd a round of work. So the head and body
  * bytes read from one socket event are held in the job (j->held, at most
- * HOLD_MAX) and delivered together right after it; a completed transfer
- * delivers them right before its terminal callback, and its easy handle is
- * released after the HTTP side has run (ups__easy_drop). A stream's
+ * HOLD_MAX) and delivered together right after it; a head that came
+ * alone waits for the body's first bytes (at most HOLD_HEAD_MS); a
+ * completed transfer delivers them right before its terminal callback, and
+ * its easy handle is released after the HTTP side has run
+ * (ups__easy_drop). A stream's
  * `data: [DONE]` is held until the body ends (the upstream's last chunk
  * follows at once), at most HOLD_DONE_MS, so the client gets its last event
  * and the end of the stream from one resume. A request's headers are nodes
