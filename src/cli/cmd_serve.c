@@ -76,7 +76,10 @@ static const char usage_text[] =
     "  --upstream-models-refresh-ms N      /v1/models and /metrics refresh (10000)\n"
     "  --upstream-fall N          consecutive failures that eject (2)\n"
     "  --upstream-rise N          consecutive passed probes that recover (2)\n"
-    "  --upstream-max-attempts N  replicas tried per request (3)\n";
+    "  --upstream-max-attempts N  replicas tried per request (3)\n"
+    "  KANOA_UPSTREAM_CLIENT=curl  send http:// upstream requests through\n"
+    "                           libcurl too (default: the own HTTP/1.1 client;\n"
+    "                           https:// and proxies always use libcurl)\n";
 
 enum { OPT_CONFIG = 1000, OPT_PRINT };
 
