@@ -13,6 +13,7 @@
 #include "server/upstream.h"
 
 #include "base/mem.h"
+#include "helpers/rec_sink.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -448,102 +449,6 @@ static const char *header(const struct seen *s, const char *name, char *out,
     return NULL;
 }
 
-/* ---- a recording sink (as in test_upstream_proxy.c) ---------------------- */
-
-struct rec {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool finished;
-    int head_status;
-    char ctype[64];
-    int heads;
-    struct km_buf body;
-    bool done;
-    int err_status;
-    char err_type[64];
-    char err_msg[512];
-    int full_polls;     /* raw_full answers "full" this many times */
-};
-
-static void rec_init(struct rec *r)
-{
-    memset(r, 0, sizeof *r);
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
-    km_buf_init(&r->body, 4u << 20);
-}
-
-static void rec_free(struct rec *r)
-{
-    km_buf_free(&r->body);
-    pthread_cond_destroy(&r->cv);
-    pthread_mutex_destroy(&r->mu);
-}
-
-static void on_raw_head(void *ud, int status, const char *ct)
-{
-    struct rec *r = ud;
-    r->head_status = status;
-    r->heads++;
-    snprintf(r->ctype, sizeof r->ctype, "%s", ct);
-}
-
-static void on_raw(void *ud, const char *b, size_t n)
-{
-    struct rec *r = ud;
-    km_buf_append(&r->body, b, n);
-}
-
-static void finish(struct rec *r)
-{
-    pthread_mutex_lock(&r->mu);
-    r->finished = true;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-}
-
-static void on_done(void *ud, const struct srv_usage *u)
-{
-    struct rec *r = ud;
-    r->done = true;
-    finish(r);
-}
-
-static void on_error(void *ud, int status, const char *type, const char *msg)
-{
-    struct rec *r = ud;
-    r->err_status = status;
-    snprintf(r->err_type, sizeof r->err_type, "%s", type);
-    snprintf(r->err_msg, sizeof r->err_msg, "%s", msg);
-    finish(r);
-}
-
-static bool raw_full(void *ud)
-{
-    struct rec *r = ud;
-    if (r->full_polls > 0) {
-        r->full_polls--;
-        return true;
-    }
-    return false;
-}
-
-static bool rec_wait(struct rec *r, int ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long long ns = ts.tv_nsec + (long long)ms * 1000000LL;
-    ts.tv_sec += ns / 1000000000LL;
-    ts.tv_nsec = ns % 1000000000LL;
-    pthread_mutex_lock(&r->mu);
-    int rc = 0;
-    while (!r->finished && rc == 0)
-        rc = pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-    bool f = r->finished;
-    pthread_mutex_unlock(&r->mu);
-    return f;
-}
-
 /* ---- fixtures --------------------------------------------------------------- */
 
 static struct up U;
@@ -595,15 +500,12 @@ static void call_start(struct call *c, struct rec *r, enum srv_endpoint ep,
                        const char *body, size_t len, const char *rid,
                        int full_polls)
 {
-    rec_init(r);
+    rec_init(r, 4u << 20);
     r->full_polls = full_polls;
     c->r = r;
     c->req = (struct srv_request){.ep = ep, .model = "m1", .request_id = rid,
                                   .body = body, .body_len = len};
-    struct srv_sink s = {
-        .ud = r, .on_raw_head = on_raw_head, .on_raw = on_raw,
-        .on_done = on_done, .on_error = on_error, .raw_full = raw_full,
-    };
+    struct srv_sink s = rec_sink(r);
     struct km_err err = {0};
     cr_assert_eq(ups_job_submit(P, &c->req, &s, NULL, &c->job, &err), KM_OK,
                  "%s", err.msg);
@@ -650,15 +552,6 @@ static void expect_ok(const struct rec *r, int status, const char *ctype,
               km_buf_str(&r->body));
 }
 
-/* A chat request that gets the default answer. */
-static void expect_default(const char *rid)
-{
-    struct rec r;
-    run_chat(rid, &r);
-    expect_ok(&r, 200, "application/json", "{\"ok\":true}", 11);
-    rec_free(&r);
-}
-
 /* r failed with 502 and "upstream u0 (URL) <what>". */
 static void expect_502(const struct rec *r, const char *what)
 {
@@ -668,6 +561,46 @@ static void expect_502(const struct rec *r, const char *what)
     cr_assert_eq(r->err_status, 502, "%d %s", r->err_status, r->err_msg);
     cr_assert_str_eq(r->err_type, "bad_gateway");
     cr_assert_str_eq(r->err_msg, want);
+}
+
+/* A chat request rid that ends well with status, Content-Type and body. */
+static void chat_ok(const char *rid, int status, const char *ctype,
+                    const char *body, size_t n)
+{
+    struct rec r;
+    run_chat(rid, &r);
+    expect_ok(&r, status, ctype, body, n);
+    rec_free(&r);
+}
+
+/* A chat request rid that fails with 502 and "upstream u0 (URL) <what>". */
+static void chat_502(const char *rid, const char *what)
+{
+    struct rec r;
+    run_chat(rid, &r);
+    expect_502(&r, what);
+    rec_free(&r);
+}
+
+/* A chat request rid that fails with 502 and "upstream u0 (URL) <what>"
+ * after heads heads (0, or 1 with status 200) and exactly body. */
+static void chat_broken(const char *rid, int heads, const char *body,
+                        const char *what)
+{
+    struct rec r;
+    run_chat(rid, &r);
+    cr_assert_eq(r.heads, heads, "%s: %d heads", rid, r.heads);
+    if (heads)
+        cr_assert_eq(r.head_status, 200);
+    cr_assert_str_eq(km_buf_str(&r.body), body);
+    expect_502(&r, what);
+    rec_free(&r);
+}
+
+/* A chat request that gets the default answer. */
+static void expect_default(const char *rid)
+{
+    chat_ok(rid, 200, "application/json", "{\"ok\":true}", 11);
 }
 
 TestSuite(upstream_h1, .fini = teardown, .timeout = 60);
@@ -682,11 +615,8 @@ Test(upstream_h1, content_length_body_split_across_writes)
         "Content-Length: 26\r\nX-Other: 1\r\n\r\nabcdefghijklmnopqrstuvwxyz";
     /* in the status line, between its CR and LF, in a field, in the body */
     up_script(&U, 0, (struct act){.bytes = resp, .cuts = {5, 21, 40, 100, 110}});
-    struct rec r;
-    run_chat("cl-1", &r);
-    expect_ok(&r, 201, "application/x-h1; charset=utf-8",
-              "abcdefghijklmnopqrstuvwxyz", 26);
-    rec_free(&r);
+    chat_ok("cl-1", 201, "application/x-h1; charset=utf-8",
+            "abcdefghijklmnopqrstuvwxyz", 26);
 }
 
 Test(upstream_h1, chunked_with_extensions_and_trailers)
@@ -707,10 +637,7 @@ Test(upstream_h1, chunked_with_extensions_and_trailers)
     up_script(&U, 0, (struct act){.bytes = resp,
         .cuts = {at, body + 1, body + 7, body + 13, body + 20, body + 27, body + 34,
          sizeof resp - 12}});
-    struct rec r;
-    run_chat("ch-1", &r);
-    expect_ok(&r, 200, "text/event-stream", "data: first\n\ndata: 2\n\nxy", 24);
-    rec_free(&r);
+    chat_ok("ch-1", 200, "text/event-stream", "data: first\n\ndata: 2\n\nxy", 24);
     expect_default("ch-2");     /* the trailer was consumed: the next one fits */
 }
 
@@ -721,10 +648,7 @@ Test(upstream_h1, close_delimited_http10_body)
                                "until the end\r\nof the connection";
     up_script(&U, 0, (struct act){.bytes = resp, .cuts = {30, 45, 60},
                                   .close_after = true});
-    struct rec r;
-    run_chat("cd-1", &r);
-    expect_ok(&r, 200, "text/plain", "until the end\r\nof the connection", 32);
-    rec_free(&r);
+    chat_ok("cd-1", 200, "text/plain", "until the end\r\nof the connection", 32);
 }
 
 Test(upstream_h1, interim_100_continue_is_skipped)
@@ -735,10 +659,7 @@ Test(upstream_h1, interim_100_continue_is_skipped)
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
         "Content-Length: 8\r\n\r\n{\"a\":42}";
     up_script(&U, 0, (struct act){.bytes = resp, .cuts = {23, 39, 50}});
-    struct rec r;
-    run_chat("ic-1", &r);
-    expect_ok(&r, 200, "application/json", "{\"a\":42}", 8);
-    rec_free(&r);
+    chat_ok("ic-1", 200, "application/json", "{\"a\":42}", 8);
 }
 
 Test(upstream_h1, empty_bodies_keep_the_connection)
@@ -748,13 +669,8 @@ Test(upstream_h1, empty_bodies_keep_the_connection)
               "X-A: 1\r\n\r\n"});
     up_script(&U, 1, (struct act){.bytes = "HTTP/1.1 200 OK\r\nContent-Type: "
               "text/plain\r\nContent-Length: 0\r\n\r\n"});
-    struct rec r;
-    run_chat("e-1", &r);
-    expect_ok(&r, 204, "application/json", "", 0);  /* no type: the default */
-    rec_free(&r);
-    run_chat("e-2", &r);
-    expect_ok(&r, 200, "text/plain", "", 0);
-    rec_free(&r);
+    chat_ok("e-1", 204, "application/json", "", 0);  /* no type: the default */
+    chat_ok("e-2", 200, "text/plain", "", 0);
     expect_default("e-3");
     cr_assert_eq(up_post(&U, 1)->conn, up_post(&U, 0)->conn);
     cr_assert_eq(up_post(&U, 2)->conn, up_post(&U, 0)->conn);
@@ -807,10 +723,7 @@ Test(upstream_h1, answer_dripped_byte_by_byte)
         "d;x=1\r\ndata: first\n\n\r\n"
         "2\r\nok\r\n0\r\nX-T: 1\r\n\r\n";
     up_script(&U, 0, (struct act){.bytes = resp, .drip = true});
-    struct rec r;
-    run_chat("dr-1", &r);
-    expect_ok(&r, 200, "text/event-stream", "data: first\n\nok", 15);
-    rec_free(&r);
+    chat_ok("dr-1", 200, "text/event-stream", "data: first\n\nok", 15);
     expect_default("dr-2");
     cr_assert_eq(up_post(&U, 1)->conn, up_post(&U, 0)->conn);
 }
@@ -953,20 +866,15 @@ Test(upstream_h1, fresh_connection_closing_too_fails_once)
     up_script(&U, 2, (struct act){.kind = ACT_CLOSE});
     up_script(&U, 3, (struct act){.kind = ACT_CLOSE});
     expect_default("fc-1");
-    struct rec r;
-    run_chat("fc-2", &r);
-    expect_502(&r, "closed the connection before answering: Server returned "
-               "nothing (no headers, no data)");
-    rec_free(&r);
+    chat_502("fc-2", "closed the connection before answering: Server returned "
+             "nothing (no headers, no data)");
     usleep(300000);     /* time for a wrong third try to show */
     cr_assert_eq(up_posts(&U), 3, "fc-2 tried twice, not %d times",
                  up_posts(&U) - 1);
     cr_assert_neq(up_post(&U, 2)->conn, up_post(&U, 1)->conn);
     /* a fresh connection closing is not retried at all */
-    run_chat("fc-3", &r);
-    expect_502(&r, "closed the connection before answering: Server returned "
-               "nothing (no headers, no data)");
-    rec_free(&r);
+    chat_502("fc-3", "closed the connection before answering: Server returned "
+             "nothing (no headers, no data)");
     usleep(300000);
     cr_assert_eq(up_posts(&U), 4);
     expect_default("fc-4");
@@ -1182,51 +1090,53 @@ Test(upstream_h1, connect_timeout)
 
 /* ---- 5. malformed and cut responses ----------------------------------------- */
 
-Test(upstream_h1, malformed_status_line_is_502)
-{
-    setup_pool("127.0.0.1", "", "");
-    up_script(&U, 0, (struct act){.bytes = "HTTP/1.1 2x0 OK\r\n"
-              "Content-Length: 2\r\n\r\n{}"});
-    struct rec r;
-    run_chat("ms-1", &r);
-    cr_assert_eq(r.heads, 0);
-    expect_502(&r, "sent a malformed response: not an HTTP/1.x status line: "
-               "\"HTTP/1.1 2x0 OK\"");
-    rec_free(&r);
-    expect_default("ms-2");
-}
+/* A response that goes wrong: what reached the sink before the 502, and
+ * whether the next request needs a new connection. */
+struct broken {
+    const char *rid;
+    struct act act;
+    int heads;              /* 0, or 1 with status 200 */
+    const char *body;
+    const char *what;       /* the 502's message after "upstream u0 (URL) " */
+    bool new_conn;
+};
 
-Test(upstream_h1, bad_chunk_size_is_502)
-{
-    setup_pool("127.0.0.1", "", "");
-    up_script(&U, 0, (struct act){.bytes = "HTTP/1.1 200 OK\r\n"
-              "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-              "zz\r\nhello\r\n0\r\n\r\n"});
-    struct rec r;
-    run_chat("bc-1", &r);
-    cr_assert_eq(r.heads, 1, "the head went out before the body broke");
-    cr_assert_eq(r.head_status, 200);
-    cr_assert_eq(r.body.len, 0);
-    expect_502(&r, "sent a malformed response: bad chunk size line \"zz\"");
-    rec_free(&r);
-    expect_default("bc-2");
-}
+static const struct broken broken_cases[] = {
+    { .rid = "ms", .act = {.bytes = "HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\n{}"},
+      .heads = 0, .body = "",
+      .what = "sent a malformed response: not an HTTP/1.x status line: "
+              "\"HTTP/1.1 2x0 OK\"" },
+    /* the head went out before the body broke */
+    { .rid = "bc", .act = {.bytes = "HTTP/1.1 200 OK\r\n"
+          "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+          "zz\r\nhello\r\n0\r\n\r\n"},
+      .heads = 1, .body = "",
+      .what = "sent a malformed response: bad chunk size line \"zz\"" },
+    { .rid = "cut", .act = {.bytes = "HTTP/1.1 200 OK\r\n"
+          "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+          "0123456789", .close_after = true},
+      .heads = 1, .body = "0123456789",
+      .what = "broke off the response: Transferred a partial file",
+      .new_conn = true },
+};
 
-Test(upstream_h1, response_cut_mid_body_is_502)
+/* Each case on a fresh upstream and pool: the broken answer is a 502, the
+ * next request gets the default one. */
+Test(upstream_h1, malformed_and_cut_responses_are_502)
 {
-    setup_pool("127.0.0.1", "", "");
-    up_script(&U, 0, (struct act){.bytes = "HTTP/1.1 200 OK\r\n"
-              "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
-              "0123456789", .close_after = true});
-    struct rec r;
-    run_chat("cut-1", &r);
-    cr_assert_eq(r.heads, 1);
-    cr_assert_eq(r.head_status, 200);
-    cr_assert_str_eq(km_buf_str(&r.body), "0123456789");
-    expect_502(&r, "broke off the response: Transferred a partial file");
-    rec_free(&r);
-    expect_default("cut-2");
-    cr_assert_neq(up_post(&U, 1)->conn, up_post(&U, 0)->conn);
+    for (size_t i = 0; i < sizeof broken_cases / sizeof broken_cases[0]; i++) {
+        const struct broken *b = &broken_cases[i];
+        char rid[32];
+        setup_pool("127.0.0.1", "", "");
+        up_script(&U, 0, b->act);
+        snprintf(rid, sizeof rid, "%s-1", b->rid);
+        chat_broken(rid, b->heads, b->body, b->what);
+        snprintf(rid, sizeof rid, "%s-2", b->rid);
+        expect_default(rid);
+        if (b->new_conn)
+            cr_assert_neq(up_post(&U, 1)->conn, up_post(&U, 0)->conn, "%s", rid);
+        teardown();
+    }
 }
 
 Test(upstream_h1, overlong_line_and_head_are_502)
@@ -1247,14 +1157,9 @@ Test(upstream_h1, overlong_line_and_head_are_502)
                                   .cuts = {4000}});
     up_script(&U, 1, (struct act){.bytes = b.data, .len = b.len,
                                   .cuts = {30000}});
-    struct rec r;
-    run_chat("ol-1", &r);
-    expect_502(&r, "sent a malformed response: a line longer than 8192 bytes");
-    rec_free(&r);
-    run_chat("ol-2", &r);
-    expect_502(&r, "sent a malformed response: a head or trailer longer than "
-               "65536 bytes");
-    rec_free(&r);
+    chat_502("ol-1", "sent a malformed response: a line longer than 8192 bytes");
+    chat_502("ol-2", "sent a malformed response: a head or trailer longer than "
+             "65536 bytes");
     expect_default("ol-3");
     km_buf_free(&a);
     km_buf_free(&b);
@@ -1330,10 +1235,7 @@ Test(upstream_h1, curl_client_when_asked)
         "Transfer-Encoding: chunked\r\n\r\n"
         "d;name=value\r\ndata: first\n\n\r\n0\r\nX-Trailer: t\r\n\r\n";
     up_script(&U, 0, (struct act){.bytes = resp, .cuts = {60, 90}});
-    struct rec r;
-    run_chat("curl-1", &r);
-    expect_ok(&r, 200, "text/event-stream", "data: first\n\n", 13);
-    rec_free(&r);
+    chat_ok("curl-1", 200, "text/event-stream", "data: first\n\n", 13);
     char v[64], host[64];
     const struct seen *s = up_post(&U, 0);
     snprintf(host, sizeof host, "127.0.0.1:%d", U.port);

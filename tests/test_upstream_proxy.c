@@ -6,6 +6,7 @@
 
 #include "base/mem.h"
 #include "helpers/gateway_fake.h"
+#include "helpers/rec_sink.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -22,111 +23,6 @@ const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {
     return "leak:libcriterion.so\n";
-}
-
-/* ---- a recording sink ----------------------------------------------------- */
-
-struct rec {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool finished;
-    int head_status;
-    char ctype[64];
-    int heads;
-    struct km_buf body;
-    bool done;
-    int err_status;
-    char err_type[64];
-    char err_msg[512];
-    int full_polls;     /* raw_full answers "full" this many times */
-};
-
-static void rec_init(struct rec *r)
-{
-    memset(r, 0, sizeof *r);
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
-    km_buf_init(&r->body, 1 << 20);
-}
-
-static void rec_free(struct rec *r)
-{
-    km_buf_free(&r->body);
-    pthread_cond_destroy(&r->cv);
-    pthread_mutex_destroy(&r->mu);
-}
-
-static void on_raw_head(void *ud, int status, const char *ct)
-{
-    struct rec *r = ud;
-    r->head_status = status;
-    r->heads++;
-    snprintf(r->ctype, sizeof r->ctype, "%s", ct);
-}
-
-static void on_raw(void *ud, const char *b, size_t n)
-{
-    struct rec *r = ud;
-    km_buf_append(&r->body, b, n);
-}
-
-static void finish(struct rec *r)
-{
-    pthread_mutex_lock(&r->mu);
-    r->finished = true;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-}
-
-static void on_done(void *ud, const struct srv_usage *u)
-{
-    struct rec *r = ud;
-    r->done = true;
-    finish(r);
-}
-
-static void on_error(void *ud, int status, const char *type, const char *msg)
-{
-    struct rec *r = ud;
-    r->err_status = status;
-    snprintf(r->err_type, sizeof r->err_type, "%s", type);
-    snprintf(r->err_msg, sizeof r->err_msg, "%s", msg);
-    finish(r);
-}
-
-static bool raw_full(void *ud)
-{
-    struct rec *r = ud;
-    if (r->full_polls > 0) {
-        r->full_polls--;
-        return true;
-    }
-    return false;
-}
-
-static struct srv_sink sink_for(struct rec *r)
-{
-    struct srv_sink s = {
-        .ud = r, .on_raw_head = on_raw_head, .on_raw = on_raw,
-        .on_done = on_done, .on_error = on_error, .raw_full = raw_full,
-    };
-    return s;
-}
-
-static bool rec_wait(struct rec *r, int ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long long ns = ts.tv_nsec + (long long)ms * 1000000LL;
-    ts.tv_sec += ns / 1000000000LL;
-    ts.tv_nsec = ns % 1000000000LL;
-    pthread_mutex_lock(&r->mu);
-    int rc = 0;
-    while (!r->finished && rc == 0)
-        rc = pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-    bool f = r->finished;
-    pthread_mutex_unlock(&r->mu);
-    return f;
 }
 
 /* ---- fixtures ------------------------------------------------------------- */
@@ -190,7 +86,7 @@ static struct srv_request chat_req(const char *body, bool stream, const char *ri
 static int run(struct ups_pool *p, const struct srv_request *req, struct rec *r,
                int ms)
 {
-    struct srv_sink s = sink_for(r);
+    struct srv_sink s = rec_sink(r);
     struct srv_job *job = NULL;
     struct km_err err = {0};
     int rc = ups_job_submit(p, req, &s, req->session, &job, &err);
@@ -230,7 +126,7 @@ static void expect_ok_json(struct rec *r, const char *up, const char *rid)
 static void run_one(struct ups_pool *p, const char *body, bool stream,
                     const char *rid, struct rec *r)
 {
-    rec_init(r);
+    rec_init(r, 1 << 20);
     struct srv_request req = chat_req(body, stream, rid);
     cr_assert_eq(run(p, &req, r, 5000), KM_OK);
 }
@@ -309,7 +205,7 @@ Test(upstream_proxy, json_pass_through_and_models)
     expect_ok_json(&r, "a", "req-1");
     /* unknown model: 404-class error at submit, nothing called back */
     struct rec r2;
-    rec_init(&r2);
+    rec_init(&r2, 1 << 20);
     struct srv_request req = chat_req(BODY, false, "req-1");
     req.model = "nope";
     cr_assert_eq(run(p, &req, &r2, 5000), KM_ENOTFOUND);
@@ -324,7 +220,7 @@ Test(upstream_proxy, sse_stream_is_verbatim_and_measured)
     start_fake("a", (const char *const[]){"--tokens", "5", NULL});
     struct ups_pool *p = pool_over(1, NULL, NULL);
     struct rec r;
-    rec_init(&r);
+    rec_init(&r, 1 << 20);
     r.full_polls = 3;   /* the client is slow at first: pause, then resume */
     struct srv_request req = chat_req("{\"model\":\"m1\",\"stream\":true}", true,
                                       "s-1");
@@ -371,7 +267,7 @@ Test(upstream_proxy, request_id_and_large_body_forwarded)
     memset(body + k, 'A', n);
     strcpy(body + k + n, "\"}]}");
     struct rec r;
-    rec_init(&r);
+    rec_init(&r, 1 << 20);
     struct srv_request req = chat_req(body, false, "big-7");
     cr_assert_eq(run(p, &req, &r, 20000), KM_OK);
     cr_assert(r.done, "%d %s", r.err_status, r.err_msg);
@@ -499,10 +395,10 @@ Test(upstream_proxy, cancel_aborts_and_frees)
     start_fake("a", NULL);
     struct ups_pool *p = pool_over(1, NULL, NULL);
     struct rec r;
-    rec_init(&r);
+    rec_init(&r, 1 << 20);
     struct srv_request req = chat_req("{\"model\":\"m1\",\"messages\":"
                                       "[{\"content\":\"FAULT:silent\"}]}", false, "x-1");
-    struct srv_sink s = sink_for(&r);
+    struct srv_sink s = rec_sink(&r);
     struct srv_job *job = NULL;
     struct km_err err = {0};
     cr_assert_eq(ups_job_submit(p, &req, &s, NULL, &job, &err), KM_OK);
@@ -596,7 +492,7 @@ Test(upstream_proxy, session_affinity_sticks)
         snprintf(sess, sizeof sess, "user-%d", s);
         for (int i = 0; i < 5; i++) {
             struct rec r;
-            rec_init(&r);
+            rec_init(&r, 1 << 20);
             struct srv_request req = chat_req(BODY, false, "aff");
             req.session = sess;
             cr_assert_eq(run(p, &req, &r, 5000), KM_OK);
@@ -666,12 +562,12 @@ static void stress(struct ups_pool *p, int total, int conc)
             }
             if (started == total)
                 continue;
-            rec_init(&s->r);
+            rec_init(&s->r, 1 << 20);
             snprintf(s->rid, sizeof s->rid, "st-%d", started);
             bool stream = started % 2;
             s->req = chat_req(stream ? "{\"model\":\"m1\",\"stream\":true}" : BODY,
                               stream, s->rid);
-            struct srv_sink sk = sink_for(&s->r);
+            struct srv_sink sk = rec_sink(&s->r);
             struct km_err err = {0};
             cr_assert_eq(ups_job_submit(p, &s->req, &sk, NULL, &s->job, &err), KM_OK);
             s->busy = true;
