@@ -258,10 +258,10 @@ static int open_socket(struct ups_lane *ln, size_t up)
     return fd;
 }
 
-/* The job's result; the job may start another attempt (on this lane)
- * from here, or finish. */
 static void kick_fail(struct ups_h1 *c, CURLcode rc, int oserr);
 
+/* The job's result; the job may start another attempt (on this lane)
+ * from here, or finish. */
 static void end_with(struct ups_h1 *c, CURLcode rc, int oserr)
 {
     struct srv_job *j = c->job;
@@ -314,7 +314,8 @@ static bool stale_retry(struct ups_h1 *c)
     return true;
 }
 
-/* Write what is left of the request; false when the exchange ended. */
+/* Write what is left of the request; false when the exchange ended (a
+ * refused send goes on as reading: see below). */
 static bool conn_send(struct ups_h1 *c)
 {
     size_t total = c->head_len + c->body_len;

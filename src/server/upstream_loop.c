@@ -31,8 +31,9 @@
  * more: holding a stream's `data: [DONE]` for the body's end (as earlier
  * versions did) saved a resume but put a sleep and a wake of this thread
  * on the last byte's path (+0.04 ms per stream, interleaved A/B); holding
- * a lone head for the body's first bytes did not help either. A request's headers are nodes of its easy handle's own (no
- * allocation), its URL parsed once per lane.
+ * a lone head for the body's first bytes did not help either. A libcurl
+ * request's headers are nodes of its easy handle's own (no allocation),
+ * its URL parsed once per lane.
  */
 #include "server/upstream_int.h"
 
@@ -119,11 +120,10 @@ static void header_done(struct srv_job *j)
     ups__hist_observe(&p->ups[j->up].latency, ups__lat_bounds, UPS_LAT_BUCKETS,
                       j->lane->now - j->t_attempt);
     pthread_mutex_unlock(&p->mu);
-    if (j->status >= 500) {
+    if (j->status >= 500)
         j->buffering = true;
-    } else {
+    else
         j->head_due = true;     /* delivered at the end of the pass */
-    }
 }
 
 void ups__job_ctype(struct srv_job *j, const char *v, size_t n)
