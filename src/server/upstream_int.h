@@ -217,12 +217,23 @@ struct ups_lane *ups__lane_for(struct ups_pool *p);
 /* upstream_loop.c, called by a lane on its thread: start the queued jobs;
  * check timeouts, cancels and paused transfers (returns the ms until the
  * next check); deliver what the jobs read; a transfer libcurl reported
- * done (priv: its CURLOPT_PRIVATE); end every job at shutdown (503); the
- * home lane's probe rounds, and their end at shutdown. */
+ * done (priv: its CURLOPT_PRIVATE, a job's or a probe's); end every job at
+ * shutdown (503). */
 void ups__jobs_start(struct ups_lane *ln);
 int ups__jobs_sweep(struct ups_lane *ln, double now);
 void ups__jobs_flush(struct ups_lane *ln);
 void ups__transfer_done(struct ups_lane *ln, void *priv, CURLcode rc);
+void ups__jobs_shutdown(struct ups_lane *ln);
+
+/* The first int of a transfer's CURLOPT_PRIVATE says what it is. */
+enum { UPS_TAG_JOB = 0x4a4f42, UPS_TAG_PROBE = 0x50524f };
+
+/* upstream_probe.c, on the home lane's thread: start a probe round when
+ * due; a probe transfer libcurl reported done (priv: its
+ * CURLOPT_PRIVATE); at shutdown free the probes and end the round. */
+void ups__probes_tick(struct ups_pool *p, double now);
+void ups__probe_done(struct ups_pool *p, void *priv);
+void ups__probes_end(struct ups_pool *p);
 
 /* upstream_loop.c: a job's attempt as the own HTTP/1.1 client sees it
  * (lane thread). ups__job_ctype: the final head's Content-Type;
@@ -262,8 +273,5 @@ const char *ups__h1_error(const struct ups_h1 *c);
 void ups__h1_resume(struct ups_h1 *c);
 void ups__h1_run(struct ups_lane *ln);
 void ups__h1_lane_free(struct ups_lane *ln);
-void ups__jobs_shutdown(struct ups_lane *ln);
-void ups__probes_tick(struct ups_pool *p, double now);
-void ups__probes_end(struct ups_pool *p);
 
 #endif
