@@ -341,7 +341,6 @@ static void sse_end_line(struct ups_sse_scan *s, bool blank, unsigned long *n)
             s->events++;
             (*n)++;
         }
-        s->done = s->done || (s->in_data && s->done_line);
         s->in_data = false;
         s->done_line = false;
     } else if (s->state == 2 && s->pos == 6) {

@@ -109,14 +109,12 @@ int ups_parse_models(const char *body, size_t len, struct srv_model_info *out,
                      size_t cap, struct km_err *err);
 
 /* Incremental counter of SSE `data:` events other than `data: [DONE]`.
- * Feed bytes as they come; `events` grows by one per completed event and
- * `done` turns true once a `data: [DONE]` event has completed. */
+ * Feed bytes as they come; `events` grows by one per completed event. */
 struct ups_sse_scan {
     int state;          /* 0 line start, 1 in "data:", 2 in "[DONE]", 3 rest */
     int pos;            /* characters matched in state 1 or 2 */
     bool in_data;       /* current event has a data line */
     bool done_line;     /* that data line is [DONE] */
-    bool done;          /* a [DONE] event completed */
     unsigned long events;
 };
 void ups_sse_scan_init(struct ups_sse_scan *s);
