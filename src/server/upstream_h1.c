@@ -117,19 +117,19 @@ bool ups__h1_target_init(struct ups_h1_target *t, const char *url)
         if (end != a + alen || pn <= 0 || pn > 65535)
             return false;
     }
-    if (hlen == 0 || hlen >= sizeof t->node)
+    char node[256];
+    if (hlen == 0 || hlen >= sizeof node)
         return false;
-    memcpy(t->node, h, hlen);
-    t->node[hlen] = '\0';
-    t->port = (int)pn;
+    memcpy(node, h, hlen);
+    node[hlen] = '\0';
     t->usable = true;
     /* a numeric host is its address; a name gets one from the probes */
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char ps[8];
-    snprintf(ps, sizeof ps, "%d", t->port);
-    if (getaddrinfo(t->node, ps, &hints, &res) == 0 && res &&
+    snprintf(ps, sizeof ps, "%ld", pn);
+    if (getaddrinfo(node, ps, &hints, &res) == 0 && res &&
         res->ai_addrlen <= sizeof t->addr) {
         memcpy(&t->addr, res->ai_addr, res->ai_addrlen);
         t->addr_len = res->ai_addrlen;

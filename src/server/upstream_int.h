@@ -63,8 +63,6 @@ struct ups_h1_target {
     bool usable;                /* http://, no user info, query, fragment */
     bool numeric;               /* the host is an address literal */
     char host_hdr[300];         /* Host: value, as in the URL */
-    char node[256];             /* host without brackets */
-    int port;
     char prefix[UPS_URL_MAX];   /* path before /v1/..., "" for none */
     struct sockaddr_storage addr;
     socklen_t addr_len;
